@@ -1,0 +1,2 @@
+// Placeholder until the emulator lands.
+pub fn run() {}

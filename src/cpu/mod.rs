@@ -1,0 +1,1 @@
+//! The CPU backend: one file per op family, rayon over planes or images, vectorisable inner loops.

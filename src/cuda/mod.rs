@@ -1,0 +1,59 @@
+//! The CUDA backend. Planning (which kernel, grid, block, shared memory, arguments) is plain
+//! data and always compiled, because the emulator runs the same plans; the cudarc executor is
+//! behind feature `cuda`.
+
+pub mod plan;
+
+use crate::dtype::{DType, HostData};
+use crate::error::Result;
+use crate::storage::Storage;
+use plan::OpPlan;
+
+/// What a planner may know about the device it plans for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLimits {
+    pub sm_count: u32,
+    pub max_threads_per_block: u32,
+    /// Dynamic + static shared memory a block may use without opting in (48 KiB).
+    pub max_shared_per_block: u32,
+}
+
+impl DeviceLimits {
+    /// The limits the emulator pretends to have: an H100/H200-class part.
+    pub const HOPPER: DeviceLimits =
+        DeviceLimits { sm_count: 132, max_threads_per_block: 1024, max_shared_per_block: 48 * 1024 };
+}
+
+/// Runs launch plans: the cudarc executor on a GPU, the emulator on the host.
+pub(crate) trait PlanExecutor: Send + Sync {
+    fn limits(&self) -> DeviceLimits;
+    /// A zero-filled buffer.
+    fn alloc_zeros(&self, dtype: DType, len: usize) -> Result<Storage>;
+    fn upload(&self, data: HostData) -> Result<Storage>;
+    fn download(&self, storage: &Storage) -> Result<HostData>;
+    /// Runs every launch of `plan` in order. `BufferId::Input(i)` is `inputs[i]`,
+    /// `BufferId::Output(i)` is `outputs[i]`; scratch buffers are allocated here.
+    fn execute(&self, plan: &OpPlan, inputs: &[&Storage], outputs: &mut [&mut Storage]) -> Result<()>;
+}
+
+/// A tensor buffer in GPU memory: raw bytes plus the dtype and element count they hold.
+#[cfg(feature = "cuda")]
+#[derive(Debug)]
+pub struct CudaBuffer {
+    pub(crate) bytes: cudarc::driver::CudaSlice<u8>,
+    pub(crate) dtype: DType,
+    pub(crate) len: usize,
+}
+
+#[cfg(feature = "cuda")]
+impl CudaBuffer {
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

@@ -1,0 +1,339 @@
+//! Data types: the four float types pooling works on, and i64 for max-pool indices.
+
+use half::{bf16, f16};
+use num_traits::Float;
+use std::fmt::Debug;
+use std::ops::AddAssign;
+
+/// The element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+    F16,
+    BF16,
+    /// Max-pooling indices only; no op takes it as data.
+    I64,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+    /// The suffix of kernel names: `gap_rows_{suffix}`.
+    pub fn kernel_suffix(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::I64 => "i64",
+        }
+    }
+    /// Whether pooling and reductions accept this dtype.
+    pub fn is_float(self) -> bool {
+        !matches!(self, DType::I64)
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kernel_suffix())
+    }
+}
+
+/// Host data of one dtype. CPU tensors, and emulated-device tensors, keep their storage here.
+#[derive(Debug, Clone)]
+pub enum HostData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    I64(Vec<i64>),
+}
+
+impl HostData {
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => DType::F32,
+            HostData::F64(_) => DType::F64,
+            HostData::F16(_) => DType::F16,
+            HostData::BF16(_) => DType::BF16,
+            HostData::I64(_) => DType::I64,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::F64(v) => v.len(),
+            HostData::F16(v) => v.len(),
+            HostData::BF16(v) => v.len(),
+            HostData::I64(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A zero-filled buffer of `len` elements.
+    pub fn zeros(dtype: DType, len: usize) -> HostData {
+        match dtype {
+            DType::F32 => HostData::F32(vec![0.0; len]),
+            DType::F64 => HostData::F64(vec![0.0; len]),
+            DType::F16 => HostData::F16(vec![f16::ZERO; len]),
+            DType::BF16 => HostData::BF16(vec![bf16::ZERO; len]),
+            DType::I64 => HostData::I64(vec![0; len]),
+        }
+    }
+    /// The buffer's bytes, for handing to the emulator or a device copy.
+    pub fn as_bytes(&self) -> &[u8] {
+        fn bytes<T>(v: &[T]) -> &[u8] {
+            // SAFETY: every element type here is plain old data with no padding, so its memory
+            // is a valid, initialised byte slice of `size_of_val(v)` bytes for the borrow's life.
+            unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+        }
+        match self {
+            HostData::F32(v) => bytes(v),
+            HostData::F64(v) => bytes(v),
+            HostData::F16(v) => bytes(v),
+            HostData::BF16(v) => bytes(v),
+            HostData::I64(v) => bytes(v),
+        }
+    }
+    /// The buffer's bytes, writable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        fn bytes<T>(v: &mut [T]) -> &mut [u8] {
+            // SAFETY: as in `as_bytes`; in addition every bit pattern is a valid value of each of
+            // these element types (floats, half floats and i64), so any byte write keeps `v` valid.
+            unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v))
+            }
+        }
+        match self {
+            HostData::F32(v) => bytes(v),
+            HostData::F64(v) => bytes(v),
+            HostData::F16(v) => bytes(v),
+            HostData::BF16(v) => bytes(v),
+            HostData::I64(v) => bytes(v),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for i64 {}
+}
+
+/// A type a tensor can hold: f32, f64, `half::f16`, `half::bf16`, and i64 (for indices).
+pub trait Element: Copy + Send + Sync + Debug + Default + PartialOrd + 'static + sealed::Sealed {
+    const DTYPE: DType;
+    fn into_host(v: Vec<Self>) -> HostData;
+    fn host_slice(h: &HostData) -> Option<&[Self]>;
+    fn host_slice_mut(h: &mut HostData) -> Option<&mut [Self]>;
+    /// Lossy conversion for tests, printing and dtype casts (f64 holds every value exactly but i64).
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
+}
+
+/// A float type that pooling computes on. `Acc` is the accumulator: f32 for f16, bf16 and f32,
+/// f64 for f64 (PyTorch's `opmath_type`).
+pub trait FloatElement: Element {
+    type Acc: Float + AddAssign + Send + Sync + Debug + Default + 'static;
+    fn to_acc(self) -> Self::Acc;
+    /// Rounds once, to nearest even.
+    fn from_acc(a: Self::Acc) -> Self;
+    /// Converts a block of values to the accumulator type (`half`'s vectorised slice conversion
+    /// for f16/bf16; a copy otherwise). `out.len()` must equal `src.len()`.
+    fn block_to_acc(src: &[Self], out: &mut [Self::Acc]);
+    fn is_nan(self) -> bool;
+    /// Negative infinity: the identity of max pooling.
+    fn neg_infinity() -> Self;
+}
+
+macro_rules! impl_host {
+    ($t:ty, $variant:ident, $dt:ident) => {
+        const DTYPE: DType = DType::$dt;
+        fn into_host(v: Vec<Self>) -> HostData {
+            HostData::$variant(v)
+        }
+        fn host_slice(h: &HostData) -> Option<&[Self]> {
+            match h {
+                HostData::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+        fn host_slice_mut(h: &mut HostData) -> Option<&mut [Self]> {
+            match h {
+                HostData::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+    };
+}
+
+impl Element for f32 {
+    impl_host!(f32, F32, F32);
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+impl Element for f64 {
+    impl_host!(f64, F64, F64);
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+impl Element for f16 {
+    impl_host!(f16, F16, F16);
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn from_f64(v: f64) -> Self {
+        f16::from_f64(v)
+    }
+}
+impl Element for bf16 {
+    impl_host!(bf16, BF16, BF16);
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn from_f64(v: f64) -> Self {
+        bf16::from_f64(v)
+    }
+}
+impl Element for i64 {
+    impl_host!(i64, I64, I64);
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as i64
+    }
+}
+
+impl FloatElement for f32 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(a: f32) -> Self {
+        a
+    }
+    fn block_to_acc(src: &[Self], out: &mut [f32]) {
+        out.copy_from_slice(src);
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn neg_infinity() -> Self {
+        f32::NEG_INFINITY
+    }
+}
+impl FloatElement for f64 {
+    type Acc = f64;
+    #[inline(always)]
+    fn to_acc(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(a: f64) -> Self {
+        a
+    }
+    fn block_to_acc(src: &[Self], out: &mut [f64]) {
+        out.copy_from_slice(src);
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn neg_infinity() -> Self {
+        f64::NEG_INFINITY
+    }
+}
+impl FloatElement for f16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(a: f32) -> Self {
+        f16::from_f32(a)
+    }
+    fn block_to_acc(src: &[Self], out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(out);
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn neg_infinity() -> Self {
+        f16::NEG_INFINITY
+    }
+}
+impl FloatElement for bf16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(a: f32) -> Self {
+        bf16::from_f32(a)
+    }
+    fn block_to_acc(src: &[Self], out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(out);
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn neg_infinity() -> Self {
+        bf16::NEG_INFINITY
+    }
+}
+
+/// Calls `$body` with `$T` bound to the Rust type of a float dtype; `$on_other` for I64.
+macro_rules! with_float_type {
+    ($dtype:expr, $T:ident => $body:expr, $on_other:expr) => {
+        match $dtype {
+            $crate::dtype::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::dtype::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::dtype::DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            $crate::dtype::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            $crate::dtype::DType::I64 => $on_other,
+        }
+    };
+}
+pub(crate) use with_float_type;

@@ -1,0 +1,1 @@
+//! Runs CUDA launch plans on the host through kernels/emulator.

@@ -1,0 +1,29 @@
+//! Where a tensor's elements live: host memory (the CPU and emulated devices) or GPU memory.
+
+use crate::dtype::{DType, HostData};
+
+/// A tensor's buffer. Tensors share it through an `Arc` and never write it after creation;
+/// every op writes a fresh output buffer.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    Host(HostData),
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaBuffer),
+}
+
+impl Storage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Host(h) => h.dtype(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.dtype(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Host(h) => h.len(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.len(),
+        }
+    }
+}
