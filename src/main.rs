@@ -1,1 +1,156 @@
-fn main(){}
+//! `cupool`: the seed example (global average pooling three ways), plus `bench` and `check`.
+//!
+//!   cupool [demo] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|bf16|f16|f64]
+//!   cupool bench  [--device ...] [--quick] [--json FILE]
+//!   cupool check  (which devices work here, and why not)
+
+use anyhow::{bail, Context, Result};
+use cupool::{CudaTensor, DType, Device, Gap};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+use std::time::Instant;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.first().map(String::as_str) {
+        Some("demo") | Some("bench") | Some("check") => (args[0].clone(), &args[1..]),
+        _ => ("demo".to_string(), &args[..]),
+    };
+    let opts = Options::parse(rest)?;
+    match command.as_str() {
+        "demo" => demo(&opts),
+        "bench" => cupool_bench(&opts),
+        "check" => check(),
+        _ => unreachable!(),
+    }
+}
+
+struct Options {
+    shape: Vec<usize>,
+    device: String,
+    dtype: DType,
+    quick: bool,
+    json: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut o = Options { shape: vec![256, 96, 128, 128], device: "auto".into(), dtype: DType::F32, quick: false, json: None };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--shape" => {
+                    o.shape = value()?.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>()?;
+                    if o.shape.len() != 4 {
+                        bail!("--shape takes N,C,H,W");
+                    }
+                }
+                "--device" => o.device = value()?.clone(),
+                "--dtype" => {
+                    o.dtype = match value()?.as_str() {
+                        "f32" => DType::F32,
+                        "f64" => DType::F64,
+                        "f16" => DType::F16,
+                        "bf16" => DType::BF16,
+                        other => bail!("unknown dtype {other}"),
+                    }
+                }
+                "--quick" => o.quick = true,
+                "--json" => o.json = Some(value()?.clone()),
+                "-h" | "--help" => {
+                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE]");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other} (try --help)"),
+            }
+        }
+        Ok(o)
+    }
+
+    fn device(&self) -> Result<Device> {
+        Ok(match self.device.as_str() {
+            "auto" => Device::auto(),
+            "cpu" => Device::cpu(),
+            "cuda" => Device::cuda(0)?,
+            "emulated" => Device::emulated()?,
+            other => bail!("unknown device {other}"),
+        })
+    }
+}
+
+/// Uniform values in [-1, 1), generated in parallel (a 1.6 GB tensor should not take long).
+fn random_f32(len: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0f32; len];
+    v.par_chunks_mut(1 << 16).enumerate().for_each(|(chunk, out)| {
+        let mut s = seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+        for x in out {
+            // xorshift64*: plenty for benchmark data.
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            *x = (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        }
+    });
+    v
+}
+
+fn demo(opts: &Options) -> Result<()> {
+    let device = opts.device()?;
+    let s = &opts.shape;
+    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
+    println!("cupool demo: global average pooling of a ({n}, {c}, {h}, {w}) {} tensor on {}", opts.dtype, device.name());
+    let host = ArrayD::from_shape_vec(IxDyn(s), random_f32(s.iter().product(), 42))?;
+    let x = CudaTensor::from_array(&device, &host)?.to_dtype(opts.dtype)?;
+    let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
+
+    let formulations: [(&str, Box<dyn Fn() -> cupool::Result<CudaTensor>>); 3] = [
+        ("1. F.avg_pool2d(x, x.size()[2:])", Box::new(|| x.avg_pool2d(&cupool::AvgPool2d::new([h, w])))),
+        ("2. F.adaptive_avg_pool2d(x, (1, 1))", Box::new(|| x.adaptive_avg_pool2d([1, 1]))),
+        ("3. torch.mean(x.view(N, C, -1), dim=2)", Box::new(|| x.view(&[n as isize, c as isize, -1])?.mean(&[2], false))),
+    ];
+    let mut results = Vec::new();
+    for (name, run) in &formulations {
+        run()?.to_dtype(DType::F32)?.to_array::<f32>()?; // warm-up (loads kernels, touches pages)
+        let mut times = Vec::new();
+        let mut out = None;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let y = run()?;
+            let values = y.to_dtype(DType::F32)?.to_array::<f32>()?; // waits for the device
+            times.push(t.elapsed().as_secs_f64());
+            out = Some((y.shape().to_vec(), values));
+        }
+        times.sort_by(f64::total_cmp);
+        let (shape, values) = out.expect("ran at least once");
+        results.push((name, shape, times[times.len() / 2], values));
+    }
+    let reference: Vec<f32> = results[2].3.iter().copied().collect();
+    println!();
+    println!("| formulation | output shape | median time | GB/s | max |diff| vs 3 |");
+    println!("|---|---|---|---|---|");
+    for (name, shape, t, values) in &results {
+        let diff = values.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        println!("| {name} | {shape:?} | {:.3} ms | {:.1} | {diff:.2e} |", t * 1e3, bytes as f64 / t / 1e9);
+    }
+    println!("\nbackend: {}", device.name());
+    Ok(())
+}
+
+fn check() -> Result<()> {
+    println!("cpu: ok");
+    match Device::cuda(0) {
+        Ok(d) => println!("cuda: ok, {}", d.name()),
+        Err(e) => println!("cuda: unavailable ({e})"),
+    }
+    match Device::emulated() {
+        Ok(d) => println!("emulated: ok, {}", d.name()),
+        Err(e) => println!("emulated: unavailable ({e})"),
+    }
+    Ok(())
+}
+
+fn cupool_bench(_opts: &Options) -> Result<()> {
+    bail!("`cupool bench` is not built yet")
+}

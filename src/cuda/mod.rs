@@ -2,7 +2,14 @@
 //! data and always compiled, because the emulator runs the same plans; the cudarc executor is
 //! behind feature `cuda`.
 
+pub mod adaptive;
+pub mod backward;
+#[cfg(feature = "cuda")]
+pub(crate) mod context;
+pub mod copy;
 pub mod plan;
+pub mod reduce;
+pub mod window;
 
 use crate::dtype::{DType, HostData};
 use crate::error::Result;

@@ -2,6 +2,10 @@
 //! adaptive window bounds, and the choice of algorithm. Backends (src/cpu, src/cuda) only compute.
 
 pub mod adaptive;
+pub(crate) mod backward;
+pub(crate) mod dispatch;
+pub(crate) mod pool;
+pub mod reduce;
 pub mod reduce_geometry;
 pub mod window;
 
