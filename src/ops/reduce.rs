@@ -37,7 +37,7 @@ fn run_reduce(
         &[x],
         dtype,
         geometry.output_len(),
-        false,
+        None,
         |inputs, y, _| cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::reduce::reduce::<T>(&geometry, finish, xs, ys)),
         |limits| cuda::reduce::plan_reduce(&geometry, finish, dtype, limits),
     )?;
