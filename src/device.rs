@@ -15,7 +15,10 @@ pub struct Device {
 pub(crate) enum DeviceKind {
     Cpu,
     #[cfg(feature = "cuda")]
-    Cuda { ordinal: usize, backend: Arc<crate::cuda::context::CudaBackend> },
+    Cuda {
+        ordinal: usize,
+        backend: Arc<crate::cuda::context::CudaBackend>,
+    },
     #[cfg(feature = "emulator")]
     Emulated(Arc<crate::emulator::EmulatorExecutor>),
 }

@@ -109,9 +109,7 @@ impl HostData {
         fn bytes<T>(v: &mut [T]) -> &mut [u8] {
             // SAFETY: as in `as_bytes`; in addition every bit pattern is a valid value of each of
             // these element types (floats, half floats and i64), so any byte write keeps `v` valid.
-            unsafe {
-                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v))
-            }
+            unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
         }
         match self {
             HostData::F32(v) => bytes(v),

@@ -35,13 +35,20 @@ struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
-        let mut o = Options { shape: vec![256, 96, 128, 128], device: "auto".into(), dtype: DType::F32, quick: false, json: None };
+        let mut o = Options {
+            shape: vec![256, 96, 128, 128],
+            device: "auto".into(),
+            dtype: DType::F32,
+            quick: false,
+            json: None,
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = || it.next().with_context(|| format!("{a} needs a value"));
             match a.as_str() {
                 "--shape" => {
-                    o.shape = value()?.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>()?;
+                    o.shape =
+                        value()?.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<_, _>>()?;
                     if o.shape.len() != 4 {
                         bail!("--shape takes N,C,H,W");
                     }
@@ -100,7 +107,11 @@ fn demo(opts: &Options) -> Result<()> {
     let device = opts.device()?;
     let s = &opts.shape;
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
-    println!("cupool demo: global average pooling of a ({n}, {c}, {h}, {w}) {} tensor on {}", opts.dtype, device.name());
+    println!(
+        "cupool demo: global average pooling of a ({n}, {c}, {h}, {w}) {} tensor on {}",
+        opts.dtype,
+        device.name()
+    );
     let host = ArrayD::from_shape_vec(IxDyn(s), random_f32(s.iter().product(), 42))?;
     let x = CudaTensor::from_array(&device, &host)?.to_dtype(opts.dtype)?;
     let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
@@ -108,7 +119,10 @@ fn demo(opts: &Options) -> Result<()> {
     let formulations: [(&str, Box<dyn Fn() -> cupool::Result<CudaTensor>>); 3] = [
         ("1. F.avg_pool2d(x, x.size()[2:])", Box::new(|| x.avg_pool2d(&cupool::AvgPool2d::new([h, w])))),
         ("2. F.adaptive_avg_pool2d(x, (1, 1))", Box::new(|| x.adaptive_avg_pool2d([1, 1]))),
-        ("3. torch.mean(x.view(N, C, -1), dim=2)", Box::new(|| x.view(&[n as isize, c as isize, -1])?.mean(&[2], false))),
+        (
+            "3. torch.mean(x.view(N, C, -1), dim=2)",
+            Box::new(|| x.view(&[n as isize, c as isize, -1])?.mean(&[2], false)),
+        ),
     ];
     let mut results = Vec::new();
     for (name, run) in &formulations {

@@ -75,7 +75,9 @@ fn view_strides(shape: &[usize], strides: &[usize], new_shape: &[usize]) -> Opti
     let mut view_numel = 1usize;
     for tensor_d in (0..shape.len()).rev() {
         tensor_numel *= shape[tensor_d];
-        if tensor_d == 0 || (shape[tensor_d - 1] != 1 && strides[tensor_d - 1] != tensor_numel * chunk_base_stride) {
+        if tensor_d == 0
+            || (shape[tensor_d - 1] != 1 && strides[tensor_d - 1] != tensor_numel * chunk_base_stride)
+        {
             while view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d as usize] == 1) {
                 new_strides[view_d as usize] = view_numel * chunk_base_stride;
                 view_numel *= new_shape[view_d as usize];
@@ -124,7 +126,13 @@ fn infer_shape(requested: &[isize], numel: usize) -> Result<Vec<usize>> {
 
 /// Copies the strided view (`shape`, `strides`, `offset`) of `src` into row-major `dst`.
 /// Parallel over rows of the innermost dim; the inner loop is a plain copy when contiguous.
-fn gather_strided<T: Copy + Send + Sync>(src: &[T], shape: &[usize], strides: &[usize], offset: usize, dst: &mut [T]) {
+fn gather_strided<T: Copy + Send + Sync>(
+    src: &[T],
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+    dst: &mut [T],
+) {
     if dst.is_empty() {
         return;
     }
@@ -293,7 +301,12 @@ impl CudaTensor {
             return Ok(self.clone());
         }
         let storage = self.copy_permuted(&(0..self.rank()).collect::<Vec<_>>())?;
-        Ok(CudaTensor::from_parts(self.device.clone(), storage, self.shape.clone(), contiguous_strides(&self.shape)))
+        Ok(CudaTensor::from_parts(
+            self.device.clone(),
+            storage,
+            self.shape.clone(),
+            contiguous_strides(&self.shape),
+        ))
     }
 
     /// A channels-last copy of a 4-D tensor (or itself, when it already is one).
@@ -305,7 +318,12 @@ impl CudaTensor {
             return Ok(self.clone());
         }
         let storage = self.copy_permuted(&[0, 2, 3, 1])?;
-        Ok(CudaTensor::from_parts(self.device.clone(), storage, self.shape.clone(), channels_last_strides(&self.shape)))
+        Ok(CudaTensor::from_parts(
+            self.device.clone(),
+            storage,
+            self.shape.clone(),
+            channels_last_strides(&self.shape),
+        ))
     }
 
     /// Writes the elements in the order of the dims `order` (innermost last) into a new
@@ -336,7 +354,13 @@ impl CudaTensor {
             }
             Some(exec) => {
                 let mut out = exec.alloc_zeros(self.dtype, self.numel())?;
-                let plan = crate::cuda::copy::plan_strided_copy(&shape, &strides, self.offset, self.dtype, &exec.limits())?;
+                let plan = crate::cuda::copy::plan_strided_copy(
+                    &shape,
+                    &strides,
+                    self.offset,
+                    self.dtype,
+                    &exec.limits(),
+                )?;
                 exec.execute(&plan, &[self.storage()], &mut [&mut out])?;
                 Ok(out)
             }
@@ -351,7 +375,12 @@ impl CudaTensor {
         let dense = self.contiguous()?;
         let host = dense.host_data()?.into_owned();
         let storage = Self::host_to_device(device, host)?;
-        Ok(CudaTensor::from_parts(device.clone(), storage, self.shape.clone(), contiguous_strides(&self.shape)))
+        Ok(CudaTensor::from_parts(
+            device.clone(),
+            storage,
+            self.shape.clone(),
+            contiguous_strides(&self.shape),
+        ))
     }
 
     /// This tensor converted to `dtype` (rounding to nearest even; floats to I64 truncate),
@@ -414,7 +443,10 @@ impl CudaTensor {
         if self.dtype.is_float() {
             Ok(())
         } else {
-            Err(Error::DType(format!("{op}: expected a float tensor (f32, f64, f16, bf16), got {}", self.dtype)))
+            Err(Error::DType(format!(
+                "{op}: expected a float tensor (f32, f64, f16, bf16), got {}",
+                self.dtype
+            )))
         }
     }
 }

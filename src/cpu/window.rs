@@ -1,5 +1,456 @@
+//! Windowed pooling (`avg_pool2d`, `max_pool2d`) on the CPU, exactly as PyTorch computes it.
+//!
+//! NCHW: rayon over runs of planes; within a plane, one output row at a time, every output of
+//! the row at once. Each input row the window touches is copied (converted to `T::Acc`) into a
+//! padded row buffer whose pads hold the identity of the op (+0 for sums, -inf for max); then
+//! for each kernel tap `j` the whole output row is updated with a strided, vectorisable loop.
+//! Per output this visits the taps in exactly PyTorch's order (h ascending, then w ascending);
+//! the extra pad taps are exact no-ops: adding +0.0 to a running sum that started at +0.0 never
+//! changes it (such a sum is never -0.0), and a -inf tap never satisfies `v > max || isnan(v)`.
+//!
+//! NHWC: rayon over (image, output row); per output, a C-wide accumulator vector swept over the
+//! window's taps in PyTorch's order, so the inner loop runs along contiguous channels.
+
+use super::{acc_from_f64, items_per_task, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
-pub fn avg_pool2d<T: FloatElement>(_g: &WindowGeometry, _r: AvgRule, _l: Layout, _x: &[T], _y: &mut [T]) {}
-pub fn max_pool2d<T: FloatElement>(_g: &WindowGeometry, _l: Layout, _x: &[T], _y: &mut [T], _i: Option<&mut [i64]>) {}
+use num_traits::{Float, Zero};
+use rayon::prelude::*;
+
+/// Average pooling: per output, the sum of its clipped window in `T::Acc` (h then w), divided
+/// once by `g.avg_window(..).divisor`, rounded once.
+pub fn avg_pool2d<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, layout: Layout, x: &[T], y: &mut [T]) {
+    if g.output_len() == 0 {
+        return;
+    }
+    let (x, y) = (&x[..g.input_len()], &mut y[..g.output_len()]);
+    match layout {
+        Layout::Nchw => avg_nchw(g, rule, x, y),
+        Layout::Nhwc => avg_nhwc(g, rule, x, y),
+    }
+}
+
+/// Max pooling with PyTorch's rule: -inf start, first tap's index, update on `v > max || isnan(v)`.
+/// `indices` (output shape and layout) receive `h * W + w` within the plane.
+pub fn max_pool2d<T: FloatElement>(
+    g: &WindowGeometry,
+    layout: Layout,
+    x: &[T],
+    y: &mut [T],
+    indices: Option<&mut [i64]>,
+) {
+    let out_len = g.output_len();
+    if out_len == 0 {
+        return;
+    }
+    let (x, y) = (&x[..g.input_len()], &mut y[..out_len]);
+    let indices = indices.map(|i| &mut i[..out_len]);
+    match layout {
+        Layout::Nchw => max_nchw(g, x, y, indices),
+        Layout::Nhwc => max_nhwc(g, x, y, indices),
+    }
+}
+
+/// Length of the padded row buffer: every tap of every output of a row must land inside it.
+fn padded_row_len(g: &WindowGeometry) -> usize {
+    let last_tap = (g.out_w - 1) * g.stride[1] + (g.kernel[1] - 1) * g.dilation[1] + 1;
+    last_tap.max(g.padding[1] + g.w)
+}
+
+fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
+    let (pw, sw, kw) = (g.padding[1], g.stride[1], g.kernel[1]);
+    let row_len = padded_row_len(g);
+    y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
+        |(ys, xs)| {
+            let mut padded = vec![T::Acc::zero(); row_len];
+            let mut acc = vec![T::Acc::zero(); g.out_w];
+            for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+                for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
+                    let first = g.avg_window(oh, 0, rule);
+                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                    for h in first.h0..first.h1 {
+                        T::block_to_acc(&xp[h * g.w..(h + 1) * g.w], &mut padded[pw..pw + g.w]);
+                        for j in 0..kw {
+                            let taps = padded[j..].iter().step_by(sw);
+                            for (a, &v) in acc.iter_mut().zip(taps) {
+                                *a += v;
+                            }
+                        }
+                    }
+                    for (ow, (o, &a)) in yrow.iter_mut().zip(acc.iter()).enumerate() {
+                        let divisor = g.avg_window(oh, ow, rule).divisor;
+                        *o = T::from_acc(a / acc_from_f64::<T::Acc>(divisor as f64));
+                    }
+                }
+            }
+        },
+    );
+}
+
+fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
+    let c = g.c;
+    let row_out = g.out_w * c;
+    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1]);
+    y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
+        || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
+        |(scratch, acc), (k, yrow)| {
+            let (n, oh) = (k / g.out_h, k % g.out_h);
+            let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
+            for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+                let win = g.avg_window(oh, ow, rule);
+                acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                for h in win.h0..win.h1 {
+                    for w in win.w0..win.w1 {
+                        let v = scratch.view(&image[(h * g.w + w) * c..(h * g.w + w + 1) * c]);
+                        for (a, &v) in acc.iter_mut().zip(v) {
+                            *a += v;
+                        }
+                    }
+                }
+                let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
+                for (o, &a) in yo.iter_mut().zip(acc.iter()) {
+                    *o = T::from_acc(a / divisor);
+                }
+            }
+        },
+    );
+}
+
+/// The max update of one tap over a vector of outputs, branch-free so it vectorises:
+/// `take = v > max || isnan(v)`.
+#[inline(always)]
+fn max_update<A: Float, const WITH_INDEX: bool>(
+    max: &mut [A],
+    index: &mut [i64],
+    values: impl Iterator<Item = A>,
+    index_of: impl Fn(usize) -> i64,
+) {
+    for (i, (m, v)) in max.iter_mut().zip(values).enumerate() {
+        let take = v > *m || v.is_nan();
+        *m = if take { v } else { *m };
+        if WITH_INDEX {
+            index[i] = if take { index_of(i) } else { index[i] };
+        }
+    }
+}
+
+fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
+    let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
+    match indices {
+        Some(ind) => {
+            ys.zip(xs).zip(ind.par_chunks_mut(out_plane * planes_per_task)).for_each(|((ys, xs), is)| {
+                max_nchw_planes::<T, true>(g, xs, ys, is);
+            })
+        }
+        None => ys.zip(xs).for_each(|(ys, xs)| max_nchw_planes::<T, false>(g, xs, ys, &mut [])),
+    }
+}
+
+/// Max pooling of whole planes `xs` into `ys` (and `is` when `WITH_INDEX`).
+fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
+    g: &WindowGeometry,
+    xs: &[T],
+    ys: &mut [T],
+    is: &mut [i64],
+) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let (pw, sw, kw, dw, dh) = (g.padding[1], g.stride[1], g.kernel[1], g.dilation[1], g.dilation[0]);
+    let row_len = padded_row_len(g);
+    let neg_inf = T::neg_infinity().to_acc();
+    let mut padded = vec![neg_inf; row_len];
+    let mut max = vec![neg_inf; g.out_w];
+    let mut index = vec![0i64; if WITH_INDEX { g.out_w } else { 0 }];
+    // The first in-bounds column tap of every output column: the index of an all -inf window.
+    let first_w: Vec<usize> = (0..g.out_w).map(|ow| g.max_taps_w(ow).0).collect();
+    for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
+        for oh in 0..g.out_h {
+            let (h0, h1) = g.max_taps_h(oh);
+            max.iter_mut().for_each(|m| *m = neg_inf);
+            if WITH_INDEX {
+                for (i, &w0) in index.iter_mut().zip(&first_w) {
+                    *i = (h0 * g.w + w0) as i64;
+                }
+            }
+            for h in (h0..h1).step_by(dh) {
+                T::block_to_acc(&xp[h * g.w..(h + 1) * g.w], &mut padded[pw..pw + g.w]);
+                for j in 0..kw {
+                    let offset = j * dw;
+                    // Index of the tap of output column ow: h*W + ow*sw + j*dw - pw.
+                    let base = (h * g.w + offset) as i64 - pw as i64;
+                    let taps = padded[offset..].iter().step_by(sw).copied();
+                    max_update::<T::Acc, WITH_INDEX>(&mut max, &mut index, taps, |ow| {
+                        base + (ow * sw) as i64
+                    });
+                }
+            }
+            let row = oh * g.out_w..(oh + 1) * g.out_w;
+            for (o, &m) in yp[row.clone()].iter_mut().zip(max.iter()) {
+                *o = T::from_acc(m);
+            }
+            if WITH_INDEX {
+                is[p * out_plane..][row].copy_from_slice(&index);
+            }
+        }
+    }
+}
+
+fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
+    let row_out = g.out_w * g.c;
+    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1]);
+    let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
+    match indices {
+        Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(
+            || MaxScratch::<T>::new(g.c),
+            |s, ((k, yrow), irow)| max_nhwc_row::<T, true>(g, x, k, yrow, irow, s),
+        ),
+        None => ys.for_each_init(
+            || MaxScratch::<T>::new(g.c),
+            |s, (k, yrow)| max_nhwc_row::<T, false>(g, x, k, yrow, &mut [], s),
+        ),
+    }
+}
+
+/// Per-task buffers of the channels-last max kernels (shared with adaptive max).
+pub(crate) struct MaxScratch<T: FloatElement> {
+    pub(crate) convert: AccScratch<T>,
+    pub(crate) max: Vec<T::Acc>,
+    pub(crate) index: Vec<i64>,
+}
+
+impl<T: FloatElement> MaxScratch<T> {
+    pub(crate) fn new(c: usize) -> Self {
+        MaxScratch { convert: AccScratch::new(), max: vec![T::Acc::zero(); c], index: vec![0; c] }
+    }
+
+    /// Starts a window: -inf everywhere, the first tap's index `first`.
+    #[inline]
+    pub(crate) fn start(&mut self, first: i64) {
+        let neg_inf = T::neg_infinity().to_acc();
+        self.max.iter_mut().for_each(|m| *m = neg_inf);
+        self.index.iter_mut().for_each(|i| *i = first);
+    }
+
+    /// One tap: the C channels `v` at plane index `at`.
+    #[inline]
+    pub(crate) fn tap<const WITH_INDEX: bool>(&mut self, v: &[T], at: i64) {
+        let v = self.convert.view(v);
+        max_update::<T::Acc, WITH_INDEX>(&mut self.max, &mut self.index, v.iter().copied(), |_| at);
+    }
+
+    /// Stores the window's result.
+    #[inline]
+    pub(crate) fn store<const WITH_INDEX: bool>(&self, y: &mut [T], ind: &mut [i64]) {
+        for (o, &m) in y.iter_mut().zip(self.max.iter()) {
+            *o = T::from_acc(m);
+        }
+        if WITH_INDEX {
+            ind.copy_from_slice(&self.index);
+        }
+    }
+}
+
+/// One (image, output row) of channels-last max pooling; `k = n * out_h + oh`.
+fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
+    g: &WindowGeometry,
+    x: &[T],
+    k: usize,
+    yrow: &mut [T],
+    irow: &mut [i64],
+    s: &mut MaxScratch<T>,
+) {
+    let c = g.c;
+    let (n, oh) = (k / g.out_h, k % g.out_h);
+    let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
+    let (h0, h1) = g.max_taps_h(oh);
+    for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+        let (w0, w1) = g.max_taps_w(ow);
+        s.start((h0 * g.w + w0) as i64);
+        for h in (h0..h1).step_by(g.dilation[0]) {
+            for w in (w0..w1).step_by(g.dilation[1]) {
+                let at = h * g.w + w;
+                s.tap::<WITH_INDEX>(&image[at * c..(at + 1) * c], at as i64);
+            }
+        }
+        let ind = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
+        s.store::<WITH_INDEX>(yo, ind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::test_util::{for_all_floats, offset, random, same, special};
+    use crate::ops::window::plan_window_pool;
+
+    struct Case {
+        shape: [usize; 4],
+        kernel: [usize; 2],
+        stride: Option<[usize; 2]>,
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil: bool,
+    }
+
+    fn case(
+        shape: [usize; 4],
+        kernel: [usize; 2],
+        stride: Option<[usize; 2]>,
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil: bool,
+    ) -> Case {
+        Case { shape, kernel, stride, padding, dilation, ceil }
+    }
+
+    fn cases(with_dilation: bool) -> Vec<Case> {
+        let d = if with_dilation { [2, 3] } else { [1, 1] };
+        vec![
+            case([2, 3, 6, 6], [3, 3], Some([2, 2]), [1, 1], [1, 1], true),
+            case([2, 3, 5, 5], [2, 2], None, [0, 0], [1, 1], true),
+            case([1, 4, 7, 9], [3, 2], Some([1, 2]), [1, 1], [1, 1], false),
+            case([2, 2, 8, 7], [3, 3], Some([1, 1]), [1, 1], [1, 1], false),
+            case([1, 2, 9, 11], [3, 3], Some([2, 1]), [1, 1], d, true),
+            case([1, 2, 10, 10], [2, 3], Some([3, 2]), [1, 1], d, false),
+            case([1, 1, 1, 4099], [1, 3], Some([1, 2]), [0, 1], [1, 1], false),
+            case([1, 2, 300, 1], [3, 1], Some([2, 1]), [1, 0], [1, 1], true),
+            case([3, 1, 4, 4], [4, 4], None, [0, 0], [1, 1], false),
+            case([0, 2, 4, 4], [2, 2], None, [0, 0], [1, 1], false),
+        ]
+    }
+
+    fn geometry(c: &Case) -> WindowGeometry {
+        plan_window_pool("test", &c.shape, c.kernel, c.stride, c.padding, c.dilation, c.ceil).unwrap()
+    }
+
+    fn avg_reference<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, layout: Layout, x: &[T]) -> Vec<T> {
+        let mut y = vec![T::default(); g.output_len()];
+        for (n, c, oh, ow) in outputs(g) {
+            let win = g.avg_window(oh, ow, rule);
+            let mut sum = T::Acc::zero();
+            for h in win.h0..win.h1 {
+                for w in win.w0..win.w1 {
+                    sum += x[offset(layout, [n, c, h, w], [g.c, g.h, g.w])].to_acc();
+                }
+            }
+            let at = offset(layout, [n, c, oh, ow], [g.c, g.out_h, g.out_w]);
+            y[at] = T::from_acc(sum / acc_from_f64::<T::Acc>(win.divisor as f64));
+        }
+        y
+    }
+
+    fn max_reference<T: FloatElement>(g: &WindowGeometry, layout: Layout, x: &[T]) -> (Vec<T>, Vec<i64>) {
+        let mut y = vec![T::default(); g.output_len()];
+        let mut ind = vec![-1i64; g.output_len()];
+        for (n, c, oh, ow) in outputs(g) {
+            let ((h0, h1), (w0, w1)) = (g.max_taps_h(oh), g.max_taps_w(ow));
+            let (mut m, mut mi) = (T::neg_infinity().to_acc(), (h0 * g.w + w0) as i64);
+            for h in (h0..h1).step_by(g.dilation[0]) {
+                for w in (w0..w1).step_by(g.dilation[1]) {
+                    let v = x[offset(layout, [n, c, h, w], [g.c, g.h, g.w])].to_acc();
+                    if v > m || v.is_nan() {
+                        m = v;
+                        mi = (h * g.w + w) as i64;
+                    }
+                }
+            }
+            let at = offset(layout, [n, c, oh, ow], [g.c, g.out_h, g.out_w]);
+            y[at] = T::from_acc(m);
+            ind[at] = mi;
+        }
+        (y, ind)
+    }
+
+    fn outputs(g: &WindowGeometry) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+        (0..g.n).flat_map(move |n| {
+            (0..g.c).flat_map(move |c| {
+                (0..g.out_h).flat_map(move |oh| (0..g.out_w).map(move |ow| (n, c, oh, ow)))
+            })
+        })
+    }
+
+    fn assert_same<T: FloatElement>(got: &[T], want: &[T], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(same(*a, *b), "{what} {:?} at {i}: got {a:?}, want {b:?}", T::DTYPE);
+        }
+    }
+
+    fn avg_all<T: FloatElement>() {
+        let rules = [
+            AvgRule { count_include_pad: true, divisor_override: None },
+            AvgRule { count_include_pad: false, divisor_override: None },
+            AvgRule { count_include_pad: true, divisor_override: Some(-3) },
+            AvgRule { count_include_pad: false, divisor_override: Some(5) },
+        ];
+        for c in cases(false) {
+            let g = geometry(&c);
+            let x: Vec<T> = random(g.input_len(), g.input_len() as u64);
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                for rule in rules {
+                    let mut y = vec![T::from_f64(9.0); g.output_len()];
+                    avg_pool2d(&g, rule, layout, &x, &mut y);
+                    let what = format!("avg {:?} {layout:?} {rule:?}", c.shape);
+                    assert_same(&y, &avg_reference(&g, rule, layout, &x), &what);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avg_pool_matches_the_direct_loop_bit_for_bit() {
+        for_all_floats!(avg_all);
+    }
+
+    fn max_all<T: FloatElement>() {
+        for c in cases(false).into_iter().chain(cases(true)) {
+            let g = geometry(&c);
+            for x in [random::<T>(g.input_len(), 3), special::<T>(g.input_len(), g.input_len() as u64)] {
+                for layout in [Layout::Nchw, Layout::Nhwc] {
+                    let what = format!("max {:?} d{:?} {layout:?}", c.shape, c.dilation);
+                    let (want, want_ind) = max_reference(&g, layout, &x);
+                    let mut y = vec![T::from_f64(9.0); g.output_len()];
+                    let mut ind = vec![-7i64; g.output_len()];
+                    max_pool2d(&g, layout, &x, &mut y, Some(&mut ind));
+                    assert_same(&y, &want, &what);
+                    assert_eq!(ind, want_ind, "{what} indices");
+                    let mut y2 = vec![T::from_f64(9.0); g.output_len()];
+                    max_pool2d(&g, layout, &x, &mut y2, None);
+                    assert_same(&y2, &want, &what);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_pool_matches_the_direct_loop_with_nan_inf_and_ties() {
+        for_all_floats!(max_all);
+    }
+
+    #[test]
+    fn max_pool_special_windows() {
+        // One plane 2x4, kernel 2x2, stride 2: windows {0,1,4,5} and {2,3,6,7}.
+        let n = f32::NAN;
+        let ninf = f32::NEG_INFINITY;
+        let g = plan_window_pool("t", &[1, 1, 2, 4], [2, 2], None, [0, 0], [1, 1], false).unwrap();
+        let cases: [([f32; 8], [f32; 2], [i64; 2]); 3] = [
+            // Ties keep the first maximum; an all -inf window reports its first tap.
+            ([1.0, 3.0, 3.0, ninf, 3.0, 0.0, ninf, ninf], [3.0, 3.0], [1, 2]),
+            // NaN wins, and the last NaN in scan order is reported.
+            ([n, 5.0, ninf, ninf, n, 1.0, ninf, ninf], [n, ninf], [4, 2]),
+            ([ninf, ninf, 1.0, n, ninf, ninf, 2.0, 7.0], [ninf, n], [0, 3]),
+        ];
+        for (x, want, want_ind) in cases {
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                let (mut y, mut ind) = ([0.0f32; 2], [0i64; 2]);
+                max_pool2d(&g, layout, &x, &mut y, Some(&mut ind));
+                assert!(y.iter().zip(&want).all(|(a, b)| same(*a, *b)), "{x:?}: {y:?}");
+                assert_eq!(ind, want_ind, "{x:?}");
+            }
+        }
+    }
+}

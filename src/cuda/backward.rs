@@ -4,8 +4,45 @@ use crate::error::{Error, Result};
 use crate::ops::adaptive::AdaptiveGeometry;
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
-pub fn plan_avg_pool2d_backward(_g: &WindowGeometry, _r: AvgRule, _l: Layout, _d: DType, _x: &DeviceLimits) -> Result<OpPlan> { Err(Error::Unsupported("stub".into())) }
-pub fn plan_max_pool2d_backward(_g: &WindowGeometry, _l: Layout, _d: DType, _x: &DeviceLimits) -> Result<OpPlan> { Err(Error::Unsupported("stub".into())) }
-pub fn plan_adaptive_avg_pool2d_backward(_g: &AdaptiveGeometry, _l: Layout, _d: DType, _x: &DeviceLimits) -> Result<OpPlan> { Err(Error::Unsupported("stub".into())) }
-pub fn plan_adaptive_max_pool2d_backward(_g: &AdaptiveGeometry, _l: Layout, _d: DType, _x: &DeviceLimits) -> Result<OpPlan> { Err(Error::Unsupported("stub".into())) }
-pub fn plan_broadcast_divide(_s: &[usize], _t: &[usize], _v: f64, _d: DType, _x: &DeviceLimits) -> Result<OpPlan> { Err(Error::Unsupported("stub".into())) }
+pub fn plan_avg_pool2d_backward(
+    _g: &WindowGeometry,
+    _r: AvgRule,
+    _l: Layout,
+    _d: DType,
+    _x: &DeviceLimits,
+) -> Result<OpPlan> {
+    Err(Error::Unsupported("stub".into()))
+}
+pub fn plan_max_pool2d_backward(
+    _g: &WindowGeometry,
+    _l: Layout,
+    _d: DType,
+    _x: &DeviceLimits,
+) -> Result<OpPlan> {
+    Err(Error::Unsupported("stub".into()))
+}
+pub fn plan_adaptive_avg_pool2d_backward(
+    _g: &AdaptiveGeometry,
+    _l: Layout,
+    _d: DType,
+    _x: &DeviceLimits,
+) -> Result<OpPlan> {
+    Err(Error::Unsupported("stub".into()))
+}
+pub fn plan_adaptive_max_pool2d_backward(
+    _g: &AdaptiveGeometry,
+    _l: Layout,
+    _d: DType,
+    _x: &DeviceLimits,
+) -> Result<OpPlan> {
+    Err(Error::Unsupported("stub".into()))
+}
+pub fn plan_broadcast_divide(
+    _s: &[usize],
+    _t: &[usize],
+    _v: f64,
+    _d: DType,
+    _x: &DeviceLimits,
+) -> Result<OpPlan> {
+    Err(Error::Unsupported("stub".into()))
+}

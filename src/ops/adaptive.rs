@@ -54,7 +54,11 @@ pub enum AdaptiveKind {
 }
 
 /// Validates an adaptive pooling call as PyTorch does and returns its geometry.
-pub fn plan_adaptive_pool(kind: AdaptiveKind, shape: &[usize], output: [usize; 2]) -> Result<AdaptiveGeometry> {
+pub fn plan_adaptive_pool(
+    kind: AdaptiveKind,
+    shape: &[usize],
+    output: [usize; 2],
+) -> Result<AdaptiveGeometry> {
     let op = match kind {
         AdaptiveKind::Avg => "adaptive_avg_pool2d",
         AdaptiveKind::Max => "adaptive_max_pool2d",

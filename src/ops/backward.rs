@@ -27,7 +27,10 @@ fn check_grad(x: &CudaTensor, op: &str, grad_out: &CudaTensor, expected: &[usize
         )));
     }
     if grad_out.shape() != expected {
-        shape_err!("{op}: expected grad_output of shape {expected:?} (the forward output's), got {:?}", grad_out.shape());
+        shape_err!(
+            "{op}: expected grad_output of shape {expected:?} (the forward output's), got {:?}",
+            grad_out.shape()
+        );
     }
     Ok(())
 }
@@ -67,7 +70,15 @@ impl CudaTensor {
         if spec.divisor_override == Some(0) {
             invalid_arg!("{OP}: divisor must be not zero");
         }
-        let g = plan_window_pool(OP, self.shape(), spec.kernel, spec.stride, spec.padding, [1, 1], spec.ceil_mode)?;
+        let g = plan_window_pool(
+            OP,
+            self.shape(),
+            spec.kernel,
+            spec.stride,
+            spec.padding,
+            [1, 1],
+            spec.ceil_mode,
+        )?;
         check_grad(self, OP, grad_out, &pooled_shape(self.shape(), g.out_h, g.out_w))?;
         let layout = self.pool_layout();
         let go = grad_out.dense_in(layout)?;
@@ -78,7 +89,11 @@ impl CudaTensor {
             dtype,
             g.input_len(),
             None,
-            |inputs, gi, _| cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| cpu::backward::avg_pool2d_backward::<T>(&g, rule, layout, gos, gis)),
+            |inputs, gi, _| {
+                cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| cpu::backward::avg_pool2d_backward::<T>(
+                    &g, rule, layout, gos, gis
+                ))
+            },
             |limits| cuda::backward::plan_avg_pool2d_backward(&g, rule, layout, dtype, limits),
         )?;
         Ok(self.gradient(out.values, layout))
@@ -86,10 +101,23 @@ impl CudaTensor {
 
     /// Gradient of [`CudaTensor::max_pool2d`]: each output's gradient goes to the input element
     /// its index names. An index outside its plane is an error, never an out-of-bounds write.
-    pub fn max_pool2d_backward(&self, grad_out: &CudaTensor, indices: &CudaTensor, spec: &MaxPool2d) -> Result<CudaTensor> {
+    pub fn max_pool2d_backward(
+        &self,
+        grad_out: &CudaTensor,
+        indices: &CudaTensor,
+        spec: &MaxPool2d,
+    ) -> Result<CudaTensor> {
         const OP: &str = "max_pool2d_backward";
         self.check_float(OP)?;
-        let g = plan_window_pool(OP, self.shape(), spec.kernel, spec.stride, spec.padding, spec.dilation, spec.ceil_mode)?;
+        let g = plan_window_pool(
+            OP,
+            self.shape(),
+            spec.kernel,
+            spec.stride,
+            spec.padding,
+            spec.dilation,
+            spec.ceil_mode,
+        )?;
         let out_shape = pooled_shape(self.shape(), g.out_h, g.out_w);
         check_grad(self, OP, grad_out, &out_shape)?;
         check_indices(self, OP, indices, &out_shape)?;
@@ -119,7 +147,11 @@ impl CudaTensor {
         self.check_float(OP)?;
         let (oh, ow) = match grad_out.shape() {
             [.., oh, ow] if grad_out.rank() == self.rank() => (*oh, *ow),
-            _ => shape_err!("{OP}: grad_output of shape {:?} does not match the input of shape {:?}", grad_out.shape(), self.shape()),
+            _ => shape_err!(
+                "{OP}: grad_output of shape {:?} does not match the input of shape {:?}",
+                grad_out.shape(),
+                self.shape()
+            ),
         };
         let g = plan_adaptive_pool(AdaptiveKind::Avg, self.shape(), [oh, ow])?;
         check_grad(self, OP, grad_out, &pooled_shape(self.shape(), oh, ow))?;
@@ -131,19 +163,31 @@ impl CudaTensor {
             dtype,
             g.input_len(),
             None,
-            |inputs, gi, _| cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| cpu::backward::adaptive_avg_pool2d_backward::<T>(&g, layout, gos, gis)),
+            |inputs, gi, _| {
+                cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| {
+                    cpu::backward::adaptive_avg_pool2d_backward::<T>(&g, layout, gos, gis)
+                })
+            },
             |limits| cuda::backward::plan_adaptive_avg_pool2d_backward(&g, layout, dtype, limits),
         )?;
         Ok(self.gradient(out.values, layout))
     }
 
     /// Gradient of [`CudaTensor::adaptive_max_pool2d`], routed through `indices`.
-    pub fn adaptive_max_pool2d_backward(&self, grad_out: &CudaTensor, indices: &CudaTensor) -> Result<CudaTensor> {
+    pub fn adaptive_max_pool2d_backward(
+        &self,
+        grad_out: &CudaTensor,
+        indices: &CudaTensor,
+    ) -> Result<CudaTensor> {
         const OP: &str = "adaptive_max_pool2d_backward";
         self.check_float(OP)?;
         let (oh, ow) = match grad_out.shape() {
             [.., oh, ow] if grad_out.rank() == self.rank() => (*oh, *ow),
-            _ => shape_err!("{OP}: grad_output of shape {:?} does not match the input of shape {:?}", grad_out.shape(), self.shape()),
+            _ => shape_err!(
+                "{OP}: grad_output of shape {:?} does not match the input of shape {:?}",
+                grad_out.shape(),
+                self.shape()
+            ),
         };
         let g = plan_adaptive_pool(AdaptiveKind::Max, self.shape(), [oh, ow])?;
         let out_shape = pooled_shape(self.shape(), oh, ow);
@@ -211,10 +255,18 @@ impl CudaTensor {
             dtype,
             self.numel(),
             None,
-            |inputs, gi, _| cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| cpu::backward::broadcast_divide::<T>(&shape, &strides, divisor, gos, gis)),
+            |inputs, gi, _| {
+                cpu_float_call!(dtype, inputs[0], gi, |T, gos, gis| cpu::backward::broadcast_divide::<T>(
+                    &shape, &strides, divisor, gos, gis
+                ))
+            },
             |limits| cuda::backward::plan_broadcast_divide(&shape, &strides, divisor, dtype, limits),
         )?;
-        let strides = if rank == 4 { layout_strides(self.shape(), layout) } else { crate::tensor::contiguous_strides(self.shape()) };
+        let strides = if rank == 4 {
+            layout_strides(self.shape(), layout)
+        } else {
+            crate::tensor::contiguous_strides(self.shape())
+        };
         Ok(CudaTensor::from_parts(self.device().clone(), out.values, self.shape().to_vec(), strides))
     }
 

@@ -30,12 +30,26 @@ impl CudaTensor {
         if spec.divisor_override == Some(0) {
             invalid_arg!("avg_pool2d: divisor must be not zero");
         }
-        let g = plan_window_pool("avg_pool2d", &self.shape().to_vec(), spec.kernel, spec.stride, spec.padding, [1, 1], spec.ceil_mode)?;
+        let g = plan_window_pool(
+            "avg_pool2d",
+            &self.shape().to_vec(),
+            spec.kernel,
+            spec.stride,
+            spec.padding,
+            [1, 1],
+            spec.ceil_mode,
+        )?;
         let layout = self.pool_layout();
         let out_shape = pooled_shape(self.shape(), g.out_h, g.out_w);
         if g.is_global() {
             let divisor = spec.divisor_override.unwrap_or((g.h * g.w) as i64) as f64;
-            return global_reduce(self, layout, [g.n, g.c, g.h * g.w], ReduceFinish::DivideBy(divisor), out_shape);
+            return global_reduce(
+                self,
+                layout,
+                [g.n, g.c, g.h * g.w],
+                ReduceFinish::DivideBy(divisor),
+                out_shape,
+            );
         }
         let x = self.dense_in(layout)?;
         let rule = spec.rule();
@@ -45,7 +59,11 @@ impl CudaTensor {
             dtype,
             g.output_len(),
             None,
-            |inputs, y, _| cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::window::avg_pool2d::<T>(&g, rule, layout, xs, ys)),
+            |inputs, y, _| {
+                cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::window::avg_pool2d::<T>(
+                    &g, rule, layout, xs, ys
+                ))
+            },
             |limits| cuda::window::plan_avg_pool2d(&g, rule, layout, dtype, limits),
         )?;
         let strides = layout_strides(&out_shape, layout);
@@ -64,9 +82,21 @@ impl CudaTensor {
         Ok((values, indices.expect("indices were requested")))
     }
 
-    fn max_pool2d_impl(&self, spec: &MaxPool2d, with_indices: bool) -> Result<(CudaTensor, Option<CudaTensor>)> {
+    fn max_pool2d_impl(
+        &self,
+        spec: &MaxPool2d,
+        with_indices: bool,
+    ) -> Result<(CudaTensor, Option<CudaTensor>)> {
         self.check_float("max_pool2d")?;
-        let g = plan_window_pool("max_pool2d", self.shape(), spec.kernel, spec.stride, spec.padding, spec.dilation, spec.ceil_mode)?;
+        let g = plan_window_pool(
+            "max_pool2d",
+            self.shape(),
+            spec.kernel,
+            spec.stride,
+            spec.padding,
+            spec.dilation,
+            spec.ceil_mode,
+        )?;
         let layout = self.pool_layout();
         let x = self.dense_in(layout)?;
         let dtype = self.dtype();
@@ -75,7 +105,11 @@ impl CudaTensor {
             dtype,
             g.output_len(),
             with_indices.then_some(g.output_len()),
-            |inputs, y, idx| cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::window::max_pool2d::<T>(&g, layout, xs, ys, idx)),
+            |inputs, y, idx| {
+                cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::window::max_pool2d::<T>(
+                    &g, layout, xs, ys, idx
+                ))
+            },
             |limits| cuda::window::plan_max_pool2d(&g, layout, dtype, with_indices, limits),
         )?;
         Ok(self.wrap_pooled(out, pooled_shape(self.shape(), g.out_h, g.out_w), layout))
@@ -99,7 +133,11 @@ impl CudaTensor {
             dtype,
             g.output_len(),
             None,
-            |inputs, y, _| cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::adaptive::adaptive_avg_pool2d::<T>(&g, layout, xs, ys)),
+            |inputs, y, _| {
+                cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::adaptive::adaptive_avg_pool2d::<T>(
+                    &g, layout, xs, ys
+                ))
+            },
             |limits| cuda::adaptive::plan_adaptive_avg_pool2d(&g, layout, dtype, limits),
         )?;
         let strides = layout_strides(&out_shape, layout);
@@ -112,12 +150,19 @@ impl CudaTensor {
     }
 
     /// `adaptive_max_pool2d(..., return_indices=True)`.
-    pub fn adaptive_max_pool2d_with_indices(&self, output_size: [usize; 2]) -> Result<(CudaTensor, CudaTensor)> {
+    pub fn adaptive_max_pool2d_with_indices(
+        &self,
+        output_size: [usize; 2],
+    ) -> Result<(CudaTensor, CudaTensor)> {
         let (values, indices) = self.adaptive_max_impl(output_size, true)?;
         Ok((values, indices.expect("indices were requested")))
     }
 
-    fn adaptive_max_impl(&self, output_size: [usize; 2], with_indices: bool) -> Result<(CudaTensor, Option<CudaTensor>)> {
+    fn adaptive_max_impl(
+        &self,
+        output_size: [usize; 2],
+        with_indices: bool,
+    ) -> Result<(CudaTensor, Option<CudaTensor>)> {
         self.check_float("adaptive_max_pool2d")?;
         let g = plan_adaptive_pool(AdaptiveKind::Max, self.shape(), output_size)?;
         let layout = self.pool_layout();
@@ -129,7 +174,9 @@ impl CudaTensor {
             g.output_len(),
             with_indices.then_some(g.output_len()),
             |inputs, y, idx| {
-                cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::adaptive::adaptive_max_pool2d::<T>(&g, layout, xs, ys, idx))
+                cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::adaptive::adaptive_max_pool2d::<T>(
+                    &g, layout, xs, ys, idx
+                ))
             },
             |limits| cuda::adaptive::plan_adaptive_max_pool2d(&g, layout, dtype, with_indices, limits),
         )?;
@@ -143,7 +190,8 @@ impl CudaTensor {
         layout: crate::ops::Layout,
     ) -> (CudaTensor, Option<CudaTensor>) {
         let strides = layout_strides(&shape, layout);
-        let values = CudaTensor::from_parts(self.device().clone(), out.values, shape.clone(), strides.clone());
+        let values =
+            CudaTensor::from_parts(self.device().clone(), out.values, shape.clone(), strides.clone());
         let indices = out.indices.map(|i| CudaTensor::from_parts(self.device().clone(), i, shape, strides));
         debug_assert!(indices.as_ref().is_none_or(|t| t.dtype() == DType::I64));
         (values, indices)

@@ -38,7 +38,11 @@ fn run_reduce(
         dtype,
         geometry.output_len(),
         None,
-        |inputs, y, _| cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::reduce::reduce::<T>(&geometry, finish, xs, ys)),
+        |inputs, y, _| {
+            cpu_float_call!(dtype, inputs[0], y, |T, xs, ys| cpu::reduce::reduce::<T>(
+                &geometry, finish, xs, ys
+            ))
+        },
         |limits| cuda::reduce::plan_reduce(&geometry, finish, dtype, limits),
     )?;
     Ok(CudaTensor::from_parts(x.device().clone(), out.values, out_shape, out_strides))
@@ -158,8 +162,10 @@ impl CudaTensor {
             ReduceGeometry { outer, reduce, inner }
         } else {
             // Reduced dims in several runs: one copy puts them innermost, then a row reduction.
-            let reduced_in_memory_order: Vec<usize> = order.iter().copied().filter(|&d| is_reduced(d)).collect();
-            let perm: Vec<usize> = kept_in_memory_order.iter().chain(&reduced_in_memory_order).copied().collect();
+            let reduced_in_memory_order: Vec<usize> =
+                order.iter().copied().filter(|&d| is_reduced(d)).collect();
+            let perm: Vec<usize> =
+                kept_in_memory_order.iter().chain(&reduced_in_memory_order).copied().collect();
             let storage: Storage = x.copy_permuted(&perm)?;
             let permuted_shape: Vec<usize> = perm.iter().map(|&d| self.shape()[d]).collect();
             let strides = crate::tensor::contiguous_strides(&permuted_shape);

@@ -229,7 +229,11 @@ pub fn plan_window_pool(
     ceil_mode: bool,
 ) -> Result<WindowGeometry> {
     if kernel[0] == 0 || kernel[1] == 0 {
-        invalid_arg!("{op}: kernel size should be greater than zero, but got kH: {} kW: {}", kernel[0], kernel[1]);
+        invalid_arg!(
+            "{op}: kernel size should be greater than zero, but got kH: {} kW: {}",
+            kernel[0],
+            kernel[1]
+        );
     }
     let stride = stride.unwrap_or(kernel);
     if stride[0] == 0 || stride[1] == 0 {
@@ -289,7 +293,8 @@ mod tests {
 
     #[test]
     fn avg_divisor_counts_padding_but_not_ceil_overhang() {
-        let g = plan_window_pool("avg_pool2d", &[1, 1, 6, 6], [3, 3], Some([2, 2]), [1, 1], [1, 1], true).unwrap();
+        let g = plan_window_pool("avg_pool2d", &[1, 1, 6, 6], [3, 3], Some([2, 2]), [1, 1], [1, 1], true)
+            .unwrap();
         assert_eq!((g.out_h, g.out_w), (4, 4));
         let rule = AvgRule { count_include_pad: true, divisor_override: None };
         assert_eq!(g.avg_window(3, 3, rule).divisor, 4);
