@@ -35,20 +35,9 @@ impl Device {
     pub fn cuda(ordinal: usize) -> Result<Device> {
         #[cfg(feature = "cuda")]
         {
-            use std::collections::HashMap;
-            use std::sync::{Mutex, OnceLock};
-            static OPENED: OnceLock<Mutex<HashMap<usize, Arc<crate::cuda::context::CudaBackend>>>> =
-                OnceLock::new();
-            let opened = OPENED.get_or_init(|| Mutex::new(HashMap::new()));
-            let mut opened = opened.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let backend = match opened.get(&ordinal) {
-                Some(b) => b.clone(),
-                None => {
-                    let b = crate::cuda::context::open(ordinal)?;
-                    opened.insert(ordinal, b.clone());
-                    b
-                }
-            };
+            // `open` probes for the driver before any cudarc call and caches one backend
+            // (context, stream, loaded kernels) per ordinal.
+            let backend = crate::cuda::context::open(ordinal)?;
             Ok(Device { kind: DeviceKind::Cuda { ordinal, backend } })
         }
         #[cfg(not(feature = "cuda"))]
@@ -68,7 +57,7 @@ impl Device {
     pub fn emulated() -> Result<Device> {
         #[cfg(feature = "emulator")]
         {
-            Ok(Device { kind: DeviceKind::Emulated(crate::emulator::EmulatorExecutor::shared()) })
+            Ok(Device { kind: DeviceKind::Emulated(Arc::new(crate::emulator::EmulatorExecutor::new())) })
         }
         #[cfg(not(feature = "emulator"))]
         {

@@ -5,7 +5,7 @@
 //!   cupool check  (which devices work here, and why not)
 
 use anyhow::{bail, Context, Result};
-use cupool::{CudaTensor, DType, Device, Gap};
+use cupool::{CudaTensor, DType, Device};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use std::time::Instant;

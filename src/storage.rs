@@ -19,11 +19,4 @@ impl Storage {
             Storage::Cuda(b) => b.dtype(),
         }
     }
-    pub fn len(&self) -> usize {
-        match self {
-            Storage::Host(h) => h.len(),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => b.len(),
-        }
-    }
 }

@@ -261,6 +261,10 @@ impl CudaTensor {
 
     /// Row-major contiguous (PyTorch's `is_contiguous()`; size-1 dims are ignored).
     pub fn is_contiguous(&self) -> bool {
+        // As PyTorch: an empty tensor is contiguous whatever its strides.
+        if self.numel() == 0 {
+            return true;
+        }
         let order: Vec<usize> = (0..self.rank()).collect();
         is_dense_in_order(&self.shape, &self.strides, &order)
     }
@@ -268,6 +272,15 @@ impl CudaTensor {
     /// 4-D and dense in (N, H, W, C) order (PyTorch's `is_contiguous(memory_format=torch.channels_last)`).
     pub fn is_channels_last(&self) -> bool {
         self.rank() == 4 && is_dense_in_order(&self.shape, &self.strides, &[0, 2, 3, 1])
+    }
+
+    /// The dims in memory order (outermost first) when the tensor is dense in some order of its
+    /// dims, as a permuted view of a contiguous buffer is; `None` when it has gaps or overlaps.
+    pub(crate) fn dense_order(&self) -> Option<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.rank()).collect();
+        // Larger strides are outer; ties (size-1 dims) keep their logical order.
+        order.sort_by(|&a, &b| self.strides[b].cmp(&self.strides[a]).then(a.cmp(&b)));
+        is_dense_in_order(&self.shape, &self.strides, &order).then_some(order)
     }
 
     /// The memory layout pooling ops use for this tensor, as PyTorch's `suggest_memory_format`:
@@ -479,10 +492,12 @@ mod tests {
 
     #[test]
     fn view_follows_pytorch_compute_stride() {
-        // (2, 3, 4, 5) channels-last: viewing to (2, 3, 20) fails, as in PyTorch.
+        // (2, 3, 4, 5) channels-last: H and W merge (the third GAP formulation's view works),
+        // C and H do not, as in PyTorch.
         let shape = [2, 3, 4, 5];
         let cl = channels_last_strides(&shape);
-        assert!(view_strides(&shape, &cl, &[2, 3, 20]).is_none());
+        assert_eq!(view_strides(&shape, &cl, &[2, 3, 20]).unwrap(), vec![60, 1, 3]);
+        assert!(view_strides(&shape, &cl, &[6, 20]).is_none());
         assert!(view_strides(&shape, &cl, &[120]).is_none());
         assert_eq!(view_strides(&shape, &cl, &[2, 3, 4, 5]).unwrap(), cl);
         let c = contiguous_strides(&shape);

@@ -7,9 +7,16 @@ pub mod backward;
 #[cfg(feature = "cuda")]
 pub(crate) mod context;
 pub mod copy;
+pub mod embedded;
+#[cfg(feature = "cuda")]
+mod executor;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
 pub mod plan;
 pub mod reduce;
 pub mod window;
+
+pub use embedded::kernel_sources;
 
 use crate::dtype::{DType, HostData};
 use crate::error::Result;

@@ -80,9 +80,6 @@ pub fn plan_adaptive_pool(
             );
         }
     }
-    if kind == AdaptiveKind::Max && (output[0] == 0 || output[1] == 0) {
-        shape_err!("{op}(): output_size must be greater than 0, but got {output:?}");
-    }
     Ok(AdaptiveGeometry { n, c, h, w, out_h: output[0], out_w: output[1] })
 }
 

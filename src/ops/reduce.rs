@@ -18,8 +18,8 @@ pub enum Gap {
     AvgPool2d,
     /// `F.adaptive_avg_pool2d(x, (1, 1))`
     AdaptiveAvgPool2d,
-    /// `torch.mean(x.view(N, C, -1), dim=2)` (as `mean` over H and W, so that it also takes
-    /// channels-last input, which PyTorch's `view` rejects)
+    /// `torch.mean(x.view(N, C, -1), dim=2)` (computed as `mean` over H and W, the same
+    /// reduction without the view)
     Mean,
 }
 
@@ -103,17 +103,17 @@ impl CudaTensor {
         let count: usize = reduced.iter().map(|&d| self.shape()[d]).product();
         let finish = if mean { ReduceFinish::DivideBy(count as f64) } else { ReduceFinish::Sum };
 
-        // Memory order of the dims (innermost last); other strides get a row-major copy.
-        let (x, order): (CudaTensor, Vec<usize>) = if self.is_contiguous() {
-            (self.dense_in(Layout::Nchw)?, (0..rank).collect())
-        } else if self.is_channels_last() {
-            (self.dense_in(Layout::Nhwc)?, vec![0, 2, 3, 1])
-        } else {
-            (self.contiguous()?, (0..rank).collect())
+        // Memory order of the dims (innermost last): any dense permutation (row-major,
+        // channels-last, or a view of one such as channels-last `view(N, C, -1)`) is reduced
+        // in place; other strides get a row-major copy first.
+        let (x, order): (CudaTensor, Vec<usize>) = match self.dense_order() {
+            Some(order) if self.offset() == 0 => (self.clone(), order),
+            _ => (self.contiguous()?, (0..rank).collect()),
         };
         let kept_in_memory_order: Vec<usize> = order.iter().copied().filter(|&d| !is_reduced(d)).collect();
 
-        // Output: kept dims dense in memory order; keepdim leaves size-1 dims in place.
+        // The kernels write the kept dims in memory order; PyTorch returns reductions
+        // row-major, so a permuted result is reordered at the end (outputs are small).
         let out_shape: Vec<usize> = (0..rank)
             .filter_map(|d| if is_reduced(d) { keepdim.then_some(1) } else { Some(self.shape()[d]) })
             .collect();
@@ -133,7 +133,7 @@ impl CudaTensor {
 
         if count == 0 || x.numel() == 0 {
             let geometry = ReduceGeometry { outer: out_len, reduce: 0, inner: 1 };
-            return run_reduce(&x, geometry, finish, out_shape, out_strides);
+            return run_reduce(&x, geometry, finish, out_shape, out_strides)?.contiguous();
         }
 
         // Group the memory-order dims (size-1 dims dropped) into runs of kept / reduced.
@@ -170,14 +170,9 @@ impl CudaTensor {
             let permuted_shape: Vec<usize> = perm.iter().map(|&d| self.shape()[d]).collect();
             let strides = crate::tensor::contiguous_strides(&permuted_shape);
             let permuted = CudaTensor::from_parts(x.device().clone(), storage, permuted_shape, strides);
-            return run_reduce(
-                &permuted,
-                ReduceGeometry { outer: out_len, reduce: count, inner: 1 },
-                finish,
-                out_shape,
-                out_strides,
-            );
+            let geometry = ReduceGeometry { outer: out_len, reduce: count, inner: 1 };
+            return run_reduce(&permuted, geometry, finish, out_shape, out_strides)?.contiguous();
         };
-        run_reduce(&x, geometry, finish, out_shape, out_strides)
+        run_reduce(&x, geometry, finish, out_shape, out_strides)?.contiguous()
     }
 }

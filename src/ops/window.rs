@@ -246,6 +246,16 @@ pub fn plan_window_pool(
             dilation[1]
         );
     }
+    // PyTorch checks the raw kernel as well as the dilated one (DilatedMaxPool2d.cpp).
+    if padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2 {
+        invalid_arg!(
+            "{op}: pad should be smaller than or equal to half of kernel size, but got padW = {}, padH = {}, kW = {}, kH = {}",
+            padding[1],
+            padding[0],
+            kernel[1],
+            kernel[0]
+        );
+    }
     let (n, c, h, w) = match *shape {
         [c, h, w] => (1, c, h, w),
         [n, c, h, w] => (n, c, h, w),
