@@ -103,6 +103,9 @@ fn random_f32(len: usize, seed: u64) -> Vec<f32> {
     v
 }
 
+/// One way of writing GAP, as a closure over the input.
+type Formulation<'a> = Box<dyn Fn() -> cupool::Result<CudaTensor> + 'a>;
+
 fn demo(opts: &Options) -> Result<()> {
     let device = opts.device()?;
     let s = &opts.shape;
@@ -116,7 +119,7 @@ fn demo(opts: &Options) -> Result<()> {
     let x = CudaTensor::from_array(&device, &host)?.to_dtype(opts.dtype)?;
     let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
 
-    let formulations: [(&str, Box<dyn Fn() -> cupool::Result<CudaTensor>>); 3] = [
+    let formulations: [(&str, Formulation); 3] = [
         ("1. F.avg_pool2d(x, x.size()[2:])", Box::new(|| x.avg_pool2d(&cupool::AvgPool2d::new([h, w])))),
         ("2. F.adaptive_avg_pool2d(x, (1, 1))", Box::new(|| x.adaptive_avg_pool2d([1, 1]))),
         (

@@ -513,6 +513,6 @@ mod tests {
         assert!(infer_shape(&[-1, -1], 6).is_err());
         assert!(infer_shape(&[4, -1], 6).is_err());
         assert!(infer_shape(&[7], 6).is_err());
-        assert_eq!(infer_shape(&[0, -1], 0).is_err(), true);
+        assert!(infer_shape(&[0, -1], 0).is_err());
     }
 }

@@ -235,15 +235,13 @@ impl CudaTensor {
         };
         let go = grad_out.contiguous()?;
         let mut go_strides_full = vec![0usize; rank];
-        let mut k = 0;
-        for d in 0..rank {
-            if reduced.contains(&d) {
-                if keepdim {
-                    k += 1;
-                }
-            } else {
-                go_strides_full[d] = go.strides()[k];
-                k += 1;
+        let mut go_dim = 0;
+        for (d, full) in go_strides_full.iter_mut().enumerate() {
+            if !reduced.contains(&d) {
+                *full = go.strides()[go_dim];
+                go_dim += 1;
+            } else if keepdim {
+                go_dim += 1;
             }
         }
         let shape: Vec<usize> = order.iter().map(|&d| self.shape()[d]).collect();
