@@ -34,4 +34,10 @@ CUPOOL_DEV void strided_copy_body(const StridedCopyParams& p, const T* __restric
     }                                                                                                  \
     CUPOOL_REGISTER_KERNEL(strided_copy_##sfx);
 
+// Max-pool indices are copied too (e.g. NCHW indices for a channels-last backward).
+struct DtI64 {
+    typedef long long T;
+};
+
 CUPOOL_FOR_EACH_DTYPE(CUPOOL_COPY_KERNELS)
+CUPOOL_COPY_KERNELS(i64, DtI64)

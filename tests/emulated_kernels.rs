@@ -415,7 +415,8 @@ fn adaptive_cases() {
 // ------------------------------------------------------------------------------------------
 
 fn check_copy(shape: &[usize], strides: &[usize], offset: usize, source_len: usize) {
-    for dtype in DTYPES {
+    // Indices (i64) are copied too, for a channels-last max-pool backward.
+    for dtype in DTYPES.into_iter().chain([DType::I64]) {
         let plan = plan_strided_copy(shape, strides, offset, dtype, &HOPPER).unwrap();
         let input = host(dtype, &data(source_len, 9));
         let x = values(&input);
@@ -451,12 +452,25 @@ fn copy_cases() {
     check_copy(&[], &[], 4, 5);
 }
 
+// The backward kernels' cases live beside the forward ones so that one test can check that
+// every registered kernel ran (launch counts are per process).
+#[path = "emulated/backward.rs"]
+mod backward;
+
 #[test]
 fn every_kernel_matches_the_reference_and_every_kernel_runs() {
     reduce_cases();
     window_cases();
     adaptive_cases();
     copy_cases();
+    backward::avg_pool2d_backward_matches_cpu_every_dtype_and_layout();
+    backward::max_pool2d_backward_matches_cpu_exactly();
+    backward::adaptive_avg_pool2d_backward_matches_cpu();
+    backward::adaptive_max_pool2d_backward_matches_cpu();
+    backward::mean_backward_matches_cpu();
+    backward::out_of_plane_index_is_an_error_on_both_devices();
+    backward::large_input_takes_the_grid_stride_loop();
+    backward::empty_batch_and_empty_output();
     let counts = launch_counts();
     let never: Vec<String> = registered_kernels()
         .into_iter()

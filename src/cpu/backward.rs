@@ -1,38 +1,665 @@
+//! CPU backward passes of the pooling ops, deterministic and bit-for-bit repeatable.
+//!
+//! Average pooling (windowed and adaptive) is a gather: every output's share `g / divisor` is
+//! computed once in `T::Acc` (one division, rounded once in `Acc`), then each input element sums
+//! the shares of the outputs whose windows cover it, in ascending `(oh, ow)` order, starting from
+//! zero, and rounds once to `T`. That is exactly the order the CUDA kernels in
+//! kernels/backward.cu add in, so both devices agree bit for bit. Work is split over input rows
+//! (rayon), so even one image keeps every core busy.
+//!
+//! Max pooling (windowed and adaptive) first validates every index in one pass (any index outside
+//! `[0, H*W)` makes the function return `true` without writing anything), then scatters each
+//! plane (NCHW) or image (NHWC) serially in ascending output order into a zeroed `Acc` buffer.
+//! A per-plane serial scatter is deterministic too and cheaper on a CPU than a gather; for indices
+//! produced by the forward pass it adds the same terms in the same order as the CUDA gather.
+//! (Indices that lie in the plane but outside their output's window are honoured here, as by
+//! PyTorch's CPU kernel, and ignored by the CUDA gather, as by PyTorch's CUDA kernel.)
+
 use crate::dtype::FloatElement;
-use crate::ops::adaptive::AdaptiveGeometry;
+use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
+use num_traits::{NumCast, Zero};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Converts a small integer or a divisor to the accumulator type (exact for every divisor a
+/// valid geometry produces; rounds to nearest otherwise, as a C cast does).
+#[inline]
+fn acc_from<A: NumCast + Zero, V: num_traits::ToPrimitive>(v: V) -> A {
+    A::from(v).unwrap_or_else(A::zero)
+}
+
+/// For each input coordinate along one axis of a windowed pool, the outputs whose windows
+/// (extent `reach` from `o * stride - pad`) contain it: `[lo, hi)`, clipped to `[0, out)`.
+fn window_ranges(size: usize, out: usize, stride: usize, pad: usize, reach: usize) -> Vec<Range<usize>> {
+    (0..size)
+        .map(|i| {
+            let ip = i + pad;
+            let lo = if ip < reach { 0 } else { (ip - reach) / stride + 1 };
+            let hi = (ip / stride + 1).min(out);
+            lo..hi.max(lo)
+        })
+        .collect()
+}
+
+/// For each input coordinate along one axis of an adaptive pool, the outputs whose windows
+/// `[start(o), end(o))` contain it. The set is contiguous because starts and ends are monotonic.
+fn adaptive_ranges(size: usize, out: usize) -> Vec<Range<usize>> {
+    (0..size)
+        .map(|i| {
+            let lo = (i * out) / size;
+            let hi = ((i + 1) * out).div_ceil(size).min(out);
+            let mut first = hi;
+            let mut last = lo;
+            for o in lo..hi {
+                if adaptive_start(o, out, size) <= i && i < adaptive_end(o, out, size) {
+                    first = first.min(o);
+                    last = o + 1;
+                }
+            }
+            if first >= last {
+                0..0
+            } else {
+                first..last
+            }
+        })
+        .collect()
+}
+
+/// The gather shared by both average-pooling backwards: `shares` holds each output's `g/div` in
+/// `Acc` (pooled shape, `layout`); `rows`/`cols` give the covering outputs of each input row and
+/// column. Parallel over input rows: (n, c, h) for NCHW, (n, h) for NHWC.
+fn gather_shares<T: FloatElement>(
+    c: usize,
+    (h, w, out_h, out_w): (usize, usize, usize, usize),
+    layout: Layout,
+    rows: &[Range<usize>],
+    cols: &[Range<usize>],
+    shares: &[T::Acc],
+    grad_in: &mut [T],
+) {
+    if grad_in.is_empty() {
+        return;
+    }
+    match layout {
+        Layout::Nchw => {
+            // Column j of input column iw's covering outputs, as an index into a share row
+            // padded with one trailing +0.0 (index out_w) where iw has fewer than j + 1 outputs.
+            // Adding +0.0 is exact here (the accumulator starts at +0.0 and so is never -0.0),
+            // so the padded, branch-free loop adds exactly the terms of the gather, in the same
+            // (oh, ow) order: oh outer, then ow ascending.
+            let taps = cols.iter().map(|r| r.len()).max().unwrap_or(0);
+            let col_index: Vec<Vec<usize>> = (0..taps)
+                .map(|j| cols.iter().map(|r| if j < r.len() { r.start + j } else { out_w }).collect())
+                .collect();
+            grad_in.par_chunks_mut(w).enumerate().for_each_init(
+                || (vec![T::Acc::zero(); w], vec![T::Acc::zero(); out_w + 1]),
+                |(acc, srow), (row, out_row)| {
+                    let (plane, ih) = (row / h, row % h);
+                    let plane_shares = &shares[plane * out_h * out_w..(plane + 1) * out_h * out_w];
+                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                    for oh in rows[ih].clone() {
+                        srow[..out_w].copy_from_slice(&plane_shares[oh * out_w..(oh + 1) * out_w]);
+                        for index in &col_index {
+                            for (a, &i) in acc.iter_mut().zip(index) {
+                                *a += srow[i];
+                            }
+                        }
+                    }
+                    for (d, &a) in out_row.iter_mut().zip(acc.iter()) {
+                        *d = T::from_acc(a);
+                    }
+                },
+            );
+        }
+        Layout::Nhwc => {
+            grad_in.par_chunks_mut(w * c).enumerate().for_each(|(row, out_row)| {
+                let (img, ih) = (row / h, row % h);
+                let img_shares = &shares[img * out_h * out_w * c..(img + 1) * out_h * out_w * c];
+                let mut acc = vec![T::Acc::zero(); c];
+                for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
+                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                    for oh in rows[ih].clone() {
+                        for ow in cols[iw].clone() {
+                            let src = &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
+                            for (a, &s) in acc.iter_mut().zip(src) {
+                                *a += s;
+                            }
+                        }
+                    }
+                    for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                        *d = T::from_acc(a);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Each output's share `g / divisor(oh, ow)` in `Acc`, in the pooled shape and `layout`.
+fn shares<T: FloatElement>(
+    grad_out: &[T],
+    (out_h, out_w, c): (usize, usize, usize),
+    layout: Layout,
+    divisor: impl Fn(usize, usize) -> T::Acc + Sync,
+) -> Vec<T::Acc> {
+    let mut out = vec![T::Acc::zero(); grad_out.len()];
+    let per_pos = match layout {
+        Layout::Nchw => 1,
+        Layout::Nhwc => c,
+    };
+    // Chunks of one output row (all channels of it for NHWC).
+    let row = out_w * per_pos;
+    if row == 0 {
+        return out;
+    }
+    out.par_chunks_mut(row).zip(grad_out.par_chunks(row)).enumerate().for_each(|(r, (dst, src))| {
+        let oh = r % out_h;
+        for ow in 0..out_w {
+            let div = divisor(oh, ow);
+            let s = ow * per_pos;
+            for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
+                *d = g.to_acc() / div;
+            }
+        }
+    });
+    out
+}
+
+/// Gradient of `avg_pool2d`: each input element sums `g / divisor` over the outputs whose
+/// clipped window contains it (PyTorch's divisor rule, as in the forward pass).
 pub fn avg_pool2d_backward<T: FloatElement>(
-    _g: &WindowGeometry,
-    _r: AvgRule,
-    _l: Layout,
-    _go: &[T],
-    _gi: &mut [T],
+    g: &WindowGeometry,
+    rule: AvgRule,
+    layout: Layout,
+    grad_out: &[T],
+    grad_in: &mut [T],
 ) {
+    if grad_in.is_empty() || g.output_len() == 0 {
+        return;
+    }
+    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, |oh, ow| {
+        acc_from::<T::Acc, i64>(g.avg_window(oh, ow, rule).divisor)
+    });
+    // An input row lies in an output's clipped window exactly when it lies in the unclipped
+    // one (clipping only removes rows outside [0, H)), so the ranges need no further test.
+    let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], g.kernel[0]);
+    let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], g.kernel[1]);
+    gather_shares::<T>(g.c, (g.h, g.w, g.out_h, g.out_w), layout, &rows, &cols, &shares, grad_in);
 }
-pub fn max_pool2d_backward<T: FloatElement>(
-    _g: &WindowGeometry,
-    _l: Layout,
-    _go: &[T],
-    _i: &[i64],
-    _gi: &mut [T],
-) -> bool {
-    false
-}
+
+/// Gradient of `adaptive_avg_pool2d`: each input element sums `g / (kh * kw)` over the outputs
+/// whose window contains it.
 pub fn adaptive_avg_pool2d_backward<T: FloatElement>(
-    _g: &AdaptiveGeometry,
-    _l: Layout,
-    _go: &[T],
-    _gi: &mut [T],
+    g: &AdaptiveGeometry,
+    layout: Layout,
+    grad_out: &[T],
+    grad_in: &mut [T],
 ) {
+    if grad_in.is_empty() || g.output_len() == 0 {
+        return;
+    }
+    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, |oh, ow| {
+        let (h0, h1) = g.rows(oh);
+        let (w0, w1) = g.cols(ow);
+        acc_from::<T::Acc, usize>((h1 - h0) * (w1 - w0))
+    });
+    let rows = adaptive_ranges(g.h, g.out_h);
+    let cols = adaptive_ranges(g.w, g.out_w);
+    gather_shares::<T>(g.c, (g.h, g.w, g.out_h, g.out_w), layout, &rows, &cols, &shares, grad_in);
 }
-pub fn adaptive_max_pool2d_backward<T: FloatElement>(
-    _g: &AdaptiveGeometry,
-    _l: Layout,
-    _go: &[T],
-    _i: &[i64],
-    _gi: &mut [T],
+
+/// Whether any index lies outside `[0, plane)`.
+fn any_index_out_of_plane(indices: &[i64], plane: usize) -> bool {
+    let plane = plane as i64;
+    indices.par_chunks(1 << 14).any(|chunk| chunk.iter().fold(false, |bad, &i| bad | (i < 0) | (i >= plane)))
+}
+
+/// The scatter shared by both max-pooling backwards (indices already validated).
+fn scatter_max<T: FloatElement>(
+    (c, h, w, out_len_plane): (usize, usize, usize, usize),
+    layout: Layout,
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
+) {
+    let plane = h * w;
+    match layout {
+        Layout::Nchw => {
+            grad_in
+                .par_chunks_mut(plane)
+                .zip(grad_out.par_chunks(out_len_plane).zip(indices.par_chunks(out_len_plane)))
+                .for_each_init(
+                    || vec![T::Acc::zero(); plane],
+                    |acc, (dst, (go, idx))| {
+                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        for (&g, &i) in go.iter().zip(idx) {
+                            // Validated: 0 <= i < plane.
+                            acc[i as usize] += g.to_acc();
+                        }
+                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                            *d = T::from_acc(a);
+                        }
+                    },
+                );
+        }
+        Layout::Nhwc => {
+            grad_in
+                .par_chunks_mut(plane * c)
+                .zip(grad_out.par_chunks(out_len_plane * c).zip(indices.par_chunks(out_len_plane * c)))
+                .for_each_init(
+                    || vec![T::Acc::zero(); plane * c],
+                    |acc, (dst, (go, idx))| {
+                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                            for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
+                                acc[i as usize * c + ch] += g.to_acc();
+                            }
+                        }
+                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                            *d = T::from_acc(a);
+                        }
+                    },
+                );
+        }
+    }
+}
+
+/// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
+/// Returns `true` (and writes nothing) when some index lies outside `[0, H*W)`.
+pub fn max_pool2d_backward<T: FloatElement>(
+    g: &WindowGeometry,
+    layout: Layout,
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
 ) -> bool {
+    if any_index_out_of_plane(indices, g.h * g.w) {
+        return true;
+    }
+    if grad_in.is_empty() || g.output_len() == 0 {
+        return false;
+    }
+    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in);
     false
 }
-pub fn broadcast_divide<T: FloatElement>(_s: &[usize], _t: &[usize], _d: f64, _go: &[T], _gi: &mut [T]) {}
+
+/// Gradient of `adaptive_max_pool2d`, routed through `indices` as [`max_pool2d_backward`].
+pub fn adaptive_max_pool2d_backward<T: FloatElement>(
+    g: &AdaptiveGeometry,
+    layout: Layout,
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
+) -> bool {
+    if any_index_out_of_plane(indices, g.h * g.w) {
+        return true;
+    }
+    if grad_in.is_empty() || g.output_len() == 0 {
+        return false;
+    }
+    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in);
+    false
+}
+
+/// `grad_in` (row-major over `shape`) at multi-index `i` = `grad_out[sum_d i_d * strides[d]] /
+/// divisor`: one division in `Acc`, rounded once. Strides of 0 broadcast.
+pub fn broadcast_divide<T: FloatElement>(
+    shape: &[usize],
+    strides: &[usize],
+    divisor: f64,
+    grad_out: &[T],
+    grad_in: &mut [T],
+) {
+    if grad_in.is_empty() {
+        return;
+    }
+    let div: T::Acc = acc_from(divisor);
+    let Some((&last, outer)) = shape.split_last() else {
+        grad_in[0] = T::from_acc(grad_out[0].to_acc() / div);
+        return;
+    };
+    if last == 0 {
+        return;
+    }
+    let last_stride = strides[shape.len() - 1];
+    grad_in.par_chunks_mut(last).enumerate().for_each(|(row, dst)| {
+        // Offset of this row in grad_out: decompose `row` over the outer dims, last fastest.
+        let mut rest = row;
+        let mut base = 0;
+        for (&size, &stride) in outer.iter().zip(strides).rev() {
+            base += (rest % size) * stride;
+            rest /= size;
+        }
+        if last_stride == 0 {
+            let v = T::from_acc(grad_out[base].to_acc() / div);
+            dst.iter_mut().for_each(|d| *d = v);
+        } else if last_stride == 1 {
+            for (d, &g) in dst.iter_mut().zip(&grad_out[base..base + last]) {
+                *d = T::from_acc(g.to_acc() / div);
+            }
+        } else {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = T::from_acc(grad_out[base + j * last_stride].to_acc() / div);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::adaptive::{plan_adaptive_pool, AdaptiveKind};
+    use crate::ops::window::plan_window_pool;
+    use half::{bf16, f16};
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn offset(
+        layout: Layout,
+        (c, h, w): (usize, usize, usize),
+        n: usize,
+        ch: usize,
+        y: usize,
+        x: usize,
+    ) -> usize {
+        match layout {
+            Layout::Nchw => ((n * c + ch) * h + y) * w + x,
+            Layout::Nhwc => ((n * h + y) * w + x) * c + ch,
+        }
+    }
+
+    /// Naive scatter reference for avg pooling in f64.
+    fn ref_avg(g: &WindowGeometry, rule: AvgRule, layout: Layout, go: &[f64]) -> Vec<f64> {
+        let mut gi = vec![0.0; g.input_len()];
+        for n in 0..g.n {
+            for ch in 0..g.c {
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        let win = g.avg_window(oh, ow, rule);
+                        let v =
+                            go[offset(layout, (g.c, g.out_h, g.out_w), n, ch, oh, ow)] / win.divisor as f64;
+                        for y in win.h0..win.h1 {
+                            for x in win.w0..win.w1 {
+                                gi[offset(layout, (g.c, g.h, g.w), n, ch, y, x)] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gi
+    }
+
+    fn ref_adaptive_avg(g: &AdaptiveGeometry, layout: Layout, go: &[f64]) -> Vec<f64> {
+        let mut gi = vec![0.0; g.input_len()];
+        for n in 0..g.n {
+            for ch in 0..g.c {
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        let (h0, h1) = g.rows(oh);
+                        let (w0, w1) = g.cols(ow);
+                        let v = go[offset(layout, (g.c, g.out_h, g.out_w), n, ch, oh, ow)]
+                            / ((h1 - h0) * (w1 - w0)) as f64;
+                        for y in h0..h1 {
+                            for x in w0..w1 {
+                                gi[offset(layout, (g.c, g.h, g.w), n, ch, y, x)] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gi
+    }
+
+    /// Forward max pooling in f64 with PyTorch's rule (NaN wins, ties keep the first); returns
+    /// the indices in `layout`.
+    fn forward_max_indices(g: &WindowGeometry, layout: Layout, x: &[f64]) -> Vec<i64> {
+        let mut ind = vec![0i64; g.output_len()];
+        for n in 0..g.n {
+            for ch in 0..g.c {
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        let (h0, h1) = g.max_taps_h(oh);
+                        let (w0, w1) = g.max_taps_w(ow);
+                        let mut best = f64::NEG_INFINITY;
+                        let mut bi = (h0 * g.w + w0) as i64;
+                        for y in (h0..h1).step_by(g.dilation[0]) {
+                            for xx in (w0..w1).step_by(g.dilation[1]) {
+                                let v = x[offset(layout, (g.c, g.h, g.w), n, ch, y, xx)];
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    bi = (y * g.w + xx) as i64;
+                                }
+                            }
+                        }
+                        ind[offset(layout, (g.c, g.out_h, g.out_w), n, ch, oh, ow)] = bi;
+                    }
+                }
+            }
+        }
+        ind
+    }
+
+    fn ref_max(
+        c: usize,
+        plane_in: usize,
+        plane_out: usize,
+        n: usize,
+        layout: Layout,
+        go: &[f64],
+        ind: &[i64],
+    ) -> Vec<f64> {
+        let mut gi = vec![0.0; n * c * plane_in];
+        for img in 0..n {
+            for ch in 0..c {
+                for o in 0..plane_out {
+                    let (src, base) = match layout {
+                        Layout::Nchw => ((img * c + ch) * plane_out + o, (img * c + ch) * plane_in),
+                        Layout::Nhwc => ((img * plane_out + o) * c + ch, img * plane_in * c + ch),
+                    };
+                    let i = ind[src] as usize;
+                    let dst = match layout {
+                        Layout::Nchw => base + i,
+                        Layout::Nhwc => base + i * c,
+                    };
+                    gi[dst] += go[src];
+                }
+            }
+        }
+        gi
+    }
+
+    fn check_close<T: FloatElement>(got: &[T], want: &[f64], rel: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let a = a.to_f64();
+            assert!((a - b).abs() <= rel * b.abs().max(1.0), "{what}: element {i}: got {a}, want {b}");
+        }
+    }
+
+    /// (shape, kernel, stride, padding, dilation, ceil_mode).
+    type WindowCase = (Vec<usize>, [usize; 2], Option<[usize; 2]>, [usize; 2], [usize; 2], bool);
+
+    fn window_cases() -> Vec<WindowCase> {
+        vec![
+            (vec![2, 3, 7, 9], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
+            (vec![2, 3, 7, 9], [3, 3], Some([2, 2]), [1, 1], [1, 1], true),
+            (vec![1, 4, 6, 6], [3, 2], Some([1, 1]), [1, 0], [1, 1], false),
+            (vec![1, 2, 5, 5], [2, 2], None, [0, 0], [1, 1], true),
+            (vec![3, 5, 8], [4, 3], Some([3, 2]), [2, 1], [1, 1], true),
+            (vec![1, 8, 10, 11], [5, 5], Some([1, 3]), [2, 2], [1, 1], false),
+            (vec![1, 1, 3, 3], [1, 1], Some([2, 2]), [0, 0], [1, 1], false),
+        ]
+    }
+
+    fn run_avg<T: FloatElement>(tol: f64) {
+        for (shape, k, s, p, d, ceil) in window_cases() {
+            let g = plan_window_pool("t", &shape, k, s, p, d, ceil).unwrap();
+            for rule in [
+                AvgRule { count_include_pad: true, divisor_override: None },
+                AvgRule { count_include_pad: false, divisor_override: None },
+                AvgRule { count_include_pad: true, divisor_override: Some(-3) },
+                AvgRule { count_include_pad: false, divisor_override: Some(7) },
+            ] {
+                for layout in [Layout::Nchw, Layout::Nhwc] {
+                    let go64 = values(g.output_len(), 7);
+                    let go: Vec<T> = go64.iter().map(|&v| T::from_f64(v)).collect();
+                    let go64: Vec<f64> = go.iter().map(|v| v.to_f64()).collect();
+                    let want = ref_avg(&g, rule, layout, &go64);
+                    let mut gi = vec![T::default(); g.input_len()];
+                    avg_pool2d_backward(&g, rule, layout, &go, &mut gi);
+                    check_close(&gi, &want, tol, &format!("avg {shape:?} {k:?} {rule:?} {layout:?}"));
+                    let mut again = vec![T::default(); g.input_len()];
+                    avg_pool2d_backward(&g, rule, layout, &go, &mut again);
+                    assert!(gi.iter().zip(&again).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avg_matches_naive_scatter_every_dtype() {
+        run_avg::<f64>(1e-12);
+        run_avg::<f32>(1e-5);
+        run_avg::<f16>(2e-3);
+        run_avg::<bf16>(1e-2);
+    }
+
+    fn run_adaptive_avg<T: FloatElement>(tol: f64) {
+        for (shape, out) in [
+            (vec![2, 3, 7, 9], [3, 4]),
+            (vec![1, 2, 3, 5], [5, 7]),
+            (vec![1, 3, 10, 10], [1, 1]),
+            (vec![4, 6, 5], [6, 2]),
+            (vec![1, 5, 8, 8], [8, 8]),
+        ] {
+            let g = plan_adaptive_pool(AdaptiveKind::Avg, &shape, out).unwrap();
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                let go: Vec<T> = values(g.output_len(), 3).iter().map(|&v| T::from_f64(v)).collect();
+                let go64: Vec<f64> = go.iter().map(|v| v.to_f64()).collect();
+                let want = ref_adaptive_avg(&g, layout, &go64);
+                let mut gi = vec![T::default(); g.input_len()];
+                adaptive_avg_pool2d_backward(&g, layout, &go, &mut gi);
+                check_close(&gi, &want, tol, &format!("adaptive avg {shape:?} {out:?} {layout:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn adaptive_avg_matches_naive_scatter_up_and_down() {
+        run_adaptive_avg::<f64>(1e-12);
+        run_adaptive_avg::<f32>(1e-5);
+        run_adaptive_avg::<f16>(2e-3);
+        run_adaptive_avg::<bf16>(1e-2);
+    }
+
+    fn run_max<T: FloatElement>(tol: f64) {
+        let mut cases = window_cases();
+        cases.push((vec![2, 3, 9, 10], [3, 3], Some([1, 2]), [1, 1], [2, 3], false));
+        cases.push((vec![1, 4, 11, 7], [2, 3], Some([2, 1]), [1, 1], [3, 2], true));
+        for (shape, k, s, p, d, ceil) in cases {
+            let g = plan_window_pool("t", &shape, k, s, p, d, ceil).unwrap();
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                // Few distinct values: many ties; some NaNs.
+                let mut x: Vec<f64> = values(g.input_len(), 11).iter().map(|v| (v * 3.0).round()).collect();
+                for i in (0..x.len()).step_by(13) {
+                    x[i] = f64::NAN;
+                }
+                let ind = forward_max_indices(&g, layout, &x);
+                let go: Vec<T> = values(g.output_len(), 5).iter().map(|&v| T::from_f64(v)).collect();
+                let go64: Vec<f64> = go.iter().map(|v| v.to_f64()).collect();
+                let want = ref_max(g.c, g.h * g.w, g.out_h * g.out_w, g.n, layout, &go64, &ind);
+                let mut gi = vec![T::default(); g.input_len()];
+                assert!(!max_pool2d_backward(&g, layout, &go, &ind, &mut gi));
+                check_close(&gi, &want, tol, &format!("max {shape:?} {k:?} {layout:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn max_matches_naive_scatter_with_ties_nans_and_dilation() {
+        run_max::<f64>(1e-12);
+        run_max::<f32>(1e-6);
+        run_max::<f16>(2e-3);
+        run_max::<bf16>(1e-2);
+    }
+
+    #[test]
+    fn adaptive_max_routes_through_indices() {
+        let g = plan_adaptive_pool(AdaptiveKind::Max, &[2, 3, 5, 7], [3, 4]).unwrap();
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            // Every output points at plane element (oh + ow) % (H*W): many collisions.
+            let ind: Vec<i64> = (0..g.output_len()).map(|o| (o % 9) as i64).collect();
+            let go: Vec<f32> = values(g.output_len(), 9).iter().map(|&v| v as f32).collect();
+            let go64: Vec<f64> = go.iter().map(|&v| v as f64).collect();
+            let want = ref_max(g.c, g.h * g.w, g.out_h * g.out_w, g.n, layout, &go64, &ind);
+            let mut gi = vec![0f32; g.input_len()];
+            assert!(!adaptive_max_pool2d_backward(&g, layout, &go, &ind, &mut gi));
+            check_close(&gi, &want, 1e-6, "adaptive max");
+        }
+    }
+
+    #[test]
+    fn out_of_plane_indices_are_reported_not_written() {
+        let g = plan_window_pool("t", &[1, 2, 4, 4], [2, 2], None, [0, 0], [1, 1], false).unwrap();
+        let go = vec![1f32; g.output_len()];
+        for bad in [-1i64, 16, i64::MAX, i64::MIN] {
+            let mut ind = vec![0i64; g.output_len()];
+            ind[5] = bad;
+            let mut gi = vec![0f32; g.input_len()];
+            assert!(max_pool2d_backward(&g, Layout::Nchw, &go, &ind, &mut gi));
+            assert!(max_pool2d_backward(&g, Layout::Nhwc, &go, &ind, &mut gi));
+            let ag = plan_adaptive_pool(AdaptiveKind::Max, &[1, 2, 4, 4], [2, 2]).unwrap();
+            assert!(adaptive_max_pool2d_backward(&ag, Layout::Nchw, &go, &ind, &mut gi));
+        }
+    }
+
+    #[test]
+    fn broadcast_divide_with_zero_strides() {
+        // x (2, 3, 4), mean over dim 1 keepdim: grad_out (2, 1, 4), strides (4, 0, 1).
+        let go: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let mut gi = vec![0f32; 24];
+        broadcast_divide(&[2, 3, 4], &[4, 0, 1], 3.0, &go, &mut gi);
+        for a in 0..2 {
+            for b in 0..3 {
+                for c in 0..4 {
+                    assert_eq!(gi[(a * 3 + b) * 4 + c], go[a * 4 + c] / 3.0);
+                }
+            }
+        }
+        // Mean over the last dim: grad_out (2, 3), strides (3, 1, 0).
+        let go: Vec<f64> = (0..6).map(|v| v as f64 + 0.5).collect();
+        let mut gi = vec![0f64; 24];
+        broadcast_divide(&[2, 3, 4], &[3, 1, 0], 4.0, &go, &mut gi);
+        assert!(gi.iter().enumerate().all(|(i, &v)| v == go[i / 4] / 4.0));
+        // Rank 0.
+        let mut gi = vec![f16::ZERO; 1];
+        broadcast_divide(&[], &[], 2.0, &[f16::from_f32(3.0)], &mut gi);
+        assert_eq!(gi[0], f16::from_f32(1.5));
+    }
+
+    #[test]
+    fn ranges_cover_exactly_the_windows() {
+        for (size, out) in [(7, 3), (3, 5), (10, 1), (8, 8), (5, 13)] {
+            let r = adaptive_ranges(size, out);
+            for (i, range) in r.iter().enumerate() {
+                for o in 0..out {
+                    let inside = adaptive_start(o, out, size) <= i && i < adaptive_end(o, out, size);
+                    assert_eq!(inside, range.contains(&o), "size {size} out {out} i {i} o {o}");
+                }
+            }
+        }
+    }
+}

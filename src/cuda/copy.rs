@@ -2,7 +2,7 @@
 //! output, for `.contiguous()`, `to_channels_last()` and reshape copies on the GPU.
 
 use super::plan::{BufferId, KernelArg, OpPlan};
-use super::reduce::{blocks_for, check_float, launch, to_i64};
+use super::reduce::{blocks_for, launch, to_i64};
 use super::DeviceLimits;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ pub fn plan_strided_copy(
     dtype: DType,
     limits: &DeviceLimits,
 ) -> Result<OpPlan> {
-    check_float(dtype, "strided_copy")?;
+    // Every dtype has a copy kernel, i64 (indices) included.
     if shape.len() != strides.len() {
         return Err(Error::InvalidArgument(format!(
             "strided_copy: {} sizes but {} strides",

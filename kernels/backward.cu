@@ -1,0 +1,303 @@
+// backward.cu: backward passes of every pooling op, as gathers: one thread per input element
+// (NCHW) or per input position and group of `vec` channels (NHWC). Each thread sums, in
+// ascending (oh, ow) order from zero in the accumulator type, the outputs whose windows cover its
+// element, and rounds once. No atomics touch data, so results repeat bit for bit; the order is
+// the CPU backend's (src/cpu/backward.rs), so both agree bit for bit too.
+//
+//   avg_pool2d_backward_{nchw,nhwc}            adds g / divisor (PyTorch's rule) per output
+//   max_pool2d_backward_{nchw,nhwc}            adds g where indices[o] == h * W + w
+//   adaptive_avg_pool2d_backward_{nchw,nhwc}   adds g / (kh * kw)
+//   adaptive_max_pool2d_backward_{nchw,nhwc}   as max, over adaptive windows
+//   broadcast_divide                           grad_in[i] = grad_out[strided(i)] / divisor
+//
+// Max variants check every index they read (each output is read by at least one thread: the
+// first tap of its window is in bounds) and store 1 to `flag` when one lies outside [0, H*W).
+// Several threads may store the same 1: a benign race on the flag only, never on data.
+// Launch planning is in src/cuda/backward.rs; BackwardParams mirrors its #[repr(C)] struct.
+#include "common.cuh"
+
+// Mirrors BackwardParams in src/cuda/backward.rs (8-byte fields first, no padding).
+struct BackwardParams {
+    i64 n, c, h, w, out_h, out_w;
+    i64 kh, kw, sh, sw, ph, pw, dh, dw;
+    i64 divisor_override;
+    i64 total;  // work items: input elements (NCHW) or input positions x channel groups (NHWC)
+    int count_include_pad;
+    int has_override;
+    int vec;  // NHWC: 4 or 1 channels per thread
+    int pad_;
+};
+
+// Outputs [lo, hi) whose window (extent `reach` from o * s - pad) contains input coordinate i.
+CUPOOL_DEV void window_range(i64 i, i64 s, i64 pad, i64 reach, i64 out, i64& lo, i64& hi) {
+    const i64 ip = i + pad;
+    lo = ip < reach ? 0 : (ip - reach) / s + 1;
+    hi = ip / s + 1;
+    if (hi > out) hi = out;
+}
+
+// PyTorch's adaptive bounds (as src/ops/adaptive.rs).
+CUPOOL_DEV i64 adaptive_start(i64 o, i64 out, i64 in) { return (o / out) * in + ((o % out) * in) / out; }
+CUPOOL_DEV i64 adaptive_end(i64 o, i64 out, i64 in) { return 1 + ((o + 1) * in - 1) / out; }
+
+// Outputs [lo, hi) that may cover input coordinate i of an adaptive pool (callers test each).
+CUPOOL_DEV void adaptive_range(i64 i, i64 in, i64 out, i64& lo, i64& hi) {
+    lo = (i * out) / in;
+    hi = ((i + 1) * out + in - 1) / in;
+    if (hi > out) hi = out;
+}
+
+// PyTorch's avg divisor of output (oh, ow): pool extent counts padding (not ceil overhang).
+CUPOOL_DEV i64 avg_divisor(const BackwardParams& p, i64 oh, i64 ow) {
+    if (p.has_override) return p.divisor_override;
+    i64 hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw;
+    i64 he = hs + p.kh < p.h + p.ph ? hs + p.kh : p.h + p.ph;
+    i64 we = ws + p.kw < p.w + p.pw ? ws + p.kw : p.w + p.pw;
+    if (p.count_include_pad) return (he - hs) * (we - ws);
+    if (hs < 0) hs = 0;
+    if (ws < 0) ws = 0;
+    if (he > p.h) he = p.h;
+    if (we > p.w) we = p.w;
+    return (he - hs) * (we - ws);
+}
+
+// Loads / stores `V` consecutive elements (V = 4: one vector access, aligned by the planner).
+template <int V, typename T>
+struct Lanes {
+    T e[V];
+};
+template <int V, typename T>
+CUPOOL_DEV Lanes<V, T> load_lanes(const T* p) {
+    Lanes<V, T> r;
+    if (V == 4) {
+        Pack4<T> v = gload_pack4(p);
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) r.e[k] = v.e[k & 3];
+    } else {
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) r.e[k] = gload(p + k);
+    }
+    return r;
+}
+template <int V, typename T>
+CUPOOL_DEV void store_lanes(T* p, const Lanes<V, T>& r) {
+    if (V == 4) {
+        Pack4<T> v;
+CUPOOL_UNROLL
+        for (int k = 0; k < 4; ++k) v.e[k] = r.e[k & (V - 1)];
+        gstore_pack4(p, v);
+    } else {
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) gstore(p + k, r.e[k]);
+    }
+}
+
+// Which backward a kernel computes.
+enum BwdKind { AVG = 0, MAX = 1, ADAPTIVE_AVG = 2, ADAPTIVE_MAX = 3 };
+
+// Output ranges covering input (ih, iw) for kind K.
+template <int K>
+CUPOOL_DEV void covering(const BackwardParams& p, i64 ih, i64 iw, i64& oh0, i64& oh1, i64& ow0, i64& ow1) {
+    if (K == AVG) {
+        window_range(ih, p.sh, p.ph, p.kh, p.out_h, oh0, oh1);
+        window_range(iw, p.sw, p.pw, p.kw, p.out_w, ow0, ow1);
+    } else if (K == MAX) {
+        window_range(ih, p.sh, p.ph, (p.kh - 1) * p.dh + 1, p.out_h, oh0, oh1);
+        window_range(iw, p.sw, p.pw, (p.kw - 1) * p.dw + 1, p.out_w, ow0, ow1);
+    } else {
+        adaptive_range(ih, p.h, p.out_h, oh0, oh1);
+        adaptive_range(iw, p.w, p.out_w, ow0, ow1);
+    }
+}
+
+// The divisor of output (oh, ow) for the average kinds; 0 when (for adaptive) the output's
+// window does not cover (ih, iw) along that axis and must be skipped.
+template <int K>
+CUPOOL_DEV i64 row_factor(const BackwardParams& p, i64 oh, i64 ih) {
+    if (K == ADAPTIVE_AVG || K == ADAPTIVE_MAX) {
+        const i64 s = adaptive_start(oh, p.out_h, p.h), e = adaptive_end(oh, p.out_h, p.h);
+        return (s <= ih && ih < e) ? e - s : 0;
+    }
+    return 1;
+}
+template <int K>
+CUPOOL_DEV i64 col_factor(const BackwardParams& p, i64 ow, i64 iw) {
+    if (K == ADAPTIVE_AVG || K == ADAPTIVE_MAX) {
+        const i64 s = adaptive_start(ow, p.out_w, p.w), e = adaptive_end(ow, p.out_w, p.w);
+        return (s <= iw && iw < e) ? e - s : 0;
+    }
+    return 1;
+}
+
+// One input element (or `V` channels of one position). `go`/`ind` point at the output plane
+// (NCHW, stride 1 per output, `ostride` = 1) or the image's first output channel group (NHWC,
+// `ostride` = C). `self_index` = ih * W + iw.
+template <class D, int K, int V>
+CUPOOL_DEV Lanes<V, typename D::T> gather_one(const BackwardParams& p, const typename D::T* go, const i64* ind, i64 ostride,
+                                             i64 ih, i64 iw, i64* flag) {
+    typedef typename D::Acc Acc;
+    Acc acc[V];
+CUPOOL_UNROLL
+    for (int k = 0; k < V; ++k) acc[k] = (Acc)0;
+    i64 oh0, oh1, ow0, ow1;
+    covering<K>(p, ih, iw, oh0, oh1, ow0, ow1);
+    const i64 self_index = ih * p.w + iw;
+    const i64 plane = p.h * p.w;
+    for (i64 oh = oh0; oh < oh1; ++oh) {
+        const i64 rf = row_factor<K>(p, oh, ih);
+        if (rf == 0) continue;
+        for (i64 ow = ow0; ow < ow1; ++ow) {
+            const i64 cf = col_factor<K>(p, ow, iw);
+            if (cf == 0) continue;
+            const i64 o = (oh * p.out_w + ow) * ostride;
+            const Lanes<V, typename D::T> g = load_lanes<V>(go + o);
+            if (K == AVG || K == ADAPTIVE_AVG) {
+                const Acc div = K == AVG ? (Acc)avg_divisor(p, oh, ow) : (Acc)(rf * cf);
+CUPOOL_UNROLL
+                for (int k = 0; k < V; ++k) acc[k] += D::to_acc(g.e[k]) / div;
+            } else {
+                const Lanes<V, i64> idx = load_lanes<V>(ind + o);
+CUPOOL_UNROLL
+                for (int k = 0; k < V; ++k) {
+                    if (idx.e[k] < 0 || idx.e[k] >= plane) gstore(flag, (i64)1);
+                    if (idx.e[k] == self_index) acc[k] += D::to_acc(g.e[k]);
+                }
+            }
+        }
+    }
+    Lanes<V, typename D::T> r;
+CUPOOL_UNROLL
+    for (int k = 0; k < V; ++k) r.e[k] = D::from_acc(acc[k]);
+    return r;
+}
+
+template <class D, int K>
+CUPOOL_DEV void backward_nchw(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
+                              i64* flag) {
+    const i64 step = (i64)gridDim.x * (i64)blockDim.x;
+    for (i64 t = global_thread_index(); t < p.total; t += step) {
+        const i64 iw = t % p.w;
+        const i64 ih = (t / p.w) % p.h;
+        const i64 plane = t / (p.w * p.h);
+        const i64 obase = plane * p.out_h * p.out_w;
+        const Lanes<1, typename D::T> r =
+            gather_one<D, K, 1>(p, go + obase, ind ? ind + obase : ind, 1, ih, iw, flag);
+        gstore(gi + t, r.e[0]);
+    }
+}
+
+template <class D, int K, int V>
+CUPOOL_DEV void backward_nhwc_v(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
+                                i64* flag) {
+    const i64 groups = p.c / V;
+    const i64 step = (i64)gridDim.x * (i64)blockDim.x;
+    for (i64 t = global_thread_index(); t < p.total; t += step) {
+        const i64 cg = t % groups;
+        const i64 pos = t / groups;  // (n, ih, iw)
+        const i64 iw = pos % p.w;
+        const i64 ih = (pos / p.w) % p.h;
+        const i64 n = pos / (p.w * p.h);
+        const i64 obase = n * p.out_h * p.out_w * p.c + cg * V;
+        const Lanes<V, typename D::T> r =
+            gather_one<D, K, V>(p, go + obase, ind ? ind + obase : ind, p.c, ih, iw, flag);
+        store_lanes<V>(gi + pos * p.c + cg * V, r);
+    }
+}
+
+template <class D, int K>
+CUPOOL_DEV void backward_nhwc(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
+                              i64* flag) {
+    if (p.vec == 4) {
+        backward_nhwc_v<D, K, 4>(p, go, ind, gi, flag);
+    } else {
+        backward_nhwc_v<D, K, 1>(p, go, ind, gi, flag);
+    }
+}
+
+// Mirrors BroadcastParams in src/cuda/backward.rs: row-major `shape` (dims merged, size-1 dims
+// dropped by the planner), grad_out strides per dim (0 = broadcast).
+#define CUPOOL_MAX_BCAST_RANK 8
+struct BroadcastParams {
+    i64 shape[CUPOOL_MAX_BCAST_RANK];
+    i64 strides[CUPOOL_MAX_BCAST_RANK];
+    i64 total;
+    double divisor;
+    int rank;
+    int pad_;
+};
+
+template <class D>
+CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* go, typename D::T* gi) {
+    typedef typename D::Acc Acc;
+    const Acc div = (Acc)p.divisor;
+    const i64 step = (i64)gridDim.x * (i64)blockDim.x;
+    for (i64 t = global_thread_index(); t < p.total; t += step) {
+        i64 rest = t, off = 0;
+        for (int d = p.rank - 1; d >= 0; --d) {
+            off += (rest % p.shape[d]) * p.strides[d];
+            rest /= p.shape[d];
+        }
+        gstore(gi + t, D::from_acc(D::to_acc(gload(go + off)) / div));
+    }
+}
+
+// 256 threads per block (the planner's BLOCK). NCHW and broadcast kernels ask for four blocks per
+// SM (at most 64 registers: 1024 threads in flight for a latency-bound gather), which they fit
+// without spilling. The NHWC kernels hold four accumulators (and four indices) per thread and
+// need up to 80 registers; any bound (even __launch_bounds__(256) alone, which ptxas reads as a
+// hint to use 64) makes some of them spill, so they carry none.
+#define CUPOOL_BWD_BOUNDS __launch_bounds__(256, 4)
+#define CUPOOL_BWD_BOUNDS_NHWC
+
+#define CUPOOL_BACKWARD_KERNELS(sfx, D)                                                                          \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS avg_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+                                                              D::T* __restrict__ gi) {                           \
+        backward_nchw<D, AVG>(p, go, 0, gi, 0);                                                                  \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nchw_##sfx);                                                      \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC avg_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+                                                              D::T* __restrict__ gi) {                           \
+        backward_nhwc<D, AVG>(p, go, 0, gi, 0);                                                                  \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nhwc_##sfx);                                                      \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_avg_pool2d_backward_nchw_##sfx(                                          \
+        BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
+        backward_nchw<D, ADAPTIVE_AVG>(p, go, 0, gi, 0);                                                         \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nchw_##sfx);                                             \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_avg_pool2d_backward_nhwc_##sfx(                                          \
+        BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
+        backward_nhwc<D, ADAPTIVE_AVG>(p, go, 0, gi, 0);                                                         \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nhwc_##sfx);                                             \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS max_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+                                                              const i64* __restrict__ ind,                       \
+                                                              D::T* __restrict__ gi, i64* flag) {                \
+        backward_nchw<D, MAX>(p, go, ind, gi, flag);                                                             \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nchw_##sfx);                                                      \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC max_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+                                                              const i64* __restrict__ ind,                       \
+                                                              D::T* __restrict__ gi, i64* flag) {                \
+        backward_nhwc<D, MAX>(p, go, ind, gi, flag);                                                             \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nhwc_##sfx);                                                      \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_max_pool2d_backward_nchw_##sfx(                                          \
+        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind, D::T* __restrict__ gi,       \
+        i64* flag) {                                                                                             \
+        backward_nchw<D, ADAPTIVE_MAX>(p, go, ind, gi, flag);                                                    \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(adaptive_max_pool2d_backward_nchw_##sfx);                                             \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_max_pool2d_backward_nhwc_##sfx(                                          \
+        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind, D::T* __restrict__ gi,       \
+        i64* flag) {                                                                                             \
+        backward_nhwc<D, ADAPTIVE_MAX>(p, go, ind, gi, flag);                                                    \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(adaptive_max_pool2d_backward_nhwc_##sfx);                                             \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS broadcast_divide_##sfx(BroadcastParams p, const D::T* __restrict__ go,            \
+                                                      D::T* __restrict__ gi) {                                   \
+        broadcast_divide<D>(p, go, gi);                                                                          \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(broadcast_divide_##sfx);
+
+CUPOOL_FOR_EACH_DTYPE(CUPOOL_BACKWARD_KERNELS)
