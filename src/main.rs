@@ -4,6 +4,8 @@
 //!   cupool bench  [--device ...] [--quick] [--json FILE]
 //!   cupool check  (which devices work here, and why not)
 
+mod bench;
+
 use anyhow::{bail, Context, Result};
 use cupool::{CudaTensor, DType, Device};
 use ndarray::{ArrayD, IxDyn};
@@ -168,6 +170,6 @@ fn check() -> Result<()> {
     Ok(())
 }
 
-fn cupool_bench(_opts: &Options) -> Result<()> {
-    bail!("`cupool bench` is not built yet")
+fn cupool_bench(opts: &Options) -> Result<()> {
+    bench::run(&opts.device()?, opts.quick, opts.json.as_deref())
 }

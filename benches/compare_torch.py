@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Times PyTorch's pooling ops over cupool's bench suite (same ops, shapes and order as
+`cupool bench`, src/bench.rs) and, given our `--json`, prints a markdown table with our GB/s,
+torch's GB/s and the ours/torch speed ratio side by side.
+
+    cupool bench --device cpu --json ours.json
+    python benches/compare_torch.py --device cpu --json ours.json --out compare.md
+
+GB/s counts bytes read + bytes written with the same formula as src/bench.rs, so the two
+columns are comparable. Progress goes to stderr, the table to stdout (and --out).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+# name, (N, C, H, W), adaptive_only: must match SUITE in src/bench.rs.
+SUITE = [
+    ("seed", (256, 96, 128, 128), False),
+    ("resnet_tail", (128, 2048, 7, 7), False),
+    ("effnet_tail", (64, 1280, 7, 7), False),
+    ("early_map", (32, 64, 112, 112), False),
+    ("long_rows", (4, 8, 512, 512), False),
+    ("batch1", (1, 2048, 7, 7), False),
+    ("mid_map", (32, 256, 56, 56), True),
+]
+
+# Must match OPS / Op::name in src/bench.rs (same order).
+OPS = [
+    "gap avg_pool2d(HxW)",
+    "gap adaptive_avg_pool2d(1,1)",
+    "gap mean(-2,-1)",
+    "max_pool2d k2 s2",
+    "max_pool2d k3 s2 p1",
+    "max_pool2d_with_indices k3 s2 p1",
+    "avg_pool2d k3 s2 p1",
+    "avg_pool2d k3 s1 p1",
+    "adaptive_avg_pool2d 7x7",
+    "adaptive_avg_pool2d 2x2",
+    "adaptive_max_pool2d 7x7",
+    "avg_pool2d_backward k3 s2 p1",
+    "max_pool2d_backward k3 s2 p1",
+    "adaptive_avg_pool2d_backward 7x7",
+    "mean_backward(-2,-1)",
+]
+
+DTYPES = [("f32", torch.float32), ("bf16", torch.bfloat16)]
+
+
+def applies(op, shape_name, dims, adaptive_only):
+    if op in ("adaptive_avg_pool2d 7x7", "adaptive_max_pool2d 7x7", "adaptive_avg_pool2d_backward 7x7"):
+        return shape_name in ("early_map", "mid_map")
+    if op == "adaptive_avg_pool2d 2x2":
+        return not adaptive_only and dims[2] == 7 and dims[3] == 7
+    return not adaptive_only
+
+
+def nbytes(t):
+    return t.numel() * t.element_size()
+
+
+def prepare(op, x):
+    """Returns (callable, bytes one call moves); backward inputs are made here, untimed."""
+    n, c, h, w = x.shape
+    channels_last = not x.is_contiguous()
+    inb = nbytes(x)
+    es = x.element_size()
+    if op == "gap avg_pool2d(HxW)":
+        return (lambda: F.avg_pool2d(x, (h, w))), inb + n * c * es
+    if op == "gap adaptive_avg_pool2d(1,1)":
+        return (lambda: F.adaptive_avg_pool2d(x, (1, 1))), inb + n * c * es
+    if op == "gap mean(-2,-1)":
+        if channels_last:  # a channels-last tensor cannot be viewed as (N, C, H*W)
+            return (lambda: x.mean((-2, -1))), inb + n * c * es
+        return (lambda: x.view(n, c, -1).mean(2)), inb + n * c * es
+    if op == "max_pool2d k2 s2":
+        return (lambda: F.max_pool2d(x, 2, 2)), inb + n * c * (h // 2) * (w // 2) * es
+    half = n * c * ((h + 1) // 2) * ((w + 1) // 2)
+    if op == "max_pool2d k3 s2 p1":
+        return (lambda: F.max_pool2d(x, 3, 2, 1)), inb + half * es
+    if op == "max_pool2d_with_indices k3 s2 p1":
+        return (lambda: F.max_pool2d(x, 3, 2, 1, return_indices=True)), inb + half * (es + 8)
+    if op == "avg_pool2d k3 s2 p1":
+        return (lambda: F.avg_pool2d(x, 3, 2, 1)), inb + half * es
+    if op == "avg_pool2d k3 s1 p1":
+        return (lambda: F.avg_pool2d(x, 3, 1, 1)), inb + n * c * h * w * es
+    if op == "adaptive_avg_pool2d 7x7":
+        return (lambda: F.adaptive_avg_pool2d(x, (7, 7))), inb + n * c * 49 * es
+    if op == "adaptive_avg_pool2d 2x2":
+        return (lambda: F.adaptive_avg_pool2d(x, (2, 2))), inb + n * c * 4 * es
+    if op == "adaptive_max_pool2d 7x7":
+        return (lambda: F.adaptive_max_pool2d(x, (7, 7))), inb + n * c * 49 * es
+    # Backward: the ATen backward kernels directly (what autograd calls), without graph overhead.
+    if op == "avg_pool2d_backward k3 s2 p1":
+        g = F.avg_pool2d(x, 3, 2, 1)
+        return (
+            lambda: torch.ops.aten.avg_pool2d_backward(g, x, [3, 3], [2, 2], [1, 1], False, True, None)
+        ), nbytes(g) + inb
+    if op == "max_pool2d_backward k3 s2 p1":
+        g, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        return (
+            lambda: torch.ops.aten.max_pool2d_with_indices_backward(g, x, [3, 3], [2, 2], [1, 1], [1, 1], False, idx)
+        ), nbytes(g) + nbytes(idx) + inb
+    if op == "adaptive_avg_pool2d_backward 7x7":
+        g = F.adaptive_avg_pool2d(x, (7, 7))
+        return (lambda: torch.ops.aten._adaptive_avg_pool2d_backward(g, x)), nbytes(g) + inb
+    if op == "mean_backward(-2,-1)":
+        g = x.mean((-2, -1))
+        hw = h * w
+
+        # Autograd's mean backward: grad expanded over the reduced dims, divided by their size,
+        # materialised in x's layout.
+        def mean_backward():
+            out = torch.empty_like(x)
+            torch.div(g[:, :, None, None].expand(x.shape), hw, out=out)
+            return out
+
+        return mean_backward, nbytes(g) + inb
+    raise ValueError(op)
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_op(fn, device, quick):
+    """Median seconds per call; one warm-up call sizes the repetitions (same rule as ours)."""
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    first = max(time.perf_counter() - t0, 1e-7)
+    target, lo, hi = (0.15, 3, 10) if quick else (0.8, 3, 25)
+    reps = min(max(round(target / first), lo), hi)
+    per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
+    samples = []
+    for _ in range(reps):
+        outs = []
+        t0 = time.perf_counter()
+        for _ in range(per_sample):
+            outs.append(fn())
+        sync(device)
+        samples.append((time.perf_counter() - t0) / per_sample)
+        del outs
+    return statistics.median(samples), reps
+
+
+def make_input(dims, dtype, device):
+    g = torch.Generator().manual_seed(42)
+    x = torch.rand(dims, generator=g, dtype=torch.float32) * 2 - 1
+    return x.to(dtype).to(device)
+
+
+def run_torch(device, quick, only_shapes=None):
+    rows = []
+    for shape_name, dims, adaptive_only in SUITE:
+        if only_shapes and shape_name not in only_shapes:
+            continue
+        if quick:
+            dims = (max(dims[0] // 8, 1),) + dims[1:]
+        for dtype_name, dtype in DTYPES:
+            print(f"preparing {shape_name} {dims} {dtype_name}", file=sys.stderr)
+            nchw = make_input(dims, dtype, device)
+            nhwc = nchw.contiguous(memory_format=torch.channels_last)
+            for layout, x in (("NCHW", nchw), ("NHWC", nhwc)):
+                for op in OPS:
+                    if not applies(op, shape_name, dims, adaptive_only):
+                        continue
+                    row = dict(op=op, shape_name=shape_name, shape=list(dims), layout=layout, dtype=dtype_name)
+                    try:
+                        fn, b = prepare(op, x)
+                        t, reps = time_op(fn, device, quick)
+                        row.update(median_ms=t * 1e3, gbps=b / t / 1e9, bytes=b, reps=reps, status="ok")
+                        print(f"  {op:<34} {layout} {dtype_name:<4} {t * 1e3:10.3f} ms {b / t / 1e9:7.1f} GB/s", file=sys.stderr)
+                    except (RuntimeError, MemoryError) as e:
+                        row.update(median_ms=None, gbps=None, bytes=None, reps=None, status=f"n/a: {str(e).splitlines()[0][:100]}")
+                        print(f"  {op:<34} {layout} {dtype_name:<4} {row['status']}", file=sys.stderr)
+                    rows.append(row)
+            del nchw, nhwc
+    return rows
+
+
+def key(r):
+    return (r["op"], tuple(r["shape"]), r["layout"], r["dtype"])
+
+
+def fmt_ms(ms):
+    if ms is None:
+        return "n/a"
+    if ms >= 1000:
+        return f"{ms / 1e3:.3f} s"
+    if ms >= 1:
+        return f"{ms:.3f} ms"
+    return f"{ms * 1e3:.1f} µs"
+
+
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def table(torch_rows, ours, device):
+    lines = []
+    lines.append(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+    if ours is not None:
+        b = ours.get("baseline", {})
+        lines.append(f"ours: {ours.get('device')}; baseline: {b.get('what')} = {fmt(b.get('gbps'), '.1f')} GB/s")
+        base = b.get("gbps")
+        ours_by_key = {key(r): r for r in ours["rows"]}
+        lines.append("")
+        lines.append("| op | shape | layout | dtype | ours | ours GB/s | ours % of baseline | torch | torch GB/s | torch % of baseline | ours/torch speed |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    else:
+        base = None
+        ours_by_key = None
+        lines.append("")
+        lines.append("| op | shape | layout | dtype | torch | torch GB/s |")
+        lines.append("|---|---|---|---|---|---|")
+    for r in torch_rows:
+        shape = f"{r['shape_name']} {'x'.join(map(str, r['shape']))}"
+        head = f"| {r['op']} | {shape} | {r['layout']} | {r['dtype']} "
+        t_ms, t_gbps = r.get("median_ms"), r.get("gbps")
+        if ours_by_key is None:
+            lines.append(head + f"| {fmt_ms(t_ms)} | {fmt(t_gbps, '.1f')} |")
+            continue
+        o = ours_by_key.get(key(r), {})
+        o_ms, o_gbps = o.get("median_ms"), o.get("gbps")
+        o_cell = fmt_ms(o_ms) if o_ms is not None else (o.get("status") or "missing")
+        o_pct = None if (o_gbps is None or not base) else 100 * o_gbps / base
+        t_pct = None if (t_gbps is None or not base) else 100 * t_gbps / base
+        ratio = None if (o_ms is None or t_ms is None) else t_ms / o_ms
+        lines.append(
+            head
+            + f"| {o_cell} | {fmt(o_gbps, '.1f')} | {fmt(o_pct, '.0f')}{'%' if o_pct is not None else ''} "
+            + f"| {fmt_ms(t_ms)} | {fmt(t_gbps, '.1f')} | {fmt(t_pct, '.0f')}{'%' if t_pct is not None else ''} "
+            + f"| {fmt(ratio, '.2f')}{'x' if ratio is not None else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--quick", action="store_true", help="batch / 8 and fewer repetitions (as cupool bench --quick)")
+    ap.add_argument("--json", metavar="OURS.json", help="cupool bench --json output to compare against")
+    ap.add_argument("--shapes", metavar="NAME,...", help="only these suite shapes (seed, resnet_tail, effnet_tail, early_map, long_rows, batch1, mid_map)")
+    ap.add_argument("--torch-json", metavar="FILE", help="also write torch's rows as JSON")
+    ap.add_argument("--out", metavar="FILE.md", help="also write the table here")
+    args = ap.parse_args()
+
+    ours = None
+    if args.json:
+        with open(args.json) as f:
+            ours = json.load(f)
+        if ours.get("quick") and not args.quick:
+            print("note: our JSON is from a --quick run; using --quick shapes", file=sys.stderr)
+            args.quick = True
+        elif not ours.get("quick") and args.quick:
+            print("warning: our JSON is a full run but --quick was given; shapes will not match", file=sys.stderr)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("torch.cuda is not available here")
+
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads", file=sys.stderr)
+    only = set(args.shapes.split(",")) if args.shapes else None
+    if only and not only <= {name for name, _, _ in SUITE}:
+        sys.exit(f"unknown shape in --shapes {args.shapes}")
+    rows = run_torch(args.device, args.quick, only)
+    out = table(rows, ours, args.device)
+    print(out, end="")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(out)
+    if args.torch_json:
+        with open(args.torch_json, "w") as f:
+            json.dump({"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
