@@ -2,67 +2,11 @@
 //! tail (128, 2048, 7, 7) and the long-row shape (4, 8, 512, 512), NCHW and NHWC, f32 and bf16.
 //! Throughput is bytes read + written. The full suite is `cupool bench`.
 
-use criterion::measurement::WallTime;
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use cupool::{CudaTensor, DType, Device};
-use ndarray::{ArrayD, IxDyn};
-use std::time::Duration;
+use criterion::{criterion_group, criterion_main, Criterion};
+use cupool::DType;
 
-/// Uniform values in [-1, 1) from a fixed seed (xorshift64*: plenty for benchmark data).
-fn input(dims: [usize; 4], dtype: DType, channels_last: bool) -> CudaTensor {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let values: Vec<f32> = (0..dims.iter().product::<usize>())
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    let array = ArrayD::from_shape_vec(IxDyn(&dims), values).expect("shape matches the data");
-    let x =
-        CudaTensor::from_array(&Device::cpu(), &array).and_then(|x| x.to_dtype(dtype)).expect("cpu tensor");
-    if channels_last {
-        x.to_channels_last().expect("4-D input")
-    } else {
-        x
-    }
-}
-
-fn bytes_of(t: &CudaTensor) -> u64 {
-    (t.numel() * t.dtype().size_in_bytes()) as u64
-}
-
-fn layout_name(channels_last: bool) -> &'static str {
-    if channels_last {
-        "nhwc"
-    } else {
-        "nchw"
-    }
-}
-
-/// Registers `op` under `name` with `bytes` moved per call, or says why not when the op fails
-/// (a backend that does not implement it yet): a bench must not panic mid-run.
-fn bench_op<F>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, bytes: u64, op: F)
-where
-    F: Fn() -> cupool::Result<Vec<CudaTensor>>,
-{
-    if let Err(e) = op() {
-        eprintln!("skipping {name}: {e}");
-        return;
-    }
-    group.throughput(Throughput::Bytes(bytes));
-    group.bench_function(name, |b| b.iter(|| op().map(black_box)));
-}
-
-/// Small samples and short windows: every `cargo bench` target finishes in well under a
-/// minute on a 2-core machine.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-}
+mod common;
+use common::{bench_op, bytes_of, config, input, layout_name};
 
 fn gap(c: &mut Criterion) {
     let mut group = c.benchmark_group("gap");

@@ -277,7 +277,7 @@ fn time_op(op: Op, p: &Prepared, sync: &Sync, sync_overhead_s: f64, quick: bool)
 }
 
 /// Uniform values in [-1, 1), generated in parallel.
-fn random_f32(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn random_f32(len: usize, seed: u64) -> Vec<f32> {
     let mut v = vec![0f32; len];
     v.par_chunks_mut(1 << 16).enumerate().for_each(|(chunk, out)| {
         let mut s = seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;

@@ -9,7 +9,6 @@ mod bench;
 use anyhow::{bail, Context, Result};
 use cupool::{CudaTensor, DType, Device};
 use ndarray::{ArrayD, IxDyn};
-use rayon::prelude::*;
 use std::time::Instant;
 
 fn main() -> Result<()> {
@@ -88,23 +87,6 @@ impl Options {
     }
 }
 
-/// Uniform values in [-1, 1), generated in parallel (a 1.6 GB tensor should not take long).
-fn random_f32(len: usize, seed: u64) -> Vec<f32> {
-    let mut v = vec![0f32; len];
-    v.par_chunks_mut(1 << 16).enumerate().for_each(|(chunk, out)| {
-        let mut s = seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        for x in out {
-            // xorshift64*: plenty for benchmark data.
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            *x = (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        }
-    });
-    v
-}
-
 /// One way of writing GAP, as a closure over the input.
 type Formulation<'a> = Box<dyn Fn() -> cupool::Result<CudaTensor> + 'a>;
 
@@ -117,7 +99,7 @@ fn demo(opts: &Options) -> Result<()> {
         opts.dtype,
         device.name()
     );
-    let host = ArrayD::from_shape_vec(IxDyn(s), random_f32(s.iter().product(), 42))?;
+    let host = ArrayD::from_shape_vec(IxDyn(s), bench::random_f32(s.iter().product(), 42))?;
     let x = CudaTensor::from_array(&device, &host)?.to_dtype(opts.dtype)?;
     let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
 
