@@ -8,7 +8,6 @@ mod bench;
 
 use anyhow::{bail, Context, Result};
 use cupool::{CudaTensor, DType, Device};
-use ndarray::{ArrayD, IxDyn};
 use std::time::Instant;
 
 fn main() -> Result<()> {
@@ -99,8 +98,8 @@ fn demo(opts: &Options) -> Result<()> {
         opts.dtype,
         device.name()
     );
-    let host = ArrayD::from_shape_vec(IxDyn(s), bench::random_f32(s.iter().product(), 42))?;
-    let x = CudaTensor::from_array(&device, &host)?.to_dtype(opts.dtype)?;
+    let x =
+        CudaTensor::from_vec(&device, s, bench::random_f32(s.iter().product(), 42))?.to_dtype(opts.dtype)?;
     let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
 
     let formulations: [(&str, Formulation); 3] = [

@@ -189,6 +189,17 @@ impl CudaTensor {
         Ok(CudaTensor::from_parts(device.clone(), storage, shape, strides))
     }
 
+    /// Moves row-major `data` of `shape` onto `device`: no copy on the CPU (a large input is
+    /// never held twice), one upload on a GPU.
+    pub fn from_vec<T: Element>(device: &Device, shape: &[usize], data: Vec<T>) -> Result<CudaTensor> {
+        let numel: usize = shape.iter().product();
+        if data.len() != numel {
+            shape_err!("from_vec: shape {shape:?} holds {numel} elements but the data has {}", data.len());
+        }
+        let storage = Self::host_to_device(device, T::into_host(data))?;
+        Ok(CudaTensor::from_parts(device.clone(), storage, shape.to_vec(), contiguous_strides(shape)))
+    }
+
     pub(crate) fn host_to_device(device: &Device, data: HostData) -> Result<Storage> {
         match device.executor() {
             None => Ok(Storage::Host(data)),
@@ -505,6 +516,18 @@ mod tests {
         // (N, C, 1, 1) channels-last views as (N, C).
         let s = [4, 6, 1, 1];
         assert_eq!(view_strides(&s, &channels_last_strides(&s), &[4, 6]).unwrap(), vec![6, 1]);
+    }
+
+    #[test]
+    fn from_vec_checks_the_element_count_and_keeps_the_data() {
+        let dev = Device::cpu();
+        assert!(CudaTensor::from_vec(&dev, &[2, 3], vec![0f32; 5]).is_err());
+        let t = CudaTensor::from_vec(&dev, &[2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+        assert_eq!(
+            t.to_array::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            vec![0., 1., 2., 3., 4., 5.]
+        );
+        assert!(t.is_contiguous());
     }
 
     #[test]
