@@ -12,7 +12,7 @@
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
 use super::window::MaxScratch;
-use super::{acc_from_f64, items_per_task, AccScratch};
+use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::AdaptiveGeometry;
 use crate::ops::Layout;
@@ -65,31 +65,45 @@ fn plane_work(g: &AdaptiveGeometry) -> usize {
     (g.h * g.w).max(g.out_h * g.out_w * kh * kw)
 }
 
+/// The windows of every output row and column, computed once per call (PyTorch's bounds use
+/// integer divisions, too slow to repeat per plane on small planes).
+#[allow(clippy::type_complexity)]
+fn windows(g: &AdaptiveGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    ((0..g.out_h).map(|oh| g.rows(oh)).collect(), (0..g.out_w).map(|ow| g.cols(ow)).collect())
+}
+
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let planes_per_task = items_per_task(plane_work(g));
-    let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.cols(ow)).collect();
+    let (rows, cols) = windows(g);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
             let mut scratch = AccScratch::<T>::new();
             let mut acc = vec![T::Acc::zero(); g.out_w];
-            for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
-                for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
-                    let (h0, h1) = g.rows(oh);
-                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                    for h in h0..h1 {
-                        let row = scratch.view(&xp[h * g.w..(h + 1) * g.w]);
-                        for (a, &(w0, w1)) in acc.iter_mut().zip(&cols) {
-                            for &v in &row[w0..w1] {
-                                *a += v;
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+                        // Per output row, every output accumulates at once while the input rows
+                        // of its window stream by: each output still sums rows then columns
+                        // (PyTorch's order), and the outputs' chains overlap.
+                        for (yrow, &(h0, h1)) in yp.chunks_exact_mut(g.out_w).zip(&rows) {
+                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                            for h in h0..h1 {
+                                let row = scratch.view(&xp[h * g.w..(h + 1) * g.w]);
+                                for (a, &(w0, w1)) in acc.iter_mut().zip(&cols) {
+                                    for &v in &row[w0..w1] {
+                                        *a += v;
+                                    }
+                                }
+                            }
+                            for (o, (&a, &(w0, w1))) in yrow.iter_mut().zip(acc.iter().zip(&cols)) {
+                                *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
                             }
                         }
                     }
-                    for (o, (&a, &(w0, w1))) in yrow.iter_mut().zip(acc.iter().zip(&cols)) {
-                        *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
-                    }
-                }
-            }
+                },
+            );
         },
     );
 }
@@ -98,27 +112,33 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let c = g.c;
     let row_out = g.out_w * c;
     let rows_per_task = items_per_task(plane_work(g) * c / g.out_h.max(1));
+    let (rows, cols) = windows(g);
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
         |(scratch, acc), (k, yrow)| {
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
-            let (h0, h1) = g.rows(oh);
-            for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
-                let (w0, w1) = g.cols(ow);
-                acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                for h in h0..h1 {
-                    for w in w0..w1 {
-                        let v = scratch.view(&image[(h * g.w + w) * c..(h * g.w + w + 1) * c]);
-                        for (a, &v) in acc.iter_mut().zip(v) {
-                            *a += v;
+            let (h0, h1) = rows[oh];
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+                        let (w0, w1) = cols[ow];
+                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        for h in h0..h1 {
+                            for w in w0..w1 {
+                                let v = scratch.view(&image[(h * g.w + w) * c..(h * g.w + w + 1) * c]);
+                                for (a, &v) in acc.iter_mut().zip(v) {
+                                    *a += v;
+                                }
+                            }
+                        }
+                        for (o, &a) in yo.iter_mut().zip(acc.iter()) {
+                            *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
                         }
                     }
-                }
-                for (o, &a) in yo.iter_mut().zip(acc.iter()) {
-                    *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
-                }
-            }
+                },
+            );
         },
     );
 }
@@ -144,40 +164,36 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
     is: &mut [i64],
 ) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.cols(ow)).collect();
+    let (rows, cols) = windows(g);
     let neg_inf = T::neg_infinity().to_acc();
     let mut scratch = AccScratch::<T>::new();
-    let mut max = vec![neg_inf; g.out_w];
-    let mut index = vec![0i64; g.out_w];
-    for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
-        for oh in 0..g.out_h {
-            let (h0, h1) = g.rows(oh);
-            for ((m, i), &(w0, _)) in max.iter_mut().zip(index.iter_mut()).zip(&cols) {
-                *m = neg_inf;
-                *i = (h0 * g.w + w0) as i64;
-            }
-            for h in h0..h1 {
-                let row = scratch.view(&xp[h * g.w..(h + 1) * g.w]);
-                for ((m, i), &(w0, w1)) in max.iter_mut().zip(index.iter_mut()).zip(&cols) {
-                    for (w, &v) in row[w0..w1].iter().enumerate() {
-                        if v > *m || v.is_nan() {
-                            *m = v;
-                            if WITH_INDEX {
-                                *i = (h * g.w + w0 + w) as i64;
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
+                let xp = scratch.view(xp);
+                for (oh, &(h0, h1)) in rows.iter().enumerate() {
+                    for (ow, &(w0, w1)) in cols.iter().enumerate() {
+                        let (mut m, mut at) = (neg_inf, h0 * g.w + w0);
+                        for h in h0..h1 {
+                            for (w, &v) in xp[h * g.w + w0..h * g.w + w1].iter().enumerate() {
+                                let take = v > m || v.is_nan();
+                                m = if take { v } else { m };
+                                if WITH_INDEX {
+                                    at = if take { h * g.w + w0 + w } else { at };
+                                }
                             }
+                        }
+                        let k = oh * g.out_w + ow;
+                        yp[k] = T::from_acc(m);
+                        if WITH_INDEX {
+                            is[p * out_plane + k] = at as i64;
                         }
                     }
                 }
             }
-            let row = oh * g.out_w..(oh + 1) * g.out_w;
-            for (o, &m) in yp[row.clone()].iter_mut().zip(max.iter()) {
-                *o = T::from_acc(m);
-            }
-            if WITH_INDEX {
-                is[p * out_plane..][row].copy_from_slice(&index);
-            }
-        }
-    }
+        },
+    );
 }
 
 fn max_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
@@ -187,15 +203,26 @@ fn max_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices
     match indices {
         Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(
             || MaxScratch::<T>::new(g.c),
-            |s, ((k, yrow), irow)| max_nhwc_row::<T, true>(g, x, k, yrow, irow, s),
+            |s, ((k, yrow), irow)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || max_nhwc_row::<T, true>(g, x, k, yrow, irow, s),
+                )
+            },
         ),
         None => ys.for_each_init(
             || MaxScratch::<T>::new(g.c),
-            |s, (k, yrow)| max_nhwc_row::<T, false>(g, x, k, yrow, &mut [], s),
+            |s, (k, yrow)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || max_nhwc_row::<T, false>(g, x, k, yrow, &mut [], s),
+                )
+            },
         ),
     }
 }
 
+#[inline(always)]
 fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     g: &AdaptiveGeometry,
     x: &[T],

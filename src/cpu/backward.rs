@@ -93,7 +93,8 @@ fn gather_shares<T: FloatElement>(
             let col_index: Vec<Vec<usize>> = (0..taps)
                 .map(|j| cols.iter().map(|r| if j < r.len() { r.start + j } else { out_w }).collect())
                 .collect();
-            grad_in.par_chunks_mut(w).enumerate().for_each_init(
+            // Many short rows per rayon task: a task per 7-wide row would cost more than it does.
+            grad_in.par_chunks_mut(w).enumerate().with_min_len((16 * 1024 / w).max(1)).for_each_init(
                 || (vec![T::Acc::zero(); w], vec![T::Acc::zero(); out_w + 1]),
                 |(acc, srow), (row, out_row)| {
                     let (plane, ih) = (row / h, row % h);
@@ -114,25 +115,27 @@ fn gather_shares<T: FloatElement>(
             );
         }
         Layout::Nhwc => {
-            grad_in.par_chunks_mut(w * c).enumerate().for_each(|(row, out_row)| {
-                let (img, ih) = (row / h, row % h);
-                let img_shares = &shares[img * out_h * out_w * c..(img + 1) * out_h * out_w * c];
-                let mut acc = vec![T::Acc::zero(); c];
-                for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
-                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                    for oh in rows[ih].clone() {
-                        for ow in cols[iw].clone() {
-                            let src = &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
-                            for (a, &s) in acc.iter_mut().zip(src) {
-                                *a += s;
+            grad_in.par_chunks_mut(w * c).enumerate().with_min_len((16 * 1024 / (w * c)).max(1)).for_each(
+                |(row, out_row)| {
+                    let (img, ih) = (row / h, row % h);
+                    let img_shares = &shares[img * out_h * out_w * c..(img + 1) * out_h * out_w * c];
+                    let mut acc = vec![T::Acc::zero(); c];
+                    for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
+                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        for oh in rows[ih].clone() {
+                            for ow in cols[iw].clone() {
+                                let src = &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
+                                for (a, &s) in acc.iter_mut().zip(src) {
+                                    *a += s;
+                                }
                             }
                         }
+                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                            *d = T::from_acc(a);
+                        }
                     }
-                    for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                        *d = T::from_acc(a);
-                    }
-                }
-            });
+                },
+            );
         }
     }
 }
@@ -154,16 +157,19 @@ fn shares<T: FloatElement>(
     if row == 0 {
         return out;
     }
-    out.par_chunks_mut(row).zip(grad_out.par_chunks(row)).enumerate().for_each(|(r, (dst, src))| {
-        let oh = r % out_h;
-        for ow in 0..out_w {
-            let div = divisor(oh, ow);
-            let s = ow * per_pos;
-            for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
-                *d = g.to_acc() / div;
+    let rows_per_task = (16 * 1024 / row).max(1);
+    out.par_chunks_mut(row).zip(grad_out.par_chunks(row)).enumerate().with_min_len(rows_per_task).for_each(
+        |(r, (dst, src))| {
+            let oh = r % out_h;
+            for ow in 0..out_w {
+                let div = divisor(oh, ow);
+                let s = ow * per_pos;
+                for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
+                    *d = g.to_acc() / div;
+                }
             }
-        }
-    });
+        },
+    );
     out
 }
 
@@ -324,7 +330,9 @@ pub fn broadcast_divide<T: FloatElement>(
         return;
     }
     let last_stride = strides[shape.len() - 1];
-    grad_in.par_chunks_mut(last).enumerate().for_each(|(row, dst)| {
+    // Rows can be short (W = 7): give each rayon task tens of KiB, not one row.
+    let rows_per_task = (16 * 1024 / last).max(1);
+    grad_in.par_chunks_mut(last).enumerate().with_min_len(rows_per_task).for_each(|(row, dst)| {
         // Offset of this row in grad_out: decompose `row` over the outer dims, last fastest.
         let mut rest = row;
         let mut base = 0;

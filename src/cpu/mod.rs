@@ -8,6 +8,7 @@
 pub mod adaptive;
 pub mod backward;
 pub mod reduce;
+pub(crate) mod simd;
 pub mod window;
 
 use crate::dtype::FloatElement;
@@ -53,7 +54,7 @@ impl<T: FloatElement> AccScratch<T> {
                 self.buf.resize(src.len(), T::Acc::zero());
             }
             let out = &mut self.buf[..src.len()];
-            T::block_to_acc(src, out);
+            simd::block_to_acc(src, out);
             out
         }
     }

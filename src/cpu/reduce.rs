@@ -6,7 +6,7 @@
 //! bit on any machine. Both paths cascade (sum small blocks, then add block sums) so the error
 //! grows with the number of levels rather than the length of the reduction.
 
-use super::{acc_from_f64, items_per_task, AccScratch};
+use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::reduce_geometry::{ReduceFinish, ReduceGeometry};
 use num_traits::{Float, Zero};
@@ -15,6 +15,9 @@ use rayon::prelude::*;
 /// Independent accumulators of a row sum: enough to hide add latency and let LLVM use full
 /// vector registers (4 SSE or 2 AVX registers for f32).
 const LANES: usize = 16;
+/// Rows shorter than this are summed in `SHORT_LANES` lanes (one AVX2 register of f32).
+const SHORT_ROW: usize = 128;
+const SHORT_LANES: usize = 8;
 /// Cascade level 0: a block summed in `LANES` lanes, then a lane tree.
 const BLOCK: usize = 512;
 /// Cascade level 1: a segment sums up to 64 block sums in order. Long rows are split into
@@ -59,18 +62,19 @@ fn apply_finish<A: Float>(acc: A, finish: ReduceFinish) -> A {
     }
 }
 
-/// Sum of at most `BLOCK` accumulator values in `LANES` independent lanes, then a lane tree.
+/// Sum of at most `BLOCK` values in `LANES` independent lanes, then a lane tree; `load`
+/// converts each value to the accumulator type (inline, so it vectorises).
 #[inline(always)]
-fn lane_sum<A: Float>(v: &[A]) -> A {
+fn lane_sum<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> A {
     let mut acc = [A::zero(); LANES];
     let mut chunks = v.chunks_exact(LANES);
     for c in &mut chunks {
         for i in 0..LANES {
-            acc[i] = acc[i] + c[i];
+            acc[i] = acc[i] + load(c[i]);
         }
     }
     for (a, &t) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = *a + t;
+        *a = *a + load(t);
     }
     let mut width = LANES / 2;
     while width > 0 {
@@ -83,11 +87,25 @@ fn lane_sum<A: Float>(v: &[A]) -> A {
 }
 
 /// Cascade levels 0 and 1 over at most `SEGMENT` elements.
-#[inline]
+#[inline(always)]
 fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>) -> T::Acc {
     let mut total = T::Acc::zero();
-    for block in x.chunks(BLOCK) {
-        total += lane_sum(scratch.view(block));
+    if x.len() < SHORT_ROW {
+        // Short rows (HW = 49 in a ResNet tail): fewer lanes, a shorter lane tree per row.
+        return if simd::converts_inline::<T>() {
+            lane_sum::<_, _, SHORT_LANES>(x, simd::load::<T>)
+        } else {
+            lane_sum::<_, _, SHORT_LANES>(scratch.view(x), |v| v)
+        };
+    }
+    if simd::converts_inline::<T>() {
+        for block in x.chunks(BLOCK) {
+            total += lane_sum::<_, _, LANES>(block, simd::load::<T>);
+        }
+    } else {
+        for block in x.chunks(BLOCK) {
+            total += lane_sum::<_, _, LANES>(scratch.view(block), |v| v);
+        }
     }
     total
 }
@@ -107,9 +125,14 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
         let rows_per_task = items_per_task(reduce);
         y.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task * reduce)).for_each(|(ys, xs)| {
             let mut scratch = AccScratch::<T>::new();
-            for (o, row) in ys.iter_mut().zip(xs.chunks_exact(reduce)) {
-                *o = T::from_acc(apply_finish(segment_sum(row, &mut scratch), finish));
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (o, row) in ys.iter_mut().zip(xs.chunks_exact(reduce)) {
+                        *o = T::from_acc(apply_finish(segment_sum(row, &mut scratch), finish));
+                    }
+                },
+            );
         });
         return;
     }
@@ -121,7 +144,10 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
         let (row, seg) = (k / segments_per_row, k % segments_per_row);
         let start = row * reduce + seg * SEGMENT;
         let end = row * reduce + ((seg + 1) * SEGMENT).min(reduce);
-        *s = segment_sum(&x[start..end], scratch);
+        *s = simd::dispatch(
+            #[inline(always)]
+            || segment_sum(&x[start..end], scratch),
+        );
     });
     y.par_iter_mut().zip(partial.par_chunks(segments_per_row)).for_each(|(o, segs)| {
         *o = T::from_acc(apply_finish(combine_segments(segs), finish));
@@ -139,7 +165,10 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
             yo.par_chunks_mut(COL_TILE).enumerate().with_min_len(tile_tasks).for_each(|(t, yt)| {
                 let mut acc = [T::Acc::zero(); COL_TILE];
                 let acc = &mut acc[..yt.len()];
-                column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
+                simd::dispatch(
+                    #[inline(always)]
+                    || column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc),
+                );
                 for (o, &a) in yt.iter_mut().zip(acc.iter()) {
                     *o = T::from_acc(apply_finish(a, finish));
                 }
@@ -155,7 +184,10 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
         let xo = &x[o * outer_stride..(o + 1) * outer_stride];
         let rows = seg * ROW_SEGMENT..((seg + 1) * ROW_SEGMENT).min(reduce);
         part.par_chunks_mut(COL_TILE).enumerate().with_min_len(tile_tasks).for_each(|(t, acc)| {
-            column_segment_sum(xo, inner, rows.clone(), t * COL_TILE, acc);
+            simd::dispatch(
+                #[inline(always)]
+                || column_segment_sum(xo, inner, rows.clone(), t * COL_TILE, acc),
+            );
         });
     });
     y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(inner * segments)).for_each(|(o, yo)| {
@@ -171,6 +203,7 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
 /// Sums rows `rows` of the `[reduce, inner]` slab `xo`, columns `col0..col0 + out.len()`, into
 /// `out` (overwritten): rows in order, `FOLD` rows per pass, blocks of `ROW_BLOCK` rows summed
 /// separately and then added (cascade). At most `ROW_SEGMENT` rows and `COL_TILE` columns.
+#[inline(always)]
 fn column_segment_sum<T: FloatElement>(
     xo: &[T],
     inner: usize,
@@ -183,30 +216,63 @@ fn column_segment_sum<T: FloatElement>(
     let block = &mut block[..width];
     let mut scratch: [AccScratch<T>; FOLD] = std::array::from_fn(|_| AccScratch::new());
     out.iter_mut().for_each(|a| *a = T::Acc::zero());
-    let row = |r: usize| &xo[r * inner + col0..r * inner + col0 + width];
     let mut r = rows.start;
     while r < rows.end {
         let block_end = (r + ROW_BLOCK).min(rows.end);
         block.iter_mut().for_each(|a| *a = T::Acc::zero());
-        while r + FOLD <= block_end {
-            let [s0, s1, s2, s3] = &mut scratch;
-            let (a, b, c, d) =
-                (s0.view(row(r)), s1.view(row(r + 1)), s2.view(row(r + 2)), s3.view(row(r + 3)));
-            let (a, b, c, d) = (&a[..width], &b[..width], &c[..width], &d[..width]);
-            for i in 0..width {
-                block[i] = block[i] + a[i] + b[i] + c[i] + d[i];
+        if simd::converts_inline::<T>() {
+            // f32/f64/bf16: rows read in place, converted in registers.
+            let at = |i: usize| &xo[(r + i) * inner + col0..(r + i) * inner + col0 + width];
+            fold_rows(block, block_end - r, at, simd::load::<T>);
+        } else if width == inner {
+            // The block's rows are one contiguous run: one conversion for all of them (narrow
+            // rows, e.g. 8 channels, would otherwise pay a conversion call per 8 values).
+            let v = scratch[0].view(&xo[r * inner..block_end * inner]);
+            fold_rows(block, block_end - r, |i| &v[i * inner..(i + 1) * inner], |v| v);
+        } else {
+            let mut k = r;
+            while k + FOLD <= block_end {
+                let row = |r: usize| &xo[r * inner + col0..r * inner + col0 + width];
+                let [s0, s1, s2, s3] = &mut scratch;
+                let quad = [s0.view(row(k)), s1.view(row(k + 1)), s2.view(row(k + 2)), s3.view(row(k + 3))];
+                fold_rows(block, FOLD, |i| quad[i], |v| v);
+                k += FOLD;
             }
-            r += FOLD;
-        }
-        while r < block_end {
-            let a = scratch[0].view(row(r));
-            for (acc, &v) in block.iter_mut().zip(a) {
-                *acc += v;
+            for k in k..block_end {
+                let v = scratch[0].view(&xo[k * inner + col0..k * inner + col0 + width]);
+                fold_rows(block, 1, |_| v, |v| v);
             }
-            r += 1;
         }
+        r = block_end;
         for (o, &b) in out.iter_mut().zip(block.iter()) {
             *o += b;
+        }
+    }
+}
+
+/// Adds rows `row(0..count)` into `block`, in row order, `FOLD` rows per pass over `block`
+/// (one accumulator load/store per `FOLD` rows); `load` converts each value.
+#[inline(always)]
+fn fold_rows<'a, E: Copy + 'a, A: Float>(
+    block: &mut [A],
+    count: usize,
+    row: impl Fn(usize) -> &'a [E],
+    load: impl Fn(E) -> A,
+) {
+    let width = block.len();
+    let mut i = 0;
+    while i + FOLD <= count {
+        let (a, b, c, d) =
+            (&row(i)[..width], &row(i + 1)[..width], &row(i + 2)[..width], &row(i + 3)[..width]);
+        for j in 0..width {
+            block[j] = block[j] + load(a[j]) + load(b[j]) + load(c[j]) + load(d[j]);
+        }
+        i += FOLD;
+    }
+    for i in i..count {
+        let a = &row(i)[..width];
+        for j in 0..width {
+            block[j] = block[j] + load(a[j]);
         }
     }
 }

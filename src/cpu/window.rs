@@ -11,7 +11,7 @@
 //! NHWC: rayon over (image, output row); per output, a C-wide accumulator vector swept over the
 //! window's taps in PyTorch's order, so the inner loop runs along contiguous channels.
 
-use super::{acc_from_f64, items_per_task, AccScratch};
+use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
@@ -58,34 +58,127 @@ fn padded_row_len(g: &WindowGeometry) -> usize {
     last_tap.max(g.padding[1] + g.w)
 }
 
-fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
-    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
-    let (pw, sw, kw) = (g.padding[1], g.stride[1], g.kernel[1]);
-    let row_len = padded_row_len(g);
-    y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
-        |(ys, xs)| {
-            let mut padded = vec![T::Acc::zero(); row_len];
-            let mut acc = vec![T::Acc::zero(); g.out_w];
-            for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
-                for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
-                    let first = g.avg_window(oh, 0, rule);
-                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                    for h in first.h0..first.h1 {
-                        T::block_to_acc(&xp[h * g.w..(h + 1) * g.w], &mut padded[pw..pw + g.w]);
-                        for j in 0..kw {
-                            let taps = padded[j..].iter().step_by(sw);
-                            for (a, &v) in acc.iter_mut().zip(taps) {
-                                *a += v;
-                            }
-                        }
-                    }
-                    for (ow, (o, &a)) in yrow.iter_mut().zip(acc.iter()).enumerate() {
-                        let divisor = g.avg_window(oh, ow, rule).divisor;
-                        *o = T::from_acc(a / acc_from_f64::<T::Acc>(divisor as f64));
+/// One input row laid out for unit-stride tap loops: the row converted to `T::Acc` inside a
+/// padded buffer (pads hold the op's identity), then split into `stride` phases,
+/// `phase r = padded[r], padded[r + s], ...`. The tap at padded position `ow * s + t` of output
+/// `ow` is then `phase(t % s)[ow + t / s]`: every tap of a whole output row is one contiguous
+/// slice, so the tap loops vectorise without strided loads.
+struct PhasedRow<A> {
+    stride: usize,
+    pad_left: usize,
+    phase_len: usize,
+    padded: Vec<A>,
+    phases: Vec<A>,
+}
+
+impl<A: Float> PhasedRow<A> {
+    fn new(g: &WindowGeometry, identity: A) -> Self {
+        let stride = g.stride[1];
+        let phase_len = padded_row_len(g).div_ceil(stride);
+        let phases = if stride > 1 { vec![identity; phase_len * stride] } else { Vec::new() };
+        PhasedRow {
+            stride,
+            pad_left: g.padding[1],
+            phase_len,
+            padded: vec![identity; phase_len * stride],
+            phases,
+        }
+    }
+
+    /// Loads input row `row` (W elements).
+    #[inline(always)]
+    fn load<T: FloatElement<Acc = A>>(&mut self, row: &[T]) {
+        simd::block_to_acc(row, &mut self.padded[self.pad_left..self.pad_left + row.len()]);
+        match self.stride {
+            1 => {}
+            2 => {
+                let (even, odd) = self.phases.split_at_mut(self.phase_len);
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(self.padded.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            }
+            s => {
+                for (m, group) in self.padded.chunks_exact(s).enumerate() {
+                    for (r, &v) in group.iter().enumerate() {
+                        self.phases[r * self.phase_len + m] = v;
                     }
                 }
             }
+        }
+    }
+
+    /// The taps at padded offset `t` of outputs `0..len`.
+    #[inline(always)]
+    fn taps(&self, t: usize, len: usize) -> &[A] {
+        let buf = if self.stride == 1 { &self.padded } else { &self.phases };
+        let start = (t % self.stride) * self.phase_len + t / self.stride;
+        &buf[start..start + len]
+    }
+}
+
+/// `acc[i] = acc[i] + taps[0][i] + taps[1][i] + ...`, left to right (PyTorch's tap order).
+#[inline(always)]
+fn add_taps<A: Float, const K: usize>(acc: &mut [A], taps: [&[A]; K]) {
+    let n = acc.len();
+    let taps = taps.map(|t| &t[..n]);
+    for i in 0..n {
+        let mut a = acc[i];
+        for t in &taps {
+            a = a + t[i];
+        }
+        acc[i] = a;
+    }
+}
+
+/// The sum taps of one padded input row: all `kw` taps of every output, in tap order.
+#[inline(always)]
+fn add_row_taps<A: Float>(acc: &mut [A], row: &PhasedRow<A>, kw: usize) {
+    let n = acc.len();
+    match kw {
+        1 => add_taps(acc, [row.taps(0, n)]),
+        2 => add_taps(acc, [row.taps(0, n), row.taps(1, n)]),
+        3 => add_taps(acc, [row.taps(0, n), row.taps(1, n), row.taps(2, n)]),
+        _ => (0..kw).for_each(|j| add_taps(acc, [row.taps(j, n)])),
+    }
+}
+
+fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
+    // Divisors depend on the output position only: computed once, shared by every plane.
+    let divisors: Vec<T::Acc> = (0..out_plane)
+        .map(|k| acc_from_f64(g.avg_window(k / g.out_w, k % g.out_w, rule).divisor as f64))
+        .collect();
+    let row_windows: Vec<(usize, usize)> = (0..g.out_h)
+        .map(|oh| {
+            let w = g.avg_window(oh, 0, rule);
+            (w.h0, w.h1)
+        })
+        .collect();
+    y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
+        |(ys, xs)| {
+            let mut row = PhasedRow::new(g, T::Acc::zero());
+            let mut acc = vec![T::Acc::zero(); g.out_w];
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+                        for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
+                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                            let (h0, h1) = row_windows[oh];
+                            for h in h0..h1 {
+                                row.load(&xp[h * g.w..(h + 1) * g.w]);
+                                add_row_taps(&mut acc, &row, g.kernel[1]);
+                            }
+                            let div = &divisors[oh * g.out_w..(oh + 1) * g.out_w];
+                            for ((o, &a), &d) in yrow.iter_mut().zip(acc.iter()).zip(div) {
+                                *o = T::from_acc(a / d);
+                            }
+                        }
+                    }
+                },
+            );
         },
     );
 }
@@ -99,40 +192,127 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         |(scratch, acc), (k, yrow)| {
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
-            for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
-                let win = g.avg_window(oh, ow, rule);
-                acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                for h in win.h0..win.h1 {
-                    for w in win.w0..win.w1 {
-                        let v = scratch.view(&image[(h * g.w + w) * c..(h * g.w + w + 1) * c]);
-                        for (a, &v) in acc.iter_mut().zip(v) {
-                            *a += v;
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+                        let win = g.avg_window(oh, ow, rule);
+                        if simd::converts_inline::<T>() {
+                            let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
+                            let full = c - c % CHANNEL_TILE;
+                            for c0 in (0..full).step_by(CHANNEL_TILE) {
+                                avg_tile::<T, CHANNEL_TILE>(image, g, &win, c0, yo, divisor);
+                            }
+                            for c0 in full..c {
+                                avg_tile::<T, 1>(image, g, &win, c0, yo, divisor);
+                            }
+                            continue;
+                        }
+                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        for h in win.h0..win.h1 {
+                            for w in win.w0..win.w1 {
+                                let v = scratch.view(&image[(h * g.w + w) * c..(h * g.w + w + 1) * c]);
+                                for (a, &v) in acc.iter_mut().zip(v) {
+                                    *a += v;
+                                }
+                            }
+                        }
+                        let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
+                        for (o, &a) in yo.iter_mut().zip(acc.iter()) {
+                            *o = T::from_acc(a / divisor);
                         }
                     }
-                }
-                let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
-                for (o, &a) in yo.iter_mut().zip(acc.iter()) {
-                    *o = T::from_acc(a / divisor);
-                }
-            }
+                },
+            );
         },
     );
 }
 
-/// The max update of one tap over a vector of outputs, branch-free so it vectorises:
-/// `take = v > max || isnan(v)`.
+/// Channels-last kernels keep this many channels of one output in registers across all of its
+/// taps (two AVX2 registers of f32), instead of a C-wide accumulator in memory.
+const CHANNEL_TILE: usize = 16;
+
+/// Channels `c0..c0 + N` of one channels-last average window: taps in PyTorch's order (h, then
+/// w) summed in registers, divided once.
 #[inline(always)]
-fn max_update<A: Float, const WITH_INDEX: bool>(
-    max: &mut [A],
-    index: &mut [i64],
-    values: impl Iterator<Item = A>,
-    index_of: impl Fn(usize) -> i64,
+fn avg_tile<T: FloatElement, const N: usize>(
+    image: &[T],
+    g: &WindowGeometry,
+    win: &crate::ops::window::AvgWindow,
+    c0: usize,
+    yo: &mut [T],
+    divisor: T::Acc,
 ) {
-    for (i, (m, v)) in max.iter_mut().zip(values).enumerate() {
-        let take = v > *m || v.is_nan();
-        *m = if take { v } else { *m };
+    let c = g.c;
+    let mut acc = [T::Acc::zero(); N];
+    for h in win.h0..win.h1 {
+        for w in win.w0..win.w1 {
+            let px = &image[(h * g.w + w) * c + c0..][..N];
+            for k in 0..N {
+                acc[k] += simd::load(px[k]);
+            }
+        }
+    }
+    for (o, &a) in yo[c0..c0 + N].iter_mut().zip(&acc) {
+        *o = T::from_acc(a / divisor);
+    }
+}
+
+/// Channels `c0..c0 + N` of one channels-last max window (taps `h0..h1` step `dh`, `w0..w1`
+/// step `dw`), max and index in registers across the taps; PyTorch's update rule and order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
+    image: &[T],
+    g: &WindowGeometry,
+    (h0, h1, dh): (usize, usize, usize),
+    (w0, w1, dw): (usize, usize, usize),
+    c0: usize,
+    yo: &mut [T],
+    io: &mut [i64],
+) {
+    let c = g.c;
+    let mut m = [T::neg_infinity().to_acc(); N];
+    let mut ix = [(h0 * g.w + w0) as i64; N];
+    let mut h = h0;
+    while h < h1 {
+        let mut w = w0;
+        while w < w1 {
+            let at = h * g.w + w;
+            let px = &image[at * c + c0..][..N];
+            for k in 0..N {
+                let v = simd::load(px[k]);
+                let take = v > m[k] || v.is_nan();
+                m[k] = if take { v } else { m[k] };
+                if WITH_INDEX {
+                    ix[k] = if take { at as i64 } else { ix[k] };
+                }
+            }
+            w += dw;
+        }
+        h += dh;
+    }
+    for (o, &v) in yo[c0..c0 + N].iter_mut().zip(&m) {
+        *o = T::from_acc(v);
+    }
+    if WITH_INDEX {
+        io[c0..c0 + N].copy_from_slice(&ix);
+    }
+}
+
+/// The max update of one tap over a vector of channels, branch-free so it vectorises:
+/// `take = v > max || isnan(v)`; a taken channel's index becomes `at`.
+#[inline(always)]
+fn max_update<A: Float, const WITH_INDEX: bool>(max: &mut [A], index: &mut [i64], values: &[A], at: i64) {
+    let n = max.len();
+    let values = &values[..n];
+    let index = if WITH_INDEX { &mut index[..n] } else { &mut index[..0] };
+    for i in 0..n {
+        let (v, m) = (values[i], max[i]);
+        let take = v > m || v.is_nan();
+        max[i] = if take { v } else { m };
         if WITH_INDEX {
-            index[i] = if take { index_of(i) } else { index[i] };
+            index[i] = if take { at } else { index[i] };
         }
     }
 }
@@ -151,6 +331,37 @@ fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
     }
 }
 
+/// The max update of taps `taps` (in order) over a row of outputs: `take = v > max ||
+/// isnan(v)`, branch-free so it vectorises. Tap `k` of output `i` has index `base[k] + i * step`.
+#[inline(always)]
+fn max_taps<A: Float, const K: usize, const WITH_INDEX: bool>(
+    max: &mut [A],
+    index: &mut [i64],
+    taps: [&[A]; K],
+    base: [i64; K],
+    step: i64,
+) {
+    let n = max.len();
+    let taps = taps.map(|t| &t[..n]);
+    let index = if WITH_INDEX { &mut index[..n] } else { &mut index[..0] };
+    for i in 0..n {
+        let mut m = max[i];
+        let mut at = if WITH_INDEX { index[i] } else { 0 };
+        for k in 0..K {
+            let v = taps[k][i];
+            let take = v > m || v.is_nan();
+            m = if take { v } else { m };
+            if WITH_INDEX {
+                at = if take { base[k] + i as i64 * step } else { at };
+            }
+        }
+        max[i] = m;
+        if WITH_INDEX {
+            index[i] = at;
+        }
+    }
+}
+
 /// Max pooling of whole planes `xs` into `ys` (and `is` when `WITH_INDEX`).
 fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
     g: &WindowGeometry,
@@ -160,43 +371,69 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
 ) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let (pw, sw, kw, dw, dh) = (g.padding[1], g.stride[1], g.kernel[1], g.dilation[1], g.dilation[0]);
-    let row_len = padded_row_len(g);
     let neg_inf = T::neg_infinity().to_acc();
-    let mut padded = vec![neg_inf; row_len];
+    let mut row = PhasedRow::new(g, neg_inf);
     let mut max = vec![neg_inf; g.out_w];
     let mut index = vec![0i64; if WITH_INDEX { g.out_w } else { 0 }];
     // The first in-bounds column tap of every output column: the index of an all -inf window.
     let first_w: Vec<usize> = (0..g.out_w).map(|ow| g.max_taps_w(ow).0).collect();
-    for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
-        for oh in 0..g.out_h {
-            let (h0, h1) = g.max_taps_h(oh);
-            max.iter_mut().for_each(|m| *m = neg_inf);
-            if WITH_INDEX {
-                for (i, &w0) in index.iter_mut().zip(&first_w) {
-                    *i = (h0 * g.w + w0) as i64;
+    let n = g.out_w;
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
+                for oh in 0..g.out_h {
+                    let (h0, h1) = g.max_taps_h(oh);
+                    max.iter_mut().for_each(|m| *m = neg_inf);
+                    if WITH_INDEX {
+                        for (i, &w0) in index.iter_mut().zip(&first_w) {
+                            *i = (h0 * g.w + w0) as i64;
+                        }
+                    }
+                    for h in (h0..h1).step_by(dh) {
+                        row.load(&xp[h * g.w..(h + 1) * g.w]);
+                        // Index of tap j of output column ow: h*W + ow*sw + j*dw - pw.
+                        let base = |j: usize| (h * g.w + j * dw) as i64 - pw as i64;
+                        let (m, ix, step) = (&mut max[..], &mut index[..], sw as i64);
+                        match kw {
+                            2 => max_taps::<_, 2, WITH_INDEX>(
+                                m,
+                                ix,
+                                [row.taps(0, n), row.taps(dw, n)],
+                                [base(0), base(1)],
+                                step,
+                            ),
+                            3 => max_taps::<_, 3, WITH_INDEX>(
+                                m,
+                                ix,
+                                [row.taps(0, n), row.taps(dw, n), row.taps(2 * dw, n)],
+                                [base(0), base(1), base(2)],
+                                step,
+                            ),
+                            _ => {
+                                for j in 0..kw {
+                                    max_taps::<_, 1, WITH_INDEX>(
+                                        m,
+                                        ix,
+                                        [row.taps(j * dw, n)],
+                                        [base(j)],
+                                        step,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    let out = oh * g.out_w..(oh + 1) * g.out_w;
+                    for (o, &m) in yp[out.clone()].iter_mut().zip(max.iter()) {
+                        *o = T::from_acc(m);
+                    }
+                    if WITH_INDEX {
+                        is[p * out_plane..][out].copy_from_slice(&index);
+                    }
                 }
             }
-            for h in (h0..h1).step_by(dh) {
-                T::block_to_acc(&xp[h * g.w..(h + 1) * g.w], &mut padded[pw..pw + g.w]);
-                for j in 0..kw {
-                    let offset = j * dw;
-                    // Index of the tap of output column ow: h*W + ow*sw + j*dw - pw.
-                    let base = (h * g.w + offset) as i64 - pw as i64;
-                    let taps = padded[offset..].iter().step_by(sw).copied();
-                    max_update::<T::Acc, WITH_INDEX>(&mut max, &mut index, taps, |ow| {
-                        base + (ow * sw) as i64
-                    });
-                }
-            }
-            let row = oh * g.out_w..(oh + 1) * g.out_w;
-            for (o, &m) in yp[row.clone()].iter_mut().zip(max.iter()) {
-                *o = T::from_acc(m);
-            }
-            if WITH_INDEX {
-                is[p * out_plane..][row].copy_from_slice(&index);
-            }
-        }
-    }
+        },
+    );
 }
 
 fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
@@ -206,11 +443,21 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
     match indices {
         Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(
             || MaxScratch::<T>::new(g.c),
-            |s, ((k, yrow), irow)| max_nhwc_row::<T, true>(g, x, k, yrow, irow, s),
+            |s, ((k, yrow), irow)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || max_nhwc_row::<T, true>(g, x, k, yrow, irow, s),
+                )
+            },
         ),
         None => ys.for_each_init(
             || MaxScratch::<T>::new(g.c),
-            |s, (k, yrow)| max_nhwc_row::<T, false>(g, x, k, yrow, &mut [], s),
+            |s, (k, yrow)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || max_nhwc_row::<T, false>(g, x, k, yrow, &mut [], s),
+                )
+            },
         ),
     }
 }
@@ -228,7 +475,7 @@ impl<T: FloatElement> MaxScratch<T> {
     }
 
     /// Starts a window: -inf everywhere, the first tap's index `first`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(&mut self, first: i64) {
         let neg_inf = T::neg_infinity().to_acc();
         self.max.iter_mut().for_each(|m| *m = neg_inf);
@@ -236,14 +483,14 @@ impl<T: FloatElement> MaxScratch<T> {
     }
 
     /// One tap: the C channels `v` at plane index `at`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn tap<const WITH_INDEX: bool>(&mut self, v: &[T], at: i64) {
         let v = self.convert.view(v);
-        max_update::<T::Acc, WITH_INDEX>(&mut self.max, &mut self.index, v.iter().copied(), |_| at);
+        max_update::<T::Acc, WITH_INDEX>(&mut self.max, &mut self.index, v, at);
     }
 
     /// Stores the window's result.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store<const WITH_INDEX: bool>(&self, y: &mut [T], ind: &mut [i64]) {
         for (o, &m) in y.iter_mut().zip(self.max.iter()) {
             *o = T::from_acc(m);
@@ -255,6 +502,7 @@ impl<T: FloatElement> MaxScratch<T> {
 }
 
 /// One (image, output row) of channels-last max pooling; `k = n * out_h + oh`.
+#[inline(always)]
 fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     g: &WindowGeometry,
     x: &[T],
@@ -269,6 +517,18 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     let (h0, h1) = g.max_taps_h(oh);
     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
         let (w0, w1) = g.max_taps_w(ow);
+        if simd::converts_inline::<T>() {
+            let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
+            let (hs, ws) = ((h0, h1, g.dilation[0]), (w0, w1, g.dilation[1]));
+            let full = c - c % CHANNEL_TILE;
+            for c0 in (0..full).step_by(CHANNEL_TILE) {
+                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, g, hs, ws, c0, yo, io);
+            }
+            for c0 in full..c {
+                max_tile::<T, 1, WITH_INDEX>(image, g, hs, ws, c0, yo, io);
+            }
+            continue;
+        }
         s.start((h0 * g.w + w0) as i64);
         for h in (h0..h1).step_by(g.dilation[0]) {
             for w in (w0..w1).step_by(g.dilation[1]) {
@@ -320,6 +580,11 @@ mod tests {
             case([1, 2, 300, 1], [3, 1], Some([2, 1]), [1, 0], [1, 1], true),
             case([3, 1, 4, 4], [4, 4], None, [0, 0], [1, 1], false),
             case([0, 2, 4, 4], [2, 2], None, [0, 0], [1, 1], false),
+            // Channels-last register tiles (16 channels) plus a remainder channel.
+            case([2, 17, 6, 5], [3, 3], Some([2, 2]), [1, 1], d, true),
+            case([1, 32, 4, 4], [2, 2], None, [0, 0], [1, 1], false),
+            // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
+            case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
         ]
     }
 
