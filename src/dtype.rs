@@ -89,6 +89,26 @@ impl HostData {
             DType::I64 => HostData::I64(vec![0; len]),
         }
     }
+    /// As [`HostData::zeros`], but an allocation the machine cannot make is an
+    /// `Error::OutOfMemory`, not an abort (a huge adaptive output size, say).
+    pub fn try_zeros(dtype: DType, len: usize) -> crate::error::Result<HostData> {
+        fn zeroed<T: Clone>(len: usize, zero: T, dtype: DType) -> crate::error::Result<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).map_err(|_| {
+                crate::error::Error::OutOfMemory(format!("host: cannot allocate {len} elements of {dtype}"))
+            })?;
+            v.resize(len, zero);
+            Ok(v)
+        }
+        Ok(match dtype {
+            DType::F32 => HostData::F32(zeroed(len, 0.0, dtype)?),
+            DType::F64 => HostData::F64(zeroed(len, 0.0, dtype)?),
+            DType::F16 => HostData::F16(zeroed(len, f16::ZERO, dtype)?),
+            DType::BF16 => HostData::BF16(zeroed(len, bf16::ZERO, dtype)?),
+            DType::I64 => HostData::I64(zeroed(len, 0, dtype)?),
+        })
+    }
+
     /// The buffer's bytes, for handing to the emulator or a device copy.
     pub fn as_bytes(&self) -> &[u8] {
         fn bytes<T>(v: &[T]) -> &[u8] {

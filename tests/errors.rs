@@ -172,3 +172,17 @@ fn views_torch_rejects_are_errors() {
         assert!(cl.reshape(&[-1]).is_ok(), "{name}: reshape copies where view cannot");
     }
 }
+
+/// An output the machine cannot hold is an error, not an abort.
+#[test]
+fn a_huge_adaptive_output_is_an_error_not_an_abort() {
+    let x =
+        CudaTensor::from_array(&Device::cpu(), &ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 1, 2, 2])))
+            .unwrap();
+    let huge = 1usize << 40;
+    assert!(x.adaptive_avg_pool2d([huge, huge]).is_err());
+    assert!(x.adaptive_max_pool2d_with_indices([huge, huge]).is_err());
+    // 2^40 f32 outputs (4 TiB): the count fits, the allocation does not.
+    let big = 1usize << 20;
+    assert!(matches!(x.adaptive_avg_pool2d([big, big]), Err(cupool::Error::OutOfMemory(_))));
+}

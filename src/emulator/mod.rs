@@ -143,7 +143,7 @@ impl PlanExecutor for EmulatorExecutor {
     }
 
     fn alloc_zeros(&self, dtype: DType, len: usize) -> Result<Storage> {
-        Ok(Storage::Host(HostData::zeros(dtype, len)))
+        Ok(Storage::Host(HostData::try_zeros(dtype, len)?))
     }
 
     fn upload(&self, data: HostData) -> Result<Storage> {

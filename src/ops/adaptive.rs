@@ -80,6 +80,11 @@ pub fn plan_adaptive_pool(
             );
         }
     }
+    // The output may be far larger than the input; its element count must fit an isize.
+    let out_len = [c, output[0], output[1]].iter().try_fold(n, |a, &d| a.checked_mul(d));
+    if out_len.is_none_or(|len| len > isize::MAX as usize / 8) {
+        shape_err!("{op}(): output_size {output:?} for input {shape:?} is too large to allocate");
+    }
     Ok(AdaptiveGeometry { n, c, h, w, out_h: output[0], out_w: output[1] })
 }
 

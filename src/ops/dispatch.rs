@@ -29,8 +29,14 @@ pub(crate) fn run_op(
     let storages: Vec<&Storage> = inputs.iter().map(|t| t.storage()).collect();
     match inputs[0].device().executor() {
         None => {
-            let mut values = HostData::zeros(out_dtype, out_len);
-            let mut indices = i64_len.map(|len| vec![0i64; len]);
+            let mut values = HostData::try_zeros(out_dtype, out_len)?;
+            let mut indices = match i64_len {
+                Some(len) => match HostData::try_zeros(DType::I64, len)? {
+                    HostData::I64(v) => Some(v),
+                    _ => unreachable!("try_zeros(I64) gives I64"),
+                },
+                None => None,
+            };
             if out_len > 0 {
                 cpu(&storages, &mut values, indices.as_deref_mut())?;
             }
