@@ -243,92 +243,65 @@ impl Element for i64 {
     }
 }
 
-impl FloatElement for f32 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        a
-    }
-    fn block_to_acc(src: &[Self], out: &mut [f32]) {
-        out.copy_from_slice(src);
-    }
-    #[inline(always)]
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-    fn neg_infinity() -> Self {
-        f32::NEG_INFINITY
-    }
+/// `FloatElement` for a type whose accumulator is itself (f32, f64).
+macro_rules! impl_float_native {
+    ($t:ident) => {
+        impl FloatElement for $t {
+            type Acc = $t;
+            #[inline(always)]
+            fn to_acc(self) -> $t {
+                self
+            }
+            #[inline(always)]
+            fn from_acc(a: $t) -> Self {
+                a
+            }
+            fn block_to_acc(src: &[Self], out: &mut [$t]) {
+                out.copy_from_slice(src);
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                self.is_nan()
+            }
+            fn neg_infinity() -> Self {
+                $t::NEG_INFINITY
+            }
+        }
+    };
 }
-impl FloatElement for f64 {
-    type Acc = f64;
-    #[inline(always)]
-    fn to_acc(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn from_acc(a: f64) -> Self {
-        a
-    }
-    fn block_to_acc(src: &[Self], out: &mut [f64]) {
-        out.copy_from_slice(src);
-    }
-    #[inline(always)]
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-    fn neg_infinity() -> Self {
-        f64::NEG_INFINITY
-    }
+
+/// `FloatElement` for a 16-bit float that accumulates in f32 (f16, bf16).
+macro_rules! impl_float_half {
+    ($t:ident) => {
+        impl FloatElement for $t {
+            type Acc = f32;
+            #[inline(always)]
+            fn to_acc(self) -> f32 {
+                self.to_f32()
+            }
+            #[inline(always)]
+            fn from_acc(a: f32) -> Self {
+                $t::from_f32(a)
+            }
+            fn block_to_acc(src: &[Self], out: &mut [f32]) {
+                use half::slice::HalfFloatSliceExt;
+                src.convert_to_f32_slice(out);
+            }
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                self.is_nan()
+            }
+            fn neg_infinity() -> Self {
+                $t::NEG_INFINITY
+            }
+        }
+    };
 }
-impl FloatElement for f16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        f16::from_f32(a)
-    }
-    fn block_to_acc(src: &[Self], out: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        src.convert_to_f32_slice(out);
-    }
-    #[inline(always)]
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-    fn neg_infinity() -> Self {
-        f16::NEG_INFINITY
-    }
-}
-impl FloatElement for bf16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        bf16::from_f32(a)
-    }
-    fn block_to_acc(src: &[Self], out: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        src.convert_to_f32_slice(out);
-    }
-    #[inline(always)]
-    fn is_nan(self) -> bool {
-        self.is_nan()
-    }
-    fn neg_infinity() -> Self {
-        bf16::NEG_INFINITY
-    }
-}
+
+impl_float_native!(f32);
+impl_float_native!(f64);
+impl_float_half!(f16);
+impl_float_half!(bf16);
 
 /// Calls `$body` with `$T` bound to the Rust type of a float dtype; `$on_other` for I64.
 macro_rules! with_float_type {
