@@ -11,7 +11,7 @@
 //! division by `kh * kw` would be the correctly rounded mean of the sum, at most about an ulp
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
-use super::window::MaxScratch;
+use super::window::{max_tile, MaxScratch, CHANNEL_TILE};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::AdaptiveGeometry;
@@ -74,15 +74,32 @@ fn windows(g: &AdaptiveGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
 
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g));
+    let planes_per_task = items_per_task(plane_work(g)).next_multiple_of(PLANE_GROUP);
     let (rows, cols) = windows(g);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
+            let done = fast_planes::<T, false, false>(g, &rows, &cols, xs, ys, &mut []);
+            let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
             let mut scratch = AccScratch::<T>::new();
             let mut acc = vec![T::Acc::zero(); g.out_w];
             simd::dispatch(
                 #[inline(always)]
                 || {
+                    if in_plane <= SMALL_PLANE && simd::converts_inline::<T>() {
+                        // Small planes (7x7 -> 2x2): per-plane loop overhead dominates row
+                        // streaming, so each output sums its window directly, for
+                        // `PLANE_GROUP` planes at once (independent chains that overlap).
+                        let mut yg = ys.chunks_exact_mut(out_plane * PLANE_GROUP);
+                        let mut xg = xs.chunks_exact(in_plane * PLANE_GROUP);
+                        for (yp, xp) in (&mut yg).zip(&mut xg) {
+                            avg_planes_direct::<T, PLANE_GROUP>(g, &rows, &cols, xp, yp);
+                        }
+                        let (yr, xr) = (yg.into_remainder(), xg.remainder());
+                        for (yp, xp) in yr.chunks_exact_mut(out_plane).zip(xr.chunks_exact(in_plane)) {
+                            avg_planes_direct::<T, 1>(g, &rows, &cols, xp, yp);
+                        }
+                        return;
+                    }
                     for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
                         // Per output row, every output accumulates at once while the input rows
                         // of its window stream by: each output still sums rows then columns
@@ -98,7 +115,7 @@ fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                                 }
                             }
                             for (o, (&a, &(w0, w1))) in yrow.iter_mut().zip(acc.iter().zip(&cols)) {
-                                *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
+                                *o = simd::store::<T>(adaptive_mean(a, h1 - h0, w1 - w0));
                             }
                         }
                     }
@@ -106,6 +123,40 @@ fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
             );
         },
     );
+}
+
+/// NCHW planes up to this many elements use [`avg_planes_direct`].
+const SMALL_PLANE: usize = 256;
+/// Planes summed together by [`avg_planes_direct`].
+const PLANE_GROUP: usize = 8;
+
+/// `P` consecutive planes (`xp`, `yp`): each output's window summed directly in PyTorch's
+/// order (h, then w), the `P` planes' sums as independent chains.
+#[inline(always)]
+fn avg_planes_direct<T: FloatElement, const P: usize>(
+    g: &AdaptiveGeometry,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    xp: &[T],
+    yp: &mut [T],
+) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let (xp, yp) = (&xp[..P * in_plane], &mut yp[..P * out_plane]);
+    for (oh, &(h0, h1)) in rows.iter().enumerate() {
+        for (ow, &(w0, w1)) in cols.iter().enumerate() {
+            let mut acc = [T::Acc::zero(); P];
+            for h in h0..h1 {
+                for w in w0..w1 {
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        *a += simd::load(xp[p * in_plane + h * g.w + w]);
+                    }
+                }
+            }
+            for (p, &a) in acc.iter().enumerate() {
+                yp[p * out_plane + oh * g.out_w + ow] = simd::store::<T>(adaptive_mean(a, h1 - h0, w1 - w0));
+            }
+        }
+    }
 }
 
 fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
@@ -124,6 +175,24 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                 || {
                     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
                         let (w0, w1) = cols[ow];
+                        if simd::converts_inline::<T>() {
+                            let win = ((h0, h1), (w0, w1));
+                            let full = c - c % CHANNEL_TILE;
+                            for c0 in (0..full).step_by(CHANNEL_TILE) {
+                                avg_tile::<T, CHANNEL_TILE>(image, (g.w, c), win, c0, yo);
+                            }
+                            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
+                            // channel at a time).
+                            let mut full = full;
+                            if c - full >= 8 {
+                                avg_tile::<T, 8>(image, (g.w, c), win, full, yo);
+                                full += 8;
+                            }
+                            for c0 in full..c {
+                                avg_tile::<T, 1>(image, (g.w, c), win, c0, yo);
+                            }
+                            continue;
+                        }
                         acc.iter_mut().for_each(|a| *a = T::Acc::zero());
                         for h in h0..h1 {
                             for w in w0..w1 {
@@ -134,7 +203,7 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                             }
                         }
                         for (o, &a) in yo.iter_mut().zip(acc.iter()) {
-                            *o = T::from_acc(adaptive_mean(a, h1 - h0, w1 - w0));
+                            *o = simd::store::<T>(adaptive_mean(a, h1 - h0, w1 - w0));
                         }
                     }
                 },
@@ -143,9 +212,33 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     );
 }
 
+/// Channels `c0..c0 + N` of one channels-last adaptive average window: the sum in registers
+/// across the taps in PyTorch's order (h, then w), then PyTorch's two divisions.
+#[inline(always)]
+fn avg_tile<T: FloatElement, const N: usize>(
+    image: &[T],
+    (width, c): (usize, usize),
+    ((h0, h1), (w0, w1)): ((usize, usize), (usize, usize)),
+    c0: usize,
+    yo: &mut [T],
+) {
+    let mut acc = [T::Acc::zero(); N];
+    for h in h0..h1 {
+        for w in w0..w1 {
+            let px = &image[(h * width + w) * c + c0..][..N];
+            for k in 0..N {
+                acc[k] += simd::load(px[k]);
+            }
+        }
+    }
+    for (o, &a) in yo[c0..c0 + N].iter_mut().zip(&acc) {
+        *o = simd::store(adaptive_mean(a, h1 - h0, w1 - w0));
+    }
+}
+
 fn max_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g));
+    let planes_per_task = items_per_task(plane_work(g)).next_multiple_of(PLANE_GROUP);
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => {
@@ -165,11 +258,32 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
 ) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let (rows, cols) = windows(g);
+    let done = fast_planes::<T, true, WITH_INDEX>(g, &rows, &cols, xs, ys, is);
+    let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
+    let is = if WITH_INDEX { &mut is[done * out_plane..] } else { is };
     let neg_inf = T::neg_infinity().to_acc();
     let mut scratch = AccScratch::<T>::new();
     simd::dispatch(
         #[inline(always)]
         || {
+            if in_plane <= SMALL_PLANE && simd::converts_inline::<T>() {
+                let groups = ys.len() / out_plane / PLANE_GROUP;
+                for q in 0..groups {
+                    max_planes_direct::<T, PLANE_GROUP, WITH_INDEX>(
+                        g,
+                        &rows,
+                        &cols,
+                        xs,
+                        ys,
+                        is,
+                        q * PLANE_GROUP,
+                    );
+                }
+                for p in groups * PLANE_GROUP..ys.len() / out_plane {
+                    max_planes_direct::<T, 1, WITH_INDEX>(g, &rows, &cols, xs, ys, is, p);
+                }
+                return;
+            }
             for (p, (yp, xp)) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)).enumerate() {
                 let xp = scratch.view(xp);
                 for (oh, &(h0, h1)) in rows.iter().enumerate() {
@@ -185,7 +299,7 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
                             }
                         }
                         let k = oh * g.out_w + ow;
-                        yp[k] = T::from_acc(m);
+                        yp[k] = simd::store::<T>(m);
                         if WITH_INDEX {
                             is[p * out_plane + k] = at as i64;
                         }
@@ -194,6 +308,50 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
             }
         },
     );
+}
+
+/// Planes `p0..p0 + P` of a task (`xs`, `ys`, `is`): each output's window scanned directly in
+/// PyTorch's order with max pooling's rule, the `P` planes as independent chains.
+#[inline(always)]
+fn max_planes_direct<T: FloatElement, const P: usize, const WITH_INDEX: bool>(
+    g: &AdaptiveGeometry,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    xs: &[T],
+    ys: &mut [T],
+    is: &mut [i64],
+    p0: usize,
+) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let xp = &xs[p0 * in_plane..(p0 + P) * in_plane];
+    let yp = &mut ys[p0 * out_plane..(p0 + P) * out_plane];
+    let neg_inf = T::neg_infinity().to_acc();
+    for (oh, &(h0, h1)) in rows.iter().enumerate() {
+        for (ow, &(w0, w1)) in cols.iter().enumerate() {
+            let mut m = [neg_inf; P];
+            let mut at = [h0 * g.w + w0; P];
+            for h in h0..h1 {
+                for w in w0..w1 {
+                    let i = h * g.w + w;
+                    for p in 0..P {
+                        let v = simd::load(xp[p * in_plane + i]);
+                        let take = v > m[p] || v.is_nan();
+                        m[p] = if take { v } else { m[p] };
+                        if WITH_INDEX {
+                            at[p] = if take { i } else { at[p] };
+                        }
+                    }
+                }
+            }
+            let k = oh * g.out_w + ow;
+            for p in 0..P {
+                yp[p * out_plane + k] = simd::store::<T>(m[p]);
+                if WITH_INDEX {
+                    is[(p0 + p) * out_plane + k] = at[p] as i64;
+                }
+            }
+        }
+    }
 }
 
 fn max_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
@@ -237,6 +395,26 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     let (h0, h1) = g.rows(oh);
     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
         let (w0, w1) = g.cols(ow);
+        if simd::converts_inline::<T>() && g.h * g.w <= i32::MAX as usize {
+            // Register tiles of channels across the whole window, as windowed channels-last.
+            let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
+            let (hs, ws) = ((h0, h1, 1), (w0, w1, 1));
+            let full = c - c % CHANNEL_TILE;
+            for c0 in (0..full).step_by(CHANNEL_TILE) {
+                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
+            }
+            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
+            // channel at a time).
+            let mut full = full;
+            if c - full >= 8 {
+                max_tile::<T, 8, WITH_INDEX>(image, (g.w, c), hs, ws, full, yo, io);
+                full += 8;
+            }
+            for c0 in full..c {
+                max_tile::<T, 1, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
+            }
+            continue;
+        }
         s.start((h0 * g.w + w0) as i64);
         for h in h0..h1 {
             for w in w0..w1 {
@@ -246,6 +424,324 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
         }
         let ind = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
         s.store::<WITH_INDEX>(yo, ind);
+    }
+}
+
+/// Planes of a task (`xs`, `ys`, `is`) done eight at a time by [`planes8`], returning how many
+/// (a multiple of 8; 0 without AVX2 or for other element types). The rest is the caller's.
+fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    g: &AdaptiveGeometry,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    xs: &[T],
+    ys: &mut [T],
+    is: &mut [i64],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(kind) = planes8::kind_of::<T>() else { return 0 };
+        let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+        let groups = (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1)) / 8;
+        let mut vals = vec![0f32; 8 * out_plane];
+        let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
+        let mut lanes = vec![0f32; if in_plane <= SMALL_PLANE { 8 * in_plane } else { 0 }];
+        if in_plane > i32::MAX as usize {
+            return 0;
+        }
+        for q in 0..groups {
+            let xg = &xs[8 * q * in_plane..];
+            // SAFETY: AVX2 was detected by `kind_of`, which also checked that `T` is the f32 or
+            // bf16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
+            // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
+            // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked).
+            unsafe {
+                let (x, len) = (xg.as_ptr().cast(), xg.len());
+                if in_plane <= SMALL_PLANE {
+                    planes8::run::<MAX, WITH_INDEX, 1>(
+                        kind,
+                        x,
+                        len,
+                        (g.h, g.w),
+                        rows,
+                        cols,
+                        &mut vals,
+                        &mut idx,
+                        &mut lanes,
+                    )
+                } else {
+                    planes8::run::<MAX, WITH_INDEX, 4>(
+                        kind,
+                        x,
+                        len,
+                        (g.h, g.w),
+                        rows,
+                        cols,
+                        &mut vals,
+                        &mut idx,
+                        &mut lanes,
+                    )
+                }
+            };
+            for k in 0..out_plane {
+                for p in 0..8 {
+                    let plane = 8 * q + p;
+                    ys[plane * out_plane + k] = simd::store::<T>(acc_f32::<T>(vals[8 * k + p]));
+                    if WITH_INDEX {
+                        is[plane * out_plane + k] = i64::from(idx[8 * k + p]);
+                    }
+                }
+            }
+        }
+        8 * groups
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, rows, cols, xs, ys, is);
+        0
+    }
+}
+
+/// An f32 result as `T::Acc` (f32 for the types [`planes8`] handles).
+#[inline(always)]
+fn acc_f32<T: FloatElement>(v: f32) -> T::Acc {
+    num_traits::NumCast::from(v).unwrap_or_else(T::Acc::nan)
+}
+
+/// NCHW adaptive pooling of eight planes at once with AVX2: lane `p` of every vector belongs to
+/// plane `p`. Each window row segment is read as eight 8-wide loads (one per plane) and
+/// transposed, so tap `j` of all eight planes is one vector; the taps are then applied in
+/// PyTorch's order (h, then w), so every plane gets exactly the scalar loop's result.
+#[cfg(target_arch = "x86_64")]
+mod planes8 {
+    use crate::dtype::FloatElement;
+    use std::any::TypeId;
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Kind {
+        F32,
+        Bf16,
+    }
+
+    /// How many groups ahead small-plane groups prefetch.
+    const PREFETCH_GROUPS: usize = 4;
+
+    /// The kernel's element kind for `T`, or `None` when the CPU lacks AVX2 or `T` is not f32
+    /// or bf16 (both accumulate in f32).
+    pub(super) fn kind_of<T: FloatElement>() -> Option<Kind> {
+        if !std::is_x86_feature_detected!("avx2") || TypeId::of::<T::Acc>() != TypeId::of::<f32>() {
+            return None;
+        }
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            Some(Kind::F32)
+        } else if TypeId::of::<T>() == TypeId::of::<half::bf16>() {
+            Some(Kind::Bf16)
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load8(kind: Kind, x: *const u8, at: usize) -> __m256 {
+        match kind {
+            Kind::F32 => _mm256_loadu_ps(x.cast::<f32>().add(at)),
+            Kind::Bf16 => {
+                let h = _mm_loadu_si128(x.cast::<u16>().add(at).cast());
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load1(kind: Kind, x: *const u8, at: usize) -> f32 {
+        match kind {
+            Kind::F32 => *x.cast::<f32>().add(at),
+            Kind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
+        }
+    }
+
+    /// `t[j]` lane `p` = element `at + j` of plane `p` (planes `plane` elements apart), for
+    /// `j < n`; reads element by element where 8-wide loads would pass the buffer's `len`.
+    #[inline(always)]
+    unsafe fn taps(kind: Kind, x: *const u8, len: usize, plane: usize, at: usize, n: usize) -> [__m256; 8] {
+        if 7 * plane + at + 8 > len {
+            let mut t = [[0f32; 8]; 8];
+            for (j, tj) in t.iter_mut().enumerate().take(n) {
+                for (p, v) in tj.iter_mut().enumerate() {
+                    *v = load1(kind, x, p * plane + at + j);
+                }
+            }
+            return t.map(|v| _mm256_loadu_ps(v.as_ptr()));
+        }
+        let r: [__m256; 8] = std::array::from_fn(|p| load8(kind, x, p * plane + at));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// Eight planes starting at `x` (`len` elements readable from `x`, planes of `h_w.0 *
+    /// h_w.1` elements): per output `k` (row-major over `rows` x `cols`), `vals[8k + p]` gets
+    /// plane `p`'s `sum / kh / kw` (`MAX` false) or max (`MAX` true, PyTorch's rule: take when
+    /// greater or NaN), and with `WITH_INDEX` `idx[8k + p]` its plane index.
+    ///
+    /// # Safety
+    /// AVX2 must be available, `x` must point to `len >= 8 * plane` readable elements of the
+    /// type named by `kind`, every window inside the plane, and `vals`/`idx` hold `8 *
+    /// rows.len() * cols.len()` entries (`idx` only with `WITH_INDEX`), and with `OB == 1`
+    /// `lanes` holds `8 * plane`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn run<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
+        kind: Kind,
+        x: *const u8,
+        len: usize,
+        (height, width): (usize, usize),
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        vals: &mut [f32],
+        idx: &mut [i32],
+        lanes: &mut [f32],
+    ) {
+        let plane = height * width;
+        if OB == 1 {
+            // Small planes: the whole group is transposed once into `lanes` (element `i` of
+            // the eight planes as one vector at `8 * i`), then each output sums its window from
+            // there in PyTorch's order; rows shared by overlapping windows transpose once.
+            // The hardware prefetchers do not keep up with this pattern on small groups (the
+            // loads stall on memory), so the group `PREFETCH_GROUPS` ahead is requested now.
+            let elem = if kind == Kind::F32 { 4 } else { 2 };
+            let (group_bytes, ahead) = (8 * plane * elem, PREFETCH_GROUPS * 8 * plane * elem);
+            for off in (0..group_bytes).step_by(64) {
+                if ahead + off < len * elem {
+                    // SAFETY: inside the buffer (checked); a prefetch never faults anyway.
+                    _mm_prefetch::<_MM_HINT_T0>(x.add(ahead + off).cast());
+                }
+            }
+            for h in 0..height {
+                let mut w = 0;
+                while w < width {
+                    let n = (width - w).min(8);
+                    let t = taps(kind, x, len, plane, h * width + w, n);
+                    for (j, &v) in t.iter().enumerate().take(n) {
+                        _mm256_storeu_ps(lanes[8 * (h * width + w + j)..][..8].as_mut_ptr(), v);
+                    }
+                    w += n;
+                }
+            }
+            let mut k = 0;
+            for &(h0, h1) in rows {
+                for &(w0, w1) in cols {
+                    let mut acc = _mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+                    let mut at = _mm256_set1_epi32((h0 * width + w0) as i32);
+                    for h in h0..h1 {
+                        for w in w0..w1 {
+                            let i = h * width + w;
+                            let v = _mm256_loadu_ps(lanes[8 * i..][..8].as_ptr());
+                            if MAX {
+                                let take = _mm256_or_ps(
+                                    _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc),
+                                    _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                                );
+                                acc = _mm256_blendv_ps(acc, v, take);
+                                if WITH_INDEX {
+                                    at = _mm256_blendv_epi8(
+                                        at,
+                                        _mm256_set1_epi32(i as i32),
+                                        _mm256_castps_si256(take),
+                                    );
+                                }
+                            } else {
+                                acc = _mm256_add_ps(acc, v);
+                            }
+                        }
+                    }
+                    if !MAX {
+                        let kh = _mm256_set1_ps((h1 - h0) as f32);
+                        acc = _mm256_div_ps(_mm256_div_ps(acc, kh), _mm256_set1_ps((w1 - w0) as f32));
+                    }
+                    _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), acc);
+                    if WITH_INDEX {
+                        _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at);
+                    }
+                    k += 1;
+                }
+            }
+            return;
+        }
+        // Outputs of one output row are done `OB` at a time with their accumulators in
+        // registers, streaming the window rows once for all of them (each output still applies
+        // its taps h-major, then w). Large planes need it (eight planes' rows stream in order,
+        // which the prefetchers follow); small planes are cached and do better with `OB = 1`.
+        for (oh, &(h0, h1)) in rows.iter().enumerate() {
+            for b0 in (0..cols.len()).step_by(OB) {
+                let block = &cols[b0..(b0 + OB).min(cols.len())];
+                let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); OB];
+                let mut at: [__m256i; OB] = std::array::from_fn(|i| {
+                    _mm256_set1_epi32((h0 * width + block.get(i).map_or(0, |c| c.0)) as i32)
+                });
+                for h in h0..h1 {
+                    for (i, &(w0, w1)) in block.iter().enumerate() {
+                        let mut w = w0;
+                        while w < w1 {
+                            let n = (w1 - w).min(8);
+                            let t = taps(kind, x, len, plane, h * width + w, n);
+                            for (j, &v) in t.iter().enumerate().take(n) {
+                                if MAX {
+                                    let take = _mm256_or_ps(
+                                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc[i]),
+                                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                                    );
+                                    acc[i] = _mm256_blendv_ps(acc[i], v, take);
+                                    if WITH_INDEX {
+                                        let here = _mm256_set1_epi32((h * width + w + j) as i32);
+                                        at[i] = _mm256_blendv_epi8(at[i], here, _mm256_castps_si256(take));
+                                    }
+                                } else {
+                                    acc[i] = _mm256_add_ps(acc[i], v);
+                                }
+                            }
+                            w += n;
+                        }
+                    }
+                }
+                for (i, &(w0, w1)) in block.iter().enumerate() {
+                    let k = oh * cols.len() + b0 + i;
+                    let mut r = acc[i];
+                    if !MAX {
+                        // PyTorch's two divisions, as `adaptive_mean`.
+                        let kh = _mm256_set1_ps((h1 - h0) as f32);
+                        r = _mm256_div_ps(_mm256_div_ps(r, kh), _mm256_set1_ps((w1 - w0) as f32));
+                    }
+                    _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), r);
+                    if WITH_INDEX {
+                        _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[i]);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -296,7 +792,10 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 9] = [
+        let shapes: [([usize; 4], [usize; 2]); 12] = [
+            ([2, 19, 7, 7], [2, 2]),
+            ([3, 27, 9, 9], [4, 3]),
+            ([1, 17, 24, 20], [3, 3]),
             ([2, 3, 14, 14], [7, 7]),
             ([2, 3, 10, 9], [3, 4]),
             ([1, 2, 3, 3], [5, 7]),

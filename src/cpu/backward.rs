@@ -15,6 +15,7 @@
 //! (Indices that lie in the plane but outside their output's window are honoured here, as by
 //! PyTorch's CPU kernel, and ignored by the CUDA gather, as by PyTorch's CUDA kernel.)
 
+use super::simd;
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
 use crate::ops::window::{AvgRule, WindowGeometry};
@@ -94,48 +95,69 @@ fn gather_shares<T: FloatElement>(
                 .map(|j| cols.iter().map(|r| if j < r.len() { r.start + j } else { out_w }).collect())
                 .collect();
             // Many short rows per rayon task: a task per 7-wide row would cost more than it does.
-            grad_in.par_chunks_mut(w).enumerate().with_min_len((16 * 1024 / w).max(1)).for_each_init(
+            let rows_per_task = (16 * 1024 / w).max(1);
+            grad_in.par_chunks_mut(w * rows_per_task).enumerate().for_each_init(
                 || (vec![T::Acc::zero(); w], vec![T::Acc::zero(); out_w + 1]),
-                |(acc, srow), (row, out_row)| {
-                    let (plane, ih) = (row / h, row % h);
-                    let plane_shares = &shares[plane * out_h * out_w..(plane + 1) * out_h * out_w];
-                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                    for oh in rows[ih].clone() {
-                        srow[..out_w].copy_from_slice(&plane_shares[oh * out_w..(oh + 1) * out_w]);
-                        for index in &col_index {
-                            for (a, &i) in acc.iter_mut().zip(index) {
-                                *a += srow[i];
+                |(acc, srow), (task, out_rows)| {
+                    simd::dispatch(
+                        #[inline(always)]
+                        || {
+                            for (r, out_row) in out_rows.chunks_exact_mut(w).enumerate() {
+                                let row = task * rows_per_task + r;
+                                let (plane, ih) = (row / h, row % h);
+                                let plane_shares =
+                                    &shares[plane * out_h * out_w..(plane + 1) * out_h * out_w];
+                                acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                                for oh in rows[ih].clone() {
+                                    srow[..out_w]
+                                        .copy_from_slice(&plane_shares[oh * out_w..(oh + 1) * out_w]);
+                                    for index in &col_index {
+                                        for (a, &i) in acc.iter_mut().zip(index) {
+                                            *a += srow[i];
+                                        }
+                                    }
+                                }
+                                for (d, &a) in out_row.iter_mut().zip(acc.iter()) {
+                                    *d = simd::store::<T>(a);
+                                }
                             }
-                        }
-                    }
-                    for (d, &a) in out_row.iter_mut().zip(acc.iter()) {
-                        *d = T::from_acc(a);
-                    }
+                        },
+                    );
                 },
             );
         }
         Layout::Nhwc => {
-            grad_in.par_chunks_mut(w * c).enumerate().with_min_len((16 * 1024 / (w * c)).max(1)).for_each(
-                |(row, out_row)| {
-                    let (img, ih) = (row / h, row % h);
-                    let img_shares = &shares[img * out_h * out_w * c..(img + 1) * out_h * out_w * c];
-                    let mut acc = vec![T::Acc::zero(); c];
-                    for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
-                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                        for oh in rows[ih].clone() {
-                            for ow in cols[iw].clone() {
-                                let src = &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
-                                for (a, &s) in acc.iter_mut().zip(src) {
-                                    *a += s;
+            grad_in
+                .par_chunks_mut(w * c)
+                .enumerate()
+                .with_min_len((16 * 1024 / (w * c)).max(1))
+                .for_each_init(
+                    || vec![T::Acc::zero(); c],
+                    |acc, (row, out_row)| {
+                        let (img, ih) = (row / h, row % h);
+                        let img_shares = &shares[img * out_h * out_w * c..(img + 1) * out_h * out_w * c];
+                        simd::dispatch(
+                            #[inline(always)]
+                            || {
+                                for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
+                                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                                    for oh in rows[ih].clone() {
+                                        for ow in cols[iw].clone() {
+                                            let src =
+                                                &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
+                                            for (a, &s) in acc.iter_mut().zip(src) {
+                                                *a += s;
+                                            }
+                                        }
+                                    }
+                                    for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                                        *d = simd::store::<T>(a);
+                                    }
                                 }
-                            }
-                        }
-                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                            *d = T::from_acc(a);
-                        }
-                    }
-                },
-            );
+                            },
+                        );
+                    },
+                );
         }
     }
 }
@@ -161,13 +183,18 @@ fn shares<T: FloatElement>(
     out.par_chunks_mut(row).zip(grad_out.par_chunks(row)).enumerate().with_min_len(rows_per_task).for_each(
         |(r, (dst, src))| {
             let oh = r % out_h;
-            for ow in 0..out_w {
-                let div = divisor(oh, ow);
-                let s = ow * per_pos;
-                for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
-                    *d = g.to_acc() / div;
-                }
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for ow in 0..out_w {
+                        let div = divisor(oh, ow);
+                        let s = ow * per_pos;
+                        for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
+                            *d = simd::load(g) / div;
+                        }
+                    }
+                },
+            )
         },
     );
     out
@@ -222,6 +249,18 @@ fn any_index_out_of_plane(indices: &[i64], plane: usize) -> bool {
     indices.par_chunks(1 << 14).any(|chunk| chunk.iter().fold(false, |bad, &i| bad | (i < 0) | (i >= plane)))
 }
 
+/// `x` as accumulator values when `T` is its own accumulator (f32, f64); `None` otherwise.
+#[inline(always)]
+fn acc_view_mut<T: FloatElement>(x: &mut [T]) -> Option<&mut [T::Acc]> {
+    if super::AccScratch::<T>::is_identity() {
+        // SAFETY: `T` and `T::Acc` are the same type (equal `TypeId`s), so pointer, length,
+        // alignment and validity are unchanged, and the borrow of `x` is moved into the result.
+        Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<T::Acc>(), x.len()) })
+    } else {
+        None
+    }
+}
+
 /// The scatter shared by both max-pooling backwards (indices already validated).
 fn scatter_max<T: FloatElement>(
     (c, h, w, out_len_plane): (usize, usize, usize, usize),
@@ -236,38 +275,64 @@ fn scatter_max<T: FloatElement>(
             grad_in
                 .par_chunks_mut(plane)
                 .zip(grad_out.par_chunks(out_len_plane).zip(indices.par_chunks(out_len_plane)))
-                .for_each_init(
-                    || vec![T::Acc::zero(); plane],
-                    |acc, (dst, (go, idx))| {
-                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                        for (&g, &i) in go.iter().zip(idx) {
-                            // Validated: 0 <= i < plane.
-                            acc[i as usize] += g.to_acc();
-                        }
-                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                            *d = T::from_acc(a);
-                        }
-                    },
-                );
+                .with_min_len(super::items_per_task(plane + out_len_plane))
+                .for_each_init(Vec::new, |acc, (dst, (go, idx))| {
+                    simd::dispatch(
+                        #[inline(always)]
+                        || {
+                            if let Some(dst) = acc_view_mut(dst) {
+                                // f32/f64: the same adds in the same order, straight into
+                                // the output (no buffer, no conversion pass).
+                                dst.fill(T::Acc::zero());
+                                for (&g, &i) in go.iter().zip(idx) {
+                                    dst[i as usize] += g.to_acc();
+                                }
+                                return;
+                            }
+                            acc.resize(plane, T::Acc::zero());
+                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                            for (&g, &i) in go.iter().zip(idx) {
+                                // Validated: 0 <= i < plane.
+                                acc[i as usize] += g.to_acc();
+                            }
+                            for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                                *d = simd::store::<T>(a);
+                            }
+                        },
+                    )
+                });
         }
         Layout::Nhwc => {
             grad_in
                 .par_chunks_mut(plane * c)
                 .zip(grad_out.par_chunks(out_len_plane * c).zip(indices.par_chunks(out_len_plane * c)))
-                .for_each_init(
-                    || vec![T::Acc::zero(); plane * c],
-                    |acc, (dst, (go, idx))| {
-                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                        for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-                            for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
-                                acc[i as usize * c + ch] += g.to_acc();
+                .for_each_init(Vec::new, |acc, (dst, (go, idx))| {
+                    simd::dispatch(
+                        #[inline(always)]
+                        || {
+                            if let Some(dst) = acc_view_mut(dst) {
+                                // f32/f64: as NCHW, straight into the output.
+                                dst.fill(T::Acc::zero());
+                                for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                                    for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
+                                        dst[i as usize * c + ch] += g.to_acc();
+                                    }
+                                }
+                                return;
                             }
-                        }
-                        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                            *d = T::from_acc(a);
-                        }
-                    },
-                );
+                            acc.resize(plane * c, T::Acc::zero());
+                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                            for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                                for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
+                                    acc[i as usize * c + ch] += g.to_acc();
+                                }
+                            }
+                            for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+                                *d = simd::store::<T>(a);
+                            }
+                        },
+                    )
+                });
         }
     }
 }
@@ -322,42 +387,99 @@ pub fn broadcast_divide<T: FloatElement>(
         return;
     }
     let div: T::Acc = acc_from(divisor);
+    // Merge neighbouring dims that walk grad_out as one (both broadcast, or contiguous), so
+    // rows are as long as possible and the per-row index arithmetic is rare: NCHW GAP becomes
+    // [N*C, H*W] with strides [1, 0], NHWC [N, H*W, C] with strides [C, 0, 1].
+    let (shape, strides) = collapse_dims(shape, strides);
+    let (shape, strides) = (&shape[..], &strides[..]);
     let Some((&last, outer)) = shape.split_last() else {
-        grad_in[0] = T::from_acc(grad_out[0].to_acc() / div);
+        grad_in[0] = simd::store::<T>(grad_out[0].to_acc() / div);
         return;
     };
     if last == 0 {
         return;
     }
     let last_stride = strides[shape.len() - 1];
+    // grad_out is never larger than grad_in (it broadcasts): divide and round each of its
+    // values once, then the broadcast is a plain fill or copy, bit-identical to dividing per
+    // element.
+    let mut quotients = vec![T::default(); grad_out.len()];
+    let chunk = super::TASK_ELEMS;
+    quotients.par_chunks_mut(chunk).zip(grad_out.par_chunks(chunk)).for_each(|(q, g)| {
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for (q, &g) in q.iter_mut().zip(g) {
+                    *q = simd::store::<T>(simd::load(g) / div);
+                }
+            },
+        )
+    });
+    let quotients = &quotients[..];
     // Rows can be short (W = 7): give each rayon task tens of KiB, not one row.
     let rows_per_task = (16 * 1024 / last).max(1);
-    grad_in.par_chunks_mut(last).enumerate().with_min_len(rows_per_task).for_each(|(row, dst)| {
-        // Offset of this row in grad_out: decompose `row` over the outer dims, last fastest.
-        let mut rest = row;
-        let mut base = 0;
-        for (&size, &stride) in outer.iter().zip(strides).rev() {
-            base += (rest % size) * stride;
-            rest /= size;
-        }
-        if last_stride == 0 {
-            let v = T::from_acc(grad_out[base].to_acc() / div);
-            dst.iter_mut().for_each(|d| *d = v);
-        } else if last_stride == 1 {
-            for (d, &g) in dst.iter_mut().zip(&grad_out[base..base + last]) {
-                *d = T::from_acc(g.to_acc() / div);
+    grad_in.par_chunks_mut(last * rows_per_task).enumerate().for_each(|(task, dst)| {
+        for (r, dst) in dst.chunks_exact_mut(last).enumerate() {
+            // Offset of this row in grad_out: decompose the row over the outer dims, last
+            // fastest.
+            let mut rest = task * rows_per_task + r;
+            let mut base = 0;
+            for (&size, &stride) in outer.iter().zip(strides).rev() {
+                base += (rest % size) * stride;
+                rest /= size;
             }
-        } else {
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = T::from_acc(grad_out[base + j * last_stride].to_acc() / div);
+            if last_stride == 0 {
+                dst.fill(quotients[base]);
+            } else if last_stride == 1 {
+                dst.copy_from_slice(&quotients[base..base + last]);
+            } else {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = quotients[base + j * last_stride];
+                }
             }
         }
     });
 }
 
+/// `shape`/`strides` with neighbouring dims merged where the outer dim's stride is the inner
+/// one's extent (`stride[d] == stride[d + 1] * shape[d + 1]`, which includes two broadcast
+/// dims); dims of size 1 are dropped. Keeps at least one dim.
+fn collapse_dims(shape: &[usize], strides: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut out_strides: Vec<usize> = Vec::with_capacity(shape.len());
+    for (&size, &stride) in shape.iter().zip(strides) {
+        if size == 1 && !out_shape.is_empty() {
+            continue;
+        }
+        match (out_shape.last_mut(), out_strides.last_mut()) {
+            (Some(s), Some(st)) if *s == 1 || *st == stride * size => {
+                *s *= size;
+                *st = stride;
+            }
+            _ => {
+                out_shape.push(size);
+                out_strides.push(stride);
+            }
+        }
+    }
+    (out_shape, out_strides)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collapse_dims_merges_broadcast_and_contiguous_runs() {
+        // NCHW mean over (H, W): [N, C, H, W] strides [C, 1, 0, 0] -> [N*C, H*W] strides [1, 0].
+        assert_eq!(collapse_dims(&[2, 3, 7, 7], &[3, 1, 0, 0]), (vec![6, 49], vec![1, 0]));
+        // NHWC walk [N, H, W, C] strides [C, 0, 0, 1] -> [N, H*W, C] strides [C, 0, 1].
+        assert_eq!(collapse_dims(&[2, 7, 7, 5], &[5, 0, 0, 1]), (vec![2, 49, 5], vec![5, 0, 1]));
+        // Size-1 dims vanish; a leading one merges into the next.
+        assert_eq!(collapse_dims(&[1, 4, 1, 3], &[12, 3, 3, 1]), (vec![12], vec![1]));
+        assert_eq!(collapse_dims(&[1], &[0]), (vec![1], vec![0]));
+    }
+
     use crate::ops::adaptive::{plan_adaptive_pool, AdaptiveKind};
     use crate::ops::window::plan_window_pool;
     use half::{bf16, f16};

@@ -25,6 +25,9 @@ const BLOCK: usize = 512;
 const SEGMENT: usize = 64 * BLOCK;
 /// Level 2: segment sums are added in groups of this many, then the group sums are added.
 const SEGMENT_GROUP: usize = 64;
+/// Inputs up to this size are summed on the calling thread (rayon's wake-up costs
+/// more than the work).
+const SEQUENTIAL_BYTES: usize = 1 << 20;
 /// Strided path: rows folded into the accumulator per pass (fewer accumulator loads/stores).
 const FOLD: usize = 4;
 /// Strided path, cascade level 0: rows summed into a block accumulator before it is added to
@@ -110,6 +113,217 @@ fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>) -> T::Acc 
     total
 }
 
+/// Short contiguous rows (HW = 49 in a ResNet or EfficientNet tail) summed eight at a time with
+/// AVX2: one 8-wide accumulator per row (unaligned loads, a masked load for the row's tail), then
+/// a transpose-style horizontal reduction of the eight accumulators at once. Per row the order is
+/// fixed (lane `l` sums elements `l, l + 8, ...`; then lanes `((0+1)+(2+3)) + ((4+5)+(6+7))`),
+/// whatever the row's position in a group, so results do not depend on the task split.
+mod short_rows {
+    use super::{acc_from_f64, ReduceFinish};
+    use crate::dtype::FloatElement;
+    use half::{bf16, f16};
+    use std::any::TypeId;
+
+    /// Sums every row of `xs` (rows of `reduce` elements, back to back) into `ys`, returning
+    /// false (and touching nothing) when the CPU or the element type has no fast path here.
+    pub(super) fn sum_rows<T: FloatElement>(
+        reduce: usize,
+        finish: ReduceFinish,
+        xs: &[T],
+        ys: &mut [T],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if reduce == 0 || xs.len() < ys.len() * reduce || !std::is_x86_feature_detected!("avx2") {
+                return false;
+            }
+            let id = TypeId::of::<T>();
+            let kind = if id == TypeId::of::<f32>() {
+                Kind::F32
+            } else if id == TypeId::of::<bf16>() {
+                Kind::Bf16
+            } else if id == TypeId::of::<f16>() && std::is_x86_feature_detected!("f16c") {
+                Kind::F16
+            } else {
+                return false;
+            };
+            // The finishing division in f32 is `apply_finish`'s (`T::Acc` is f32 here); a sum
+            // divides by 1, which changes no bits.
+            let divisor = match finish {
+                ReduceFinish::Sum => 1.0,
+                ReduceFinish::DivideBy(d) => acc_from_f64::<f32>(d),
+            };
+            let mut row0 = 0;
+            while row0 < ys.len() {
+                let count = (ys.len() - row0).min(8);
+                // SAFETY: AVX2 (and F16C for `Kind::F16`) were detected above. `T` is the
+                // 2- or 4-byte type named by `kind` (checked by `TypeId`); rows
+                // `row0..row0 + count` of `reduce` elements lie inside `xs` (length checked
+                // above), the kernel reads only inside `xs.len()` elements, and it writes
+                // `count` outputs at `ys[row0..]`, which exist.
+                unsafe {
+                    avx2::sum8(
+                        kind,
+                        xs.as_ptr().cast::<u8>(),
+                        xs.len(),
+                        row0,
+                        count,
+                        reduce,
+                        divisor,
+                        ys.as_mut_ptr().add(row0).cast::<u8>(),
+                    )
+                };
+                row0 += count;
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (reduce, finish, xs, ys);
+            false
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Kind {
+        F32,
+        Bf16,
+        F16,
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx2 {
+        use super::Kind;
+        use std::arch::x86_64::*;
+
+        /// Eight f32 values from `p` (element index `at` of a row of `kind` elements), exact.
+        #[inline(always)]
+        unsafe fn load8(kind: Kind, p: *const u8, at: usize) -> __m256 {
+            match kind {
+                Kind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
+                Kind::Bf16 => {
+                    let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                }
+                Kind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(at).cast())),
+            }
+        }
+
+        /// The last `rem` (< 8) elements of a row from element index `at`, zeros elsewhere.
+        /// Rows are back to back, so when 8 elements from `at` are inside the buffer (`len`
+        /// elements) a full load is masked; only the buffer's very end reads element by element.
+        #[inline(always)]
+        unsafe fn load_tail(
+            kind: Kind,
+            p: *const u8,
+            at: usize,
+            rem: usize,
+            len: usize,
+            mask: __m256i,
+        ) -> __m256 {
+            if at + 8 <= len {
+                return _mm256_and_ps(load8(kind, p, at), _mm256_castsi256_ps(mask));
+            }
+            match kind {
+                Kind::F32 => _mm256_maskload_ps(p.cast::<f32>().add(at), mask),
+                _ => {
+                    let mut bits = [0u16; 8];
+                    for (i, b) in bits.iter_mut().enumerate().take(rem) {
+                        *b = *p.cast::<u16>().add(at + i);
+                    }
+                    load8(kind, bits.as_ptr().cast(), 0)
+                }
+            }
+        }
+
+        /// Sums rows `row0..row0 + count` (count in 1..=8) of `reduce` elements starting at `x`,
+        /// divides by `divisor` and writes the `count` results, rounded once (round to nearest
+        /// even, as `half` does) to the type of `kind`, at `out`. Missing rows of a short group repeat row `row0` (results
+        /// discarded), so every row is summed by exactly the same instructions.
+        ///
+        /// # Safety
+        /// AVX2 (and F16C for `Kind::F16`) must be available; `x` must point to at least
+        /// `len >= (row0 + count) * reduce` readable elements of the type named by `kind`, and
+        /// `out` to `count` writable ones.
+        #[target_feature(enable = "avx2,f16c")]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn sum8(
+            kind: Kind,
+            x: *const u8,
+            len: usize,
+            row0: usize,
+            count: usize,
+            reduce: usize,
+            divisor: f32,
+            out: *mut u8,
+        ) {
+            let (full, rem) = (reduce / 8, reduce % 8);
+            let start: [usize; 8] = std::array::from_fn(|i| (row0 + if i < count { i } else { 0 }) * reduce);
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), lane);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for k in 0..full {
+                for i in 0..8 {
+                    acc[i] = _mm256_add_ps(acc[i], load8(kind, x, start[i] + 8 * k));
+                }
+            }
+            if rem > 0 {
+                for i in 0..8 {
+                    acc[i] = _mm256_add_ps(acc[i], load_tail(kind, x, start[i] + 8 * full, rem, len, mask));
+                }
+            }
+            // Transpose-style reduction: after two rounds of pairwise adds, lane i of the low
+            // half holds row i's (l0+l1)+(l2+l3) (rows 0-3 in h0123, 4-7 in h4567) and the high
+            // half its (l4+l5)+(l6+l7).
+            let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+            let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+            let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+            let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+            let h0123 = _mm256_hadd_ps(h01, h23);
+            let h4567 = _mm256_hadd_ps(h45, h67);
+            let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
+            let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
+            let mean = _mm256_div_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(divisor));
+            match kind {
+                Kind::F32 => {
+                    let mut v = [0f32; 8];
+                    _mm256_storeu_ps(v.as_mut_ptr(), mean);
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<f32>(), count);
+                }
+                Kind::Bf16 | Kind::F16 => {
+                    let h = if kind == Kind::F16 {
+                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(mean)
+                    } else {
+                        to_bf16(mean)
+                    };
+                    let mut v = [0u16; 8];
+                    _mm_storeu_si128(v.as_mut_ptr().cast(), h);
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<u16>(), count);
+                }
+            }
+        }
+
+        /// f32 to bf16 bits exactly as `half::bf16::from_f32`: round to nearest even, NaN kept
+        /// quiet (`bits >> 16 | 0x40`).
+        #[inline(always)]
+        unsafe fn to_bf16(v: __m256) -> __m128i {
+            let bits = _mm256_castps_si256(v);
+            let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+            let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(
+                _mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)),
+                lsb,
+            ));
+            let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let r = _mm256_blendv_epi8(rounded, quiet, nan);
+            // Every lane fits 16 bits, so the saturating pack is a plain narrowing; it packs
+            // within 128-bit halves, so gather the two halves' low quadwords.
+            let packed = _mm256_packus_epi32(r, r);
+            _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(packed))
+        }
+    }
+}
+
 /// Cascade levels 2 and 3: segment sums of one row, in order.
 fn combine_segments<A: Float>(segments: &[A]) -> A {
     segments
@@ -120,10 +334,21 @@ fn combine_segments<A: Float>(segments: &[A]) -> A {
 
 /// `inner == 1`: one sum per contiguous row of `reduce` elements.
 fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y: &mut [T]) {
+    if reduce < SHORT_ROW
+        && std::mem::size_of_val(x) <= SEQUENTIAL_BYTES
+        && short_rows::sum_rows(reduce, finish, x, y)
+    {
+        // A small input (batch-1 ResNet tail: 400 KB) sums faster on one core than the time it
+        // takes to wake a second.
+        return;
+    }
     if reduce <= SEGMENT {
         // Many short rows (HW = 49 in a ResNet tail): tasks take runs of rows, not single rows.
         let rows_per_task = items_per_task(reduce);
         y.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task * reduce)).for_each(|(ys, xs)| {
+            if reduce < SHORT_ROW && short_rows::sum_rows(reduce, finish, xs, ys) {
+                return;
+            }
             let mut scratch = AccScratch::<T>::new();
             simd::dispatch(
                 #[inline(always)]
@@ -159,6 +384,26 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
     let (reduce, inner) = (g.reduce, g.inner);
     let outer_stride = reduce * inner;
     let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT));
+    if reduce <= ROW_SEGMENT && std::mem::size_of_val(x) <= SEQUENTIAL_BYTES {
+        // Small inputs (batch-1 NHWC tail): the same tiles in the same order, on this thread.
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for (o, yo) in y.chunks_mut(inner).enumerate() {
+                    let xo = &x[o * outer_stride..(o + 1) * outer_stride];
+                    for (t, yt) in yo.chunks_mut(COL_TILE).enumerate() {
+                        let mut acc = [T::Acc::zero(); COL_TILE];
+                        let acc = &mut acc[..yt.len()];
+                        column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
+                        for (o, &a) in yt.iter_mut().zip(acc.iter()) {
+                            *o = simd::store(apply_finish(a, finish));
+                        }
+                    }
+                }
+            },
+        );
+        return;
+    }
     if reduce <= ROW_SEGMENT {
         y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(outer_stride)).for_each(|(o, yo)| {
             let xo = &x[o * outer_stride..(o + 1) * outer_stride];
@@ -350,6 +595,10 @@ mod tests {
             (2, 130, 96),
             (1, ROW_SEGMENT + 3, 5),
             (3, 2, 2 * COL_TILE + 3),
+            (37, 49, 1),
+            (9, 8, 1),
+            (11, 127, 1),
+            (700, 49, 1),
         ] {
             check_shape::<T>(o, r, i);
         }
@@ -389,6 +638,23 @@ mod tests {
                 assert!(same(*got, want as f32), "{g:?}: {got} vs {want}");
             }
         }
+    }
+
+    fn identical_rows<T: FloatElement>() {
+        // The same row at every position of a group of eight (and in the odd group at the end)
+        // must give the same bits: the order of a row's sum depends only on the row.
+        let reduce_len = 49;
+        let row: Vec<T> = random(reduce_len, 5);
+        let x: Vec<T> = (0..1003).flat_map(|_| row.iter().copied()).collect();
+        let g = ReduceGeometry { outer: 1003, reduce: reduce_len, inner: 1 };
+        let mut y = vec![T::from_f64(0.0); g.output_len()];
+        reduce(&g, ReduceFinish::DivideBy(49.0), &x, &mut y);
+        assert!(y.iter().all(|v| same(*v, y[0])), "{:?}", T::DTYPE);
+    }
+
+    #[test]
+    fn short_rows_sum_the_same_at_every_position() {
+        for_all_floats!(identical_rows);
     }
 
     #[test]

@@ -84,3 +84,44 @@ pub(crate) fn load<T: FloatElement>(v: T) -> T::Acc {
         v.to_acc()
     }
 }
+
+/// An accumulator value rounded once to `T`, exactly as `T::from_acc`. bf16 is rounded inline
+/// (round to nearest even; NaN kept quiet as `bits >> 16 | 0x40`, as `half` does), branch-free
+/// so that stores of many channels vectorise; other types use `T::from_acc`.
+#[inline(always)]
+pub(crate) fn store<T: FloatElement>(v: T::Acc) -> T {
+    if is_bf16::<T>() {
+        // SAFETY: `T::Acc` is f32 and `T` is bf16, a `#[repr(transparent)]` u16 (both checked by
+        // `is_bf16`), so both copies reinterpret values of the same size.
+        unsafe {
+            let f: f32 = std::mem::transmute_copy(&v);
+            let x = f.to_bits();
+            let rounded = (x.wrapping_add(0x7fff + ((x >> 16) & 1)) >> 16) as u16;
+            let quiet = ((x >> 16) | 0x40) as u16;
+            let bits = if f.is_nan() { quiet } else { rounded };
+            std::mem::transmute_copy(&bits)
+        }
+    } else {
+        T::from_acc(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_bf16_rounding_matches_half() {
+        // Every 2^11-th f32 bit pattern (all exponents, both signs, ties, NaNs, infinities) plus
+        // the edges around them.
+        let mut r = crate::cpu::test_util::Lcg::new(3);
+        for hi in (0..=u32::MAX).step_by(1 << 11) {
+            for bits in [hi, hi | 0x7fff, hi | 0x8000, hi | 0x8001, hi | (r.next_u32() & 0xffff)] {
+                let f = f32::from_bits(bits);
+                let got: half::bf16 = store(f);
+                let want = half::bf16::from_f32(f);
+                assert_eq!(got.to_bits(), want.to_bits(), "{bits:#010x}");
+            }
+        }
+    }
+}

@@ -173,7 +173,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                             }
                             let div = &divisors[oh * g.out_w..(oh + 1) * g.out_w];
                             for ((o, &a), &d) in yrow.iter_mut().zip(acc.iter()).zip(div) {
-                                *o = T::from_acc(a / d);
+                                *o = simd::store::<T>(a / d);
                             }
                         }
                     }
@@ -203,6 +203,13 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                             for c0 in (0..full).step_by(CHANNEL_TILE) {
                                 avg_tile::<T, CHANNEL_TILE>(image, g, &win, c0, yo, divisor);
                             }
+                            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
+                            // channel at a time).
+                            let mut full = full;
+                            if c - full >= 8 {
+                                avg_tile::<T, 8>(image, g, &win, full, yo, divisor);
+                                full += 8;
+                            }
                             for c0 in full..c {
                                 avg_tile::<T, 1>(image, g, &win, c0, yo, divisor);
                             }
@@ -219,7 +226,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                         }
                         let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
                         for (o, &a) in yo.iter_mut().zip(acc.iter()) {
-                            *o = T::from_acc(a / divisor);
+                            *o = simd::store::<T>(a / divisor);
                         }
                     }
                 },
@@ -230,7 +237,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
 
 /// Channels-last kernels keep this many channels of one output in registers across all of its
 /// taps (two AVX2 registers of f32), instead of a C-wide accumulator in memory.
-const CHANNEL_TILE: usize = 16;
+pub(crate) const CHANNEL_TILE: usize = 16;
 
 /// Channels `c0..c0 + N` of one channels-last average window: taps in PyTorch's order (h, then
 /// w) summed in registers, divided once.
@@ -254,38 +261,40 @@ fn avg_tile<T: FloatElement, const N: usize>(
         }
     }
     for (o, &a) in yo[c0..c0 + N].iter_mut().zip(&acc) {
-        *o = T::from_acc(a / divisor);
+        *o = simd::store(a / divisor);
     }
 }
 
 /// Channels `c0..c0 + N` of one channels-last max window (taps `h0..h1` step `dh`, `w0..w1`
 /// step `dw`), max and index in registers across the taps; PyTorch's update rule and order.
+/// The plane (`H * W`) must fit in i32.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
+pub(crate) fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
     image: &[T],
-    g: &WindowGeometry,
+    (width, c): (usize, usize),
     (h0, h1, dh): (usize, usize, usize),
     (w0, w1, dw): (usize, usize, usize),
     c0: usize,
     yo: &mut [T],
     io: &mut [i64],
 ) {
-    let c = g.c;
+    // Indices are tracked as i32 (the caller guarantees the plane fits), the same width as the
+    // f32 compare masks, so the select vectorises; widened to i64 once at the store.
     let mut m = [T::neg_infinity().to_acc(); N];
-    let mut ix = [(h0 * g.w + w0) as i64; N];
+    let mut ix = [(h0 * width + w0) as i32; N];
     let mut h = h0;
     while h < h1 {
         let mut w = w0;
         while w < w1 {
-            let at = h * g.w + w;
+            let at = h * width + w;
             let px = &image[at * c + c0..][..N];
             for k in 0..N {
                 let v = simd::load(px[k]);
                 let take = v > m[k] || v.is_nan();
                 m[k] = if take { v } else { m[k] };
                 if WITH_INDEX {
-                    ix[k] = if take { at as i64 } else { ix[k] };
+                    ix[k] = if take { at as i32 } else { ix[k] };
                 }
             }
             w += dw;
@@ -293,10 +302,12 @@ fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
         h += dh;
     }
     for (o, &v) in yo[c0..c0 + N].iter_mut().zip(&m) {
-        *o = T::from_acc(v);
+        *o = simd::store(v);
     }
     if WITH_INDEX {
-        io[c0..c0 + N].copy_from_slice(&ix);
+        for (o, &i) in io[c0..c0 + N].iter_mut().zip(&ix) {
+            *o = i64::from(i);
+        }
     }
 }
 
@@ -425,7 +436,7 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
                     }
                     let out = oh * g.out_w..(oh + 1) * g.out_w;
                     for (o, &m) in yp[out.clone()].iter_mut().zip(max.iter()) {
-                        *o = T::from_acc(m);
+                        *o = simd::store::<T>(m);
                     }
                     if WITH_INDEX {
                         is[p * out_plane..][out].copy_from_slice(&index);
@@ -493,7 +504,7 @@ impl<T: FloatElement> MaxScratch<T> {
     #[inline(always)]
     pub(crate) fn store<const WITH_INDEX: bool>(&self, y: &mut [T], ind: &mut [i64]) {
         for (o, &m) in y.iter_mut().zip(self.max.iter()) {
-            *o = T::from_acc(m);
+            *o = simd::store::<T>(m);
         }
         if WITH_INDEX {
             ind.copy_from_slice(&self.index);
@@ -517,15 +528,22 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     let (h0, h1) = g.max_taps_h(oh);
     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
         let (w0, w1) = g.max_taps_w(ow);
-        if simd::converts_inline::<T>() {
+        if simd::converts_inline::<T>() && g.h * g.w <= i32::MAX as usize {
             let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
             let (hs, ws) = ((h0, h1, g.dilation[0]), (w0, w1, g.dilation[1]));
             let full = c - c % CHANNEL_TILE;
             for c0 in (0..full).step_by(CHANNEL_TILE) {
-                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, g, hs, ws, c0, yo, io);
+                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
+            }
+            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
+            // channel at a time).
+            let mut full = full;
+            if c - full >= 8 {
+                max_tile::<T, 8, WITH_INDEX>(image, (g.w, c), hs, ws, full, yo, io);
+                full += 8;
             }
             for c0 in full..c {
-                max_tile::<T, 1, WITH_INDEX>(image, g, hs, ws, c0, yo, io);
+                max_tile::<T, 1, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
             }
             continue;
         }
@@ -583,6 +601,9 @@ mod tests {
             // Channels-last register tiles (16 channels) plus a remainder channel.
             case([2, 17, 6, 5], [3, 3], Some([2, 2]), [1, 1], d, true),
             case([1, 32, 4, 4], [2, 2], None, [0, 0], [1, 1], false),
+            // A half tile (8 channels) alone, and after a full tile with a remainder.
+            case([2, 8, 7, 6], [3, 3], Some([2, 2]), [1, 1], d, false),
+            case([1, 27, 5, 6], [3, 2], Some([2, 1]), [1, 0], [1, 1], true),
             // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
             case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
         ]
