@@ -92,20 +92,35 @@ impl HostData {
     /// As [`HostData::zeros`], but an allocation the machine cannot make is an
     /// `Error::OutOfMemory`, not an abort (a huge adaptive output size, say).
     pub fn try_zeros(dtype: DType, len: usize) -> crate::error::Result<HostData> {
-        fn zeroed<T: Clone>(len: usize, zero: T, dtype: DType) -> crate::error::Result<Vec<T>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(len).map_err(|_| {
-                crate::error::Error::OutOfMemory(format!("host: cannot allocate {len} elements of {dtype}"))
-            })?;
-            v.resize(len, zero);
-            Ok(v)
+        /// A zeroed `Vec` from `alloc_zeroed` (calloc): like `vec![0; len]`, large buffers come
+        /// as fresh zero pages with no write pass, but a failed allocation is an error.
+        fn zeroed<T: Element>(len: usize) -> crate::error::Result<Vec<T>> {
+            let oom = || {
+                crate::error::Error::OutOfMemory(format!(
+                    "host: cannot allocate {len} elements of {}",
+                    T::DTYPE
+                ))
+            };
+            let layout = std::alloc::Layout::array::<T>(len).map_err(|_| oom())?;
+            if layout.size() == 0 {
+                return Ok(Vec::new());
+            }
+            // SAFETY: `layout` has a non-zero size, as `alloc_zeroed` requires.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+            if ptr.is_null() {
+                return Err(oom());
+            }
+            // SAFETY: `ptr` comes from the global allocator with the layout of `[T; len]`, so
+            // length and capacity `len` match the allocation; every byte is zero, and all-zero
+            // bits are a valid value (0.0 or 0) of every `Element` type (f32, f64, f16, bf16, i64).
+            Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
         }
         Ok(match dtype {
-            DType::F32 => HostData::F32(zeroed(len, 0.0, dtype)?),
-            DType::F64 => HostData::F64(zeroed(len, 0.0, dtype)?),
-            DType::F16 => HostData::F16(zeroed(len, f16::ZERO, dtype)?),
-            DType::BF16 => HostData::BF16(zeroed(len, bf16::ZERO, dtype)?),
-            DType::I64 => HostData::I64(zeroed(len, 0, dtype)?),
+            DType::F32 => HostData::F32(zeroed(len)?),
+            DType::F64 => HostData::F64(zeroed(len)?),
+            DType::F16 => HostData::F16(zeroed(len)?),
+            DType::BF16 => HostData::BF16(zeroed(len)?),
+            DType::I64 => HostData::I64(zeroed(len)?),
         })
     }
 
