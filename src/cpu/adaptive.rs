@@ -11,7 +11,7 @@
 //! division by `kh * kw` would be the correctly rounded mean of the sum, at most about an ulp
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
-use super::window::{max_tile, MaxScratch, CHANNEL_TILE};
+use super::window::{max_channels, MaxScratch, CHANNEL_TILE};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::AdaptiveGeometry;
@@ -395,24 +395,9 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     let (h0, h1) = g.rows(oh);
     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
         let (w0, w1) = g.cols(ow);
-        if simd::converts_inline::<T>() && g.h * g.w <= i32::MAX as usize {
-            // Register tiles of channels across the whole window, as windowed channels-last.
-            let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
-            let (hs, ws) = ((h0, h1, 1), (w0, w1, 1));
-            let full = c - c % CHANNEL_TILE;
-            for c0 in (0..full).step_by(CHANNEL_TILE) {
-                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
-            }
-            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
-            // channel at a time).
-            let mut full = full;
-            if c - full >= 8 {
-                max_tile::<T, 8, WITH_INDEX>(image, (g.w, c), hs, ws, full, yo, io);
-                full += 8;
-            }
-            for c0 in full..c {
-                max_tile::<T, 1, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
-            }
+        let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
+        // Values and indices in registers across the whole window, as windowed channels-last.
+        if max_channels::<T, WITH_INDEX>(image, (g.h, g.w, c), (h0, h1, 1), (w0, w1, 1), yo, io) {
             continue;
         }
         s.start((h0 * g.w + w0) as i64);
@@ -792,7 +777,7 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 12] = [
+        let shapes: [([usize; 4], [usize; 2]); 13] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -805,6 +790,8 @@ mod tests {
             ([3, 4, 6, 6], [1, 1]),
             ([0, 2, 4, 4], [2, 2]),
             ([1, 16, 13, 11], [4, 3]),
+            // Channels-last AVX2 blocks: 32 channels, then 8, then 3 scalar channels.
+            ([1, 43, 9, 9], [4, 3]),
         ];
         for (shape, out) in shapes {
             let g = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();

@@ -96,9 +96,22 @@ fn gather_shares<T: FloatElement>(
                 .collect();
             // Many short rows per rayon task: a task per 7-wide row would cost more than it does.
             let rows_per_task = (16 * 1024 / w).max(1);
+            // Each share row is expanded once per task into `taps` rows of input width
+            // (`expanded[j][iw] = share[col_index[j][iw]]`) and kept while the input rows that
+            // it covers go by: the indexed gather then runs once per (plane, oh) instead of once
+            // per input row, and the per-row adds are contiguous, so they vectorise. A ring of
+            // `max rows per input row + 1` slots keyed by (plane, oh) suffices because the
+            // covering ranges of ascending input rows ascend. Same terms, same order.
+            let slots = rows.iter().map(|r| r.len()).max().unwrap_or(0) + 1;
             grad_in.par_chunks_mut(w * rows_per_task).enumerate().for_each_init(
-                || (vec![T::Acc::zero(); w], vec![T::Acc::zero(); out_w + 1]),
-                |(acc, srow), (task, out_rows)| {
+                || {
+                    (
+                        vec![T::Acc::zero(); w],
+                        vec![T::Acc::zero(); out_w + 1],
+                        ExpandedRows::<T::Acc>::new(slots, taps * w),
+                    )
+                },
+                |(acc, srow, expanded), (task, out_rows)| {
                     simd::dispatch(
                         #[inline(always)]
                         || {
@@ -109,11 +122,18 @@ fn gather_shares<T: FloatElement>(
                                     &shares[plane * out_h * out_w..(plane + 1) * out_h * out_w];
                                 acc.iter_mut().for_each(|a| *a = T::Acc::zero());
                                 for oh in rows[ih].clone() {
-                                    srow[..out_w]
-                                        .copy_from_slice(&plane_shares[oh * out_w..(oh + 1) * out_w]);
-                                    for index in &col_index {
-                                        for (a, &i) in acc.iter_mut().zip(index) {
-                                            *a += srow[i];
+                                    let e = expanded.get((plane, oh), |e| {
+                                        srow[..out_w]
+                                            .copy_from_slice(&plane_shares[oh * out_w..(oh + 1) * out_w]);
+                                        for (ej, index) in e.chunks_exact_mut(w).zip(&col_index) {
+                                            for (d, &i) in ej.iter_mut().zip(index) {
+                                                *d = srow[i];
+                                            }
+                                        }
+                                    });
+                                    for ej in e.chunks_exact(w) {
+                                        for (a, &v) in acc.iter_mut().zip(ej) {
+                                            *a += v;
                                         }
                                     }
                                 }
@@ -159,6 +179,32 @@ fn gather_shares<T: FloatElement>(
                     },
                 );
         }
+    }
+}
+
+/// A small ring of expanded share rows keyed by (plane, oh) (see the NCHW gather). A row's
+/// contents depend on its key only, so a slot stays valid from one rayon task to the next.
+struct ExpandedRows<A> {
+    keys: Vec<Option<(usize, usize)>>,
+    data: Vec<A>,
+    len: usize,
+}
+
+impl<A: Zero + Copy> ExpandedRows<A> {
+    fn new(slots: usize, len: usize) -> Self {
+        ExpandedRows { keys: vec![None; slots], data: vec![A::zero(); slots * len], len }
+    }
+
+    /// The expanded row of `key`, filled by `fill` unless its slot already holds it.
+    #[inline(always)]
+    fn get(&mut self, key: (usize, usize), fill: impl FnOnce(&mut [A])) -> &[A] {
+        let slot = key.1 % self.keys.len();
+        let data = &mut self.data[slot * self.len..(slot + 1) * self.len];
+        if self.keys[slot] != Some(key) {
+            fill(data);
+            self.keys[slot] = Some(key);
+        }
+        data
     }
 }
 

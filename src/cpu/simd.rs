@@ -106,6 +106,250 @@ pub(crate) fn store<T: FloatElement>(v: T::Acc) -> T {
     }
 }
 
+/// The element types the explicit AVX2 channel-tile kernels handle: f32, and bf16 with an f32
+/// accumulator (widened by a shift, rounded by [`store`]'s rule).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TileKind {
+    F32,
+    Bf16,
+}
+
+/// The [`TileKind`] of `T`, when `T` has one and the CPU has AVX2; `None` sends the caller to
+/// its portable path.
+#[inline(always)]
+pub(crate) fn avx2_tile_kind<T: FloatElement>() -> Option<TileKind> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !std::is_x86_feature_detected!("avx2") {
+            return None;
+        }
+        if is_bf16::<T>() {
+            return Some(TileKind::Bf16);
+        }
+        if TypeId::of::<T>() == TypeId::of::<f32>() && TypeId::of::<T::Acc>() == TypeId::of::<f32>() {
+            return Some(TileKind::F32);
+        }
+    }
+    None
+}
+
+/// One channels-last window, described for [`max_window`]: the image's row width and channel
+/// count, and the taps `h0..h1` step `dh`, `w0..w1` step `dw` (at least one tap).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChannelWindow {
+    pub(crate) width: usize,
+    pub(crate) c: usize,
+    pub(crate) h: (usize, usize, usize),
+    pub(crate) w: (usize, usize, usize),
+}
+
+/// Max pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last window
+/// with PyTorch's rule (-inf start, the first tap's index, `take = v > max || isnan(v)` in tap
+/// order h then w), in AVX2 registers: the max and the plane index (as i32 lanes, selected on
+/// the same mask) of 32 channels at a time, then 8; indices widened to i64 only at the store.
+///
+/// # Safety
+/// `kind` must be [`avx2_tile_kind`] of the element type of `image` and `y` (so AVX2 is
+/// present); `image` must point to the whole image (`H * width * c` elements, every tap in
+/// bounds), `y` to `c_end` writable elements, and `index` (when `WITH_INDEX`) to `c_end`
+/// writable i64; the plane `H * width` must fit in i32.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn max_window<const WITH_INDEX: bool>(
+    kind: TileKind,
+    image: *const u8,
+    win: ChannelWindow,
+    c_end: usize,
+    y: *mut u8,
+    index: *mut i64,
+) {
+    // SAFETY: forwarded from this function's contract (AVX2 present, pointers valid).
+    unsafe { avx2::max_window::<WITH_INDEX>(kind, image, win, c_end, y, index) }
+}
+
+/// Average pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last
+/// window: per channel `((0 + t0) + t1) + ...` over the taps in PyTorch's order (h, then w),
+/// divided once by `divisor` and rounded once, in AVX2 registers (32 channels at a time, then
+/// 8). The same operations in the same order as the portable tile, so the same bits.
+///
+/// # Safety
+/// As [`max_window`] (without `index`); `divisor` is the f32 accumulator's divisor.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn avg_window(
+    kind: TileKind,
+    image: *const u8,
+    win: ChannelWindow,
+    c_end: usize,
+    divisor: f32,
+    y: *mut u8,
+) {
+    // SAFETY: forwarded from this function's contract (AVX2 present, pointers valid).
+    unsafe { avx2::avg_window(kind, image, win, c_end, divisor, y) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{ChannelWindow, TileKind};
+    use std::arch::x86_64::*;
+
+    /// Eight accumulator values from element `at` of `p`, exact.
+    #[inline(always)]
+    unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
+        match kind {
+            TileKind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
+            TileKind::Bf16 => {
+                let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
+    #[inline(always)]
+    unsafe fn to_bf16(v: __m256) -> __m128i {
+        let bits = _mm256_castps_si256(v);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+        let rounded =
+            _mm256_srli_epi32::<16>(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb));
+        let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        let r = _mm256_blendv_epi8(rounded, quiet, nan);
+        // Every lane fits 16 bits, so the saturating pack only narrows; it packs within
+        // 128-bit halves, so gather the halves' low quadwords.
+        let packed = _mm256_packus_epi32(r, r);
+        _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(packed))
+    }
+
+    /// Eight results stored at element `at` of `y`.
+    #[inline(always)]
+    unsafe fn store8(kind: TileKind, y: *mut u8, at: usize, v: __m256) {
+        match kind {
+            TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
+            TileKind::Bf16 => _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_bf16(v)),
+        }
+    }
+
+    /// Channels `c0..c0 + 8 * R` of one window.
+    #[inline(always)]
+    unsafe fn max_block<const R: usize, const WITH_INDEX: bool>(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c0: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); R];
+        let mut at_max = [_mm256_set1_epi32((h0 * win.width + w0) as i32); R];
+        let mut h = h0;
+        while h < h1 {
+            let mut w = w0;
+            while w < w1 {
+                let at = h * win.width + w;
+                let at_v = _mm256_castsi256_ps(_mm256_set1_epi32(at as i32));
+                let base = at * win.c + c0;
+                for r in 0..R {
+                    let v = load8(kind, image, base + 8 * r);
+                    let take = _mm256_or_ps(
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, max[r]),
+                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                    );
+                    max[r] = _mm256_blendv_ps(max[r], v, take);
+                    if WITH_INDEX {
+                        at_max[r] =
+                            _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at_max[r]), at_v, take));
+                    }
+                }
+                w += dw;
+            }
+            h += dh;
+        }
+        for r in 0..R {
+            store8(kind, y, c0 + 8 * r, max[r]);
+            if WITH_INDEX {
+                let p = index.add(c0 + 8 * r);
+                _mm256_storeu_si256(p.cast(), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(at_max[r])));
+                _mm256_storeu_si256(
+                    p.add(4).cast(),
+                    _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(at_max[r])),
+                );
+            }
+        }
+    }
+
+    /// Channels `c0..c0 + 8 * R` of one average window.
+    #[inline(always)]
+    unsafe fn avg_block<const R: usize>(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c0: usize,
+        divisor: __m256,
+        y: *mut u8,
+    ) {
+        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let mut sum = [_mm256_setzero_ps(); R];
+        let mut h = h0;
+        while h < h1 {
+            let mut w = w0;
+            while w < w1 {
+                let base = (h * win.width + w) * win.c + c0;
+                for (r, s) in sum.iter_mut().enumerate() {
+                    *s = _mm256_add_ps(*s, load8(kind, image, base + 8 * r));
+                }
+                w += dw;
+            }
+            h += dh;
+        }
+        for (r, &s) in sum.iter().enumerate() {
+            store8(kind, y, c0 + 8 * r, _mm256_div_ps(s, divisor));
+        }
+    }
+
+    /// See [`super::avg_window`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avg_window(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c_end: usize,
+        divisor: f32,
+        y: *mut u8,
+    ) {
+        let divisor = _mm256_set1_ps(divisor);
+        let mut c0 = 0;
+        while c0 + 32 <= c_end {
+            avg_block::<4>(kind, image, win, c0, divisor, y);
+            c0 += 32;
+        }
+        while c0 + 8 <= c_end {
+            avg_block::<1>(kind, image, win, c0, divisor, y);
+            c0 += 8;
+        }
+    }
+
+    /// See [`super::max_window`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn max_window<const WITH_INDEX: bool>(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c_end: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        let mut c0 = 0;
+        while c0 + 32 <= c_end {
+            max_block::<4, WITH_INDEX>(kind, image, win, c0, y, index);
+            c0 += 32;
+        }
+        while c0 + 8 <= c_end {
+            max_block::<1, WITH_INDEX>(kind, image, win, c0, y, index);
+            c0 += 8;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,15 @@
 //! the extra pad taps are exact no-ops: adding +0.0 to a running sum that started at +0.0 never
 //! changes it (such a sum is never -0.0), and a -inf tap never satisfies `v > max || isnan(v)`.
 //!
-//! NHWC: rayon over (image, output row); per output, a C-wide accumulator vector swept over the
-//! window's taps in PyTorch's order, so the inner loop runs along contiguous channels.
+//! Small NCHW average windows (at most 9 taps, see [`avg_nchw_is_separable`]) are summed
+//! separably instead: each input row's horizontal sums once, then the rows of a window. That
+//! reorders the additions (within the parity tolerance), in exchange for reading and converting
+//! each input row once rather than once per output row that covers it.
+//!
+//! NHWC: rayon over (image, output row); per output, the channels swept over the window's taps
+//! in PyTorch's order, in registers (explicit AVX2 blocks of 32 and 8 channels for f32 and bf16,
+//! max indices as i32 lanes selected on the value's mask and widened at the store; portable
+//! register tiles otherwise), so the inner loop runs along contiguous channels.
 
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
@@ -143,6 +150,16 @@ fn add_row_taps<A: Float>(acc: &mut [A], row: &PhasedRow<A>, kw: usize) {
     }
 }
 
+/// Whether NCHW average pooling sums its windows separably: each input row's horizontal tap sums
+/// once (`((0 + t0) + t1) + t2`, reused by every output row whose window covers the row), then
+/// the window's row sums top to bottom (`(r0 + r1) + r2`). That reorders PyTorch's single
+/// h-then-w running sum, so it is limited to small windows (at most 9 taps, f32 accumulation
+/// of 9 terms) where the reordering stays far inside the parity tolerance (f32 rel 1e-5,
+/// abs 1e-6); larger windows keep PyTorch's exact order.
+pub(crate) fn avg_nchw_is_separable(g: &WindowGeometry) -> bool {
+    g.kernel[0] > 1 && g.kernel[0] * g.kernel[1] <= 9
+}
+
 fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
@@ -156,14 +173,21 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
             (w.h0, w.h1)
         })
         .collect();
+    let separable = avg_nchw_is_separable(g);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
             let mut row = PhasedRow::new(g, T::Acc::zero());
             let mut acc = vec![T::Acc::zero(); g.out_w];
+            // Separable: the horizontal sums of every input row of one plane.
+            let mut row_sums = vec![T::Acc::zero(); if separable { g.h * g.out_w } else { 0 }];
             simd::dispatch(
                 #[inline(always)]
                 || {
                     for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+                        if separable {
+                            avg_plane_separable(g, xp, yp, &mut row, &mut row_sums, &row_windows, &divisors);
+                            continue;
+                        }
                         for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
                             acc.iter_mut().for_each(|a| *a = T::Acc::zero());
                             let (h0, h1) = row_windows[oh];
@@ -183,15 +207,103 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
     );
 }
 
+/// One NCHW plane summed separably (see [`avg_nchw_is_separable`]): every input row's
+/// horizontal sums once into `row_sums`, then per output row the sum of its window's rows,
+/// divided once.
+#[inline(always)]
+fn avg_plane_separable<T: FloatElement>(
+    g: &WindowGeometry,
+    xp: &[T],
+    yp: &mut [T],
+    row: &mut PhasedRow<T::Acc>,
+    row_sums: &mut [T::Acc],
+    row_windows: &[(usize, usize)],
+    divisors: &[T::Acc],
+) {
+    let n = g.out_w;
+    for (xrow, sums) in xp.chunks_exact(g.w).zip(row_sums.chunks_exact_mut(n)) {
+        row.load(xrow);
+        sums.iter_mut().for_each(|a| *a = T::Acc::zero());
+        add_row_taps(sums, row, g.kernel[1]);
+    }
+    for (oh, yrow) in yp.chunks_exact_mut(n).enumerate() {
+        let (h0, h1) = row_windows[oh];
+        let div = &divisors[oh * n..(oh + 1) * n];
+        let sums = |h: usize| &row_sums[h * n..(h + 1) * n];
+        match h1 - h0 {
+            1 => divide_row_sums::<T, 1>(yrow, [sums(h0)], div),
+            2 => divide_row_sums::<T, 2>(yrow, [sums(h0), sums(h0 + 1)], div),
+            3 => divide_row_sums::<T, 3>(yrow, [sums(h0), sums(h0 + 1), sums(h0 + 2)], div),
+            _ => {
+                // More than 3 rows: only reachable with a 1-column kernel of up to 9 rows.
+                let mut acc: Vec<T::Acc> = sums(h0).to_vec();
+                for h in h0 + 1..h1 {
+                    for (a, &s) in acc.iter_mut().zip(sums(h)) {
+                        *a += s;
+                    }
+                }
+                for ((o, &a), &d) in yrow.iter_mut().zip(&acc).zip(div) {
+                    *o = simd::store::<T>(a / d);
+                }
+            }
+        }
+    }
+}
+
+/// `y[i] = (rows[0][i] + rows[1][i] + ...) / div[i]`, left to right, rounded once.
+#[inline(always)]
+fn divide_row_sums<T: FloatElement, const K: usize>(y: &mut [T], rows: [&[T::Acc]; K], div: &[T::Acc]) {
+    let n = y.len();
+    let (rows, div) = (rows.map(|r| &r[..n]), &div[..n]);
+    for i in 0..n {
+        let mut a = rows[0][i];
+        for r in &rows[1..] {
+            a += r[i];
+        }
+        y[i] = simd::store::<T>(a / div[i]);
+    }
+}
+
 fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
     let c = g.c;
     let row_out = g.out_w * c;
     let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1]);
+    let kind = simd::avx2_tile_kind::<T>();
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
         |(scratch, acc), (k, yrow)| {
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kind) = kind {
+                let vector_end = c - c % 8;
+                for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+                    let win = g.avg_window(oh, ow, rule);
+                    let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
+                    let taps =
+                        simd::ChannelWindow { width: g.w, c, h: (win.h0, win.h1, 1), w: (win.w0, win.w1, 1) };
+                    // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and
+                    // `T` (and `T::Acc`, f32) is its element type, which makes `divisor` an f32;
+                    // `image` is the whole image and the clipped window's taps are inside it;
+                    // `yo` holds `c >= vector_end` elements.
+                    unsafe {
+                        let divisor: f32 = std::mem::transmute_copy(&divisor);
+                        simd::avg_window(
+                            kind,
+                            image.as_ptr().cast(),
+                            taps,
+                            vector_end,
+                            divisor,
+                            yo.as_mut_ptr().cast(),
+                        );
+                    }
+                    for c0 in vector_end..c {
+                        avg_tile::<T, 1>(image, g, &win, c0, yo, divisor);
+                    }
+                }
+                return;
+            }
+            let _ = kind;
             simd::dispatch(
                 #[inline(always)]
                 || {
@@ -309,6 +421,62 @@ pub(crate) fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
             *o = i64::from(i);
         }
     }
+}
+
+/// All `c` channels of one channels-last max window (taps `h0..h1` step `dh`, `w0..w1` step
+/// `dw`, at least one, inside the `height x width` image) into `yo` (and `io` when
+/// `WITH_INDEX`), with the values and indices in registers: explicit AVX2 blocks for f32 and
+/// bf16, portable register tiles otherwise. Returns `false`, having written nothing, for types
+/// without a register path (f16) or a plane that does not fit in i32; the caller then runs its
+/// portable per-tap loop.
+#[inline(always)]
+pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
+    image: &[T],
+    (height, width, c): (usize, usize, usize),
+    hs: (usize, usize, usize),
+    ws: (usize, usize, usize),
+    yo: &mut [T],
+    io: &mut [i64],
+) -> bool {
+    if !simd::converts_inline::<T>() || height * width > i32::MAX as usize {
+        return false;
+    }
+    let (yo, image) = (&mut yo[..c], &image[..height * width * c]);
+    let io = if WITH_INDEX { &mut io[..c] } else { &mut io[..0] };
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = simd::avx2_tile_kind::<T>() {
+        let win = simd::ChannelWindow { width, c, h: hs, w: ws };
+        done = c - c % 8;
+        // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` is its element
+        // type); `image` is the whole image (sliced above) and the caller's taps lie inside
+        // it; `yo` and, when `WITH_INDEX`, `io` hold `c >= done` elements (sliced above); the
+        // plane fits in i32 (checked above).
+        unsafe {
+            simd::max_window::<WITH_INDEX>(
+                kind,
+                image.as_ptr().cast(),
+                win,
+                done,
+                yo.as_mut_ptr().cast(),
+                io.as_mut_ptr(),
+            );
+        }
+    }
+    let tiled = done + (c - done) / CHANNEL_TILE * CHANNEL_TILE;
+    for c0 in (done..tiled).step_by(CHANNEL_TILE) {
+        max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, (width, c), hs, ws, c0, yo, io);
+    }
+    // A half tile for 8..15 leftover channels (C = 8 would otherwise run one channel at a time).
+    let mut done = tiled;
+    if c - done >= 8 {
+        max_tile::<T, 8, WITH_INDEX>(image, (width, c), hs, ws, done, yo, io);
+        done += 8;
+    }
+    for c0 in done..c {
+        max_tile::<T, 1, WITH_INDEX>(image, (width, c), hs, ws, c0, yo, io);
+    }
+    true
 }
 
 /// The max update of one tap over a vector of channels, branch-free so it vectorises:
@@ -528,23 +696,9 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     let (h0, h1) = g.max_taps_h(oh);
     for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
         let (w0, w1) = g.max_taps_w(ow);
-        if simd::converts_inline::<T>() && g.h * g.w <= i32::MAX as usize {
-            let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
-            let (hs, ws) = ((h0, h1, g.dilation[0]), (w0, w1, g.dilation[1]));
-            let full = c - c % CHANNEL_TILE;
-            for c0 in (0..full).step_by(CHANNEL_TILE) {
-                max_tile::<T, CHANNEL_TILE, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
-            }
-            // A half tile for 8..15 leftover channels (C = 8 would otherwise run one
-            // channel at a time).
-            let mut full = full;
-            if c - full >= 8 {
-                max_tile::<T, 8, WITH_INDEX>(image, (g.w, c), hs, ws, full, yo, io);
-                full += 8;
-            }
-            for c0 in full..c {
-                max_tile::<T, 1, WITH_INDEX>(image, (g.w, c), hs, ws, c0, yo, io);
-            }
+        let io = if WITH_INDEX { &mut irow[ow * c..(ow + 1) * c] } else { &mut [][..] };
+        let (hs, ws) = ((h0, h1, g.dilation[0]), (w0, w1, g.dilation[1]));
+        if max_channels::<T, WITH_INDEX>(image, (g.h, g.w, c), hs, ws, yo, io) {
             continue;
         }
         s.start((h0 * g.w + w0) as i64);
@@ -604,6 +758,10 @@ mod tests {
             // A half tile (8 channels) alone, and after a full tile with a remainder.
             case([2, 8, 7, 6], [3, 3], Some([2, 2]), [1, 1], d, false),
             case([1, 27, 5, 6], [3, 2], Some([2, 1]), [1, 0], [1, 1], true),
+            // NCHW separable sums over more than 3 rows (a 5x1 kernel).
+            case([1, 2, 12, 5], [5, 1], Some([1, 1]), [2, 0], [1, 1], false),
+            // AVX2 channel blocks: one of 32 channels, one of 8, then 5 scalar channels.
+            case([1, 45, 5, 7], [3, 3], Some([2, 2]), [1, 1], d, true),
             // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
             case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
         ]
@@ -618,9 +776,20 @@ mod tests {
         for (n, c, oh, ow) in outputs(g) {
             let win = g.avg_window(oh, ow, rule);
             let mut sum = T::Acc::zero();
+            let separable = matches!(layout, Layout::Nchw) && avg_nchw_is_separable(g);
             for h in win.h0..win.h1 {
+                // Separable: each row's sum from +0, then the row sums in order.
+                let mut row_sum = T::Acc::zero();
                 for w in win.w0..win.w1 {
-                    sum += x[offset(layout, [n, c, h, w], [g.c, g.h, g.w])].to_acc();
+                    let v = x[offset(layout, [n, c, h, w], [g.c, g.h, g.w])].to_acc();
+                    if separable {
+                        row_sum += v;
+                    } else {
+                        sum += v;
+                    }
+                }
+                if separable {
+                    sum += row_sum;
                 }
             }
             let at = offset(layout, [n, c, oh, ow], [g.c, g.out_h, g.out_w]);
