@@ -72,51 +72,15 @@ CUPOOL_DEV void adaptive_nhwc(const AdaptiveParams& p, const typename D::T* __re
     const i64 out = ((n * p.out_h + oh) * p.out_w + ow) * p.c + c;
     Acc acc[VEC];
     i64 best[VEC];
-CUPOOL_UNROLL
-    for (int v = 0; v < VEC; ++v) {
-        acc[v] = IS_MAX ? neg_infinity<Acc>() : Acc(0);
-        best[v] = h0 * p.w + w0;
-    }
-    for (i64 h = h0; h < h1; ++h) {
-        for (i64 w = w0; w < w1; ++w) {
-            const T* q = xn + (h * p.w + w) * p.c;
-            T e[VEC];
-            if (VEC == 4) {
-                Pack4<T> u = gload_pack4(q);
-CUPOOL_UNROLL
-                for (int v = 0; v < VEC; ++v) e[v] = u.e[v];
-            } else {
-                e[0] = gload(q);
-            }
-CUPOOL_UNROLL
-            for (int v = 0; v < VEC; ++v) {
-                const Acc a = D::to_acc(e[v]);
-                if (IS_MAX) {
-                    if (a > acc[v] || is_nan(a)) {
-                        acc[v] = a;
-                        best[v] = h * p.w + w;
-                    }
-                } else {
-                    acc[v] += a;
-                }
-            }
-        }
-    }
+    nhwc_window<D, IS_MAX, VEC>(xn, p.w, p.c, h0, h1, 1, w0, w1, 1, acc, best);
     const Acc div = (Acc)((h1 - h0) * (w1 - w0));
-    T res[VEC];
+    Lanes<VEC, T> res;
 CUPOOL_UNROLL
     for (int v = 0; v < VEC; ++v) {
-        res[v] = D::from_acc(IS_MAX ? acc[v] : acc[v] / div);
+        res.e[v] = D::from_acc(IS_MAX ? acc[v] : acc[v] / div);
         if (IS_MAX && IDX) gstore(ind + out + v, best[v]);
     }
-    if (VEC == 4) {
-        Pack4<T> r;
-CUPOOL_UNROLL
-        for (int v = 0; v < VEC; ++v) r.e[v] = res[v];
-        gstore_pack4(y + out, r);
-    } else {
-        gstore(y + out, res[0]);
-    }
+    store_lanes(y + out, res);
 }
 
 template <class D, bool IS_MAX, bool IDX>

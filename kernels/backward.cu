@@ -61,37 +61,6 @@ CUPOOL_DEV i64 avg_divisor(const BackwardParams& p, i64 oh, i64 ow) {
     return (he - hs) * (we - ws);
 }
 
-// Loads / stores `V` consecutive elements (V = 4: one vector access, aligned by the planner).
-template <int V, typename T>
-struct Lanes {
-    T e[V];
-};
-template <int V, typename T>
-CUPOOL_DEV Lanes<V, T> load_lanes(const T* p) {
-    Lanes<V, T> r;
-    if (V == 4) {
-        Pack4<T> v = gload_pack4(p);
-CUPOOL_UNROLL
-        for (int k = 0; k < V; ++k) r.e[k] = v.e[k & 3];
-    } else {
-CUPOOL_UNROLL
-        for (int k = 0; k < V; ++k) r.e[k] = gload(p + k);
-    }
-    return r;
-}
-template <int V, typename T>
-CUPOOL_DEV void store_lanes(T* p, const Lanes<V, T>& r) {
-    if (V == 4) {
-        Pack4<T> v;
-CUPOOL_UNROLL
-        for (int k = 0; k < 4; ++k) v.e[k] = r.e[k & (V - 1)];
-        gstore_pack4(p, v);
-    } else {
-CUPOOL_UNROLL
-        for (int k = 0; k < V; ++k) gstore(p + k, r.e[k]);
-    }
-}
-
 // Which backward a kernel computes.
 enum BwdKind { AVG = 0, MAX = 1, ADAPTIVE_AVG = 2, ADAPTIVE_MAX = 3 };
 

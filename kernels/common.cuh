@@ -177,6 +177,70 @@ CUPOOL_DEV void gstore_pack4(T* p, const Pack4<T>& v) {
     *reinterpret_cast<Pack4<T>*>(p) = v;
 }
 
+// Loads / stores `V` consecutive elements (V = 4: one vector access, aligned by the planner).
+template <int V, typename T>
+struct Lanes {
+    T e[V];
+};
+template <int V, typename T>
+CUPOOL_DEV Lanes<V, T> load_lanes(const T* p) {
+    Lanes<V, T> r;
+    if (V == 4) {
+        Pack4<T> v = gload_pack4(p);
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) r.e[k] = v.e[k & 3];
+    } else {
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) r.e[k] = gload(p + k);
+    }
+    return r;
+}
+template <int V, typename T>
+CUPOOL_DEV void store_lanes(T* p, const Lanes<V, T>& r) {
+    if (V == 4) {
+        Pack4<T> v;
+CUPOOL_UNROLL
+        for (int k = 0; k < 4; ++k) v.e[k] = r.e[k & (V - 1)];
+        gstore_pack4(p, v);
+    } else {
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) gstore(p + k, r.e[k]);
+    }
+}
+
+// Reduces one channels-last window for V consecutive channels at `xn` (the image's first pixel,
+// offset to the channel): taps (h, w) for h in [h0, h1) step dh, w in [w0, w1) step dw, scanned h
+// then w. Max: init -inf, index of the first tap, update if v > max || isnan(v) (NaN wins, the
+// last NaN's index, ties keep the first). Avg: the plain sum. Windowed and adaptive pooling
+// share it, so their NHWC scans are the same code.
+template <class D, bool IS_MAX, int V>
+CUPOOL_DEV void nhwc_window(const typename D::T* xn, i64 width, i64 channels, i64 h0, i64 h1, i64 dh, i64 w0,
+                            i64 w1, i64 dw, typename D::Acc (&acc)[V], i64 (&best)[V]) {
+    typedef typename D::Acc Acc;
+CUPOOL_UNROLL
+    for (int v = 0; v < V; ++v) {
+        acc[v] = IS_MAX ? neg_infinity<Acc>() : Acc(0);
+        best[v] = h0 * width + w0;
+    }
+    for (i64 h = h0; h < h1; h += dh) {
+        for (i64 w = w0; w < w1; w += dw) {
+            const Lanes<V, typename D::T> e = load_lanes<V>(xn + (h * width + w) * channels);
+CUPOOL_UNROLL
+            for (int v = 0; v < V; ++v) {
+                const Acc a = D::to_acc(e.e[v]);
+                if (IS_MAX) {
+                    if (a > acc[v] || is_nan(a)) {
+                        acc[v] = a;
+                        best[v] = h * width + w;
+                    }
+                } else {
+                    acc[v] += a;
+                }
+            }
+        }
+    }
+}
+
 // The block's dynamic (`extern __shared__`) shared memory, sized by the launch planner.
 CUPOOL_DEV unsigned char* dynamic_smem() {
     extern __shared__ __align__(16) unsigned char cupool_dynamic_smem[];

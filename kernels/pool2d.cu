@@ -187,72 +187,27 @@ CUPOOL_DEV void pool_nhwc(const WindowParams& p, const typename D::T* __restrict
     const T* xn = x + n * p.h * p.w * p.c + c;
     const i64 out = ((n * p.out_h + oh) * p.out_w + ow) * p.c + c;
     Acc acc[VEC];
-    T res[VEC];
+    i64 best[VEC];
+    Lanes<VEC, T> res;
     if (IS_MAX) {
         i64 h0, h1, w0, w1;
         max_axis(oh, p.sh, p.ph, p.kh, p.dh, p.h, h0, h1);
         max_axis(ow, p.sw, p.pw, p.kw, p.dw, p.w, w0, w1);
-        i64 best[VEC];
+        nhwc_window<D, true, VEC>(xn, p.w, p.c, h0, h1, p.dh, w0, w1, p.dw, acc, best);
 CUPOOL_UNROLL
         for (int v = 0; v < VEC; ++v) {
-            acc[v] = neg_infinity<Acc>();
-            best[v] = h0 * p.w + w0;
-        }
-        for (i64 h = h0; h < h1; h += p.dh) {
-            for (i64 w = w0; w < w1; w += p.dw) {
-                const T* q = xn + (h * p.w + w) * p.c;
-                T e[VEC];
-                if (VEC == 4) {
-                    Pack4<T> u = gload_pack4(q);
-CUPOOL_UNROLL
-                    for (int v = 0; v < VEC; ++v) e[v] = u.e[v];
-                } else {
-                    e[0] = gload(q);
-                }
-CUPOOL_UNROLL
-                for (int v = 0; v < VEC; ++v) {
-                    const Acc a = D::to_acc(e[v]);
-                    if (a > acc[v] || is_nan(a)) {
-                        acc[v] = a;
-                        best[v] = h * p.w + w;
-                    }
-                }
-            }
-        }
-CUPOOL_UNROLL
-        for (int v = 0; v < VEC; ++v) {
-            res[v] = D::from_acc(acc[v]);
+            res.e[v] = D::from_acc(acc[v]);
             if (IDX) gstore(ind + out + v, best[v]);
         }
     } else {
         i64 h0, h1, w0, w1;
         const i64 div = avg_window(p, oh, ow, h0, h1, w0, w1);
-CUPOOL_UNROLL
-        for (int v = 0; v < VEC; ++v) acc[v] = Acc(0);
-        for (i64 h = h0; h < h1; ++h) {
-            for (i64 w = w0; w < w1; ++w) {
-                const T* q = xn + (h * p.w + w) * p.c;
-                if (VEC == 4) {
-                    Pack4<T> u = gload_pack4(q);
-CUPOOL_UNROLL
-                    for (int v = 0; v < VEC; ++v) acc[v] += D::to_acc(u.e[v]);
-                } else {
-                    acc[0] += D::to_acc(gload(q));
-                }
-            }
-        }
+        nhwc_window<D, false, VEC>(xn, p.w, p.c, h0, h1, 1, w0, w1, 1, acc, best);
         const bool empty = h0 >= h1 || w0 >= w1;  // PyTorch's guard; unreachable when valid
 CUPOOL_UNROLL
-        for (int v = 0; v < VEC; ++v) res[v] = D::from_acc(empty ? Acc(0) : acc[v] / (Acc)div);
+        for (int v = 0; v < VEC; ++v) res.e[v] = D::from_acc(empty ? Acc(0) : acc[v] / (Acc)div);
     }
-    if (VEC == 4) {
-        Pack4<T> r;
-CUPOOL_UNROLL
-        for (int v = 0; v < VEC; ++v) r.e[v] = res[v];
-        gstore_pack4(y + out, r);
-    } else {
-        gstore(y + out, res[0]);
-    }
+    store_lanes(y + out, res);
 }
 
 template <class D, bool IS_MAX, bool IDX>
