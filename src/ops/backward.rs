@@ -46,20 +46,35 @@ fn check_indices(x: &CudaTensor, op: &str, indices: &CudaTensor, expected: &[usi
     Ok(())
 }
 
-/// Reads the error flag a backward kernel raises for an index outside its plane.
+/// Reads the error flag a max backward raises for an index outside its plane (one i64; the
+/// CPU kernel's return value, or the GPU kernel's flag read back).
 fn check_index_flag(x: &CudaTensor, flag: Option<Storage>, op: &str, plane: usize) -> Result<()> {
     let Some(flag) = flag else { return Ok(()) };
-    let host = match (x.device().executor(), &flag) {
-        (None, Storage::Host(h)) => h.clone(),
-        (Some(exec), f) => exec.download(f)?,
-        #[allow(unreachable_patterns)]
-        _ => return Ok(()),
+    let raised = match x.device().executor() {
+        Some(exec) => exec.download(&flag)?,
+        None => match flag {
+            Storage::Host(h) => h,
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::Unsupported("GPU storage on the CPU device".into())),
+        },
     };
-    let bad = host_slice::<i64>(&Storage::Host(host))?.first().copied().unwrap_or(0);
-    if bad != 0 {
+    if <i64 as crate::dtype::Element>::host_slice(&raised).and_then(|f| f.first()).is_some_and(|&f| f != 0) {
         invalid_arg!("{op}: found an invalid max index (outside the input plane of {plane} elements)");
     }
     Ok(())
+}
+
+/// The output plane (oh, ow) an adaptive backward's `grad_out` implies; its full shape is
+/// checked against the forward output by `check_grad`.
+fn adaptive_grad_plane(x: &CudaTensor, op: &str, grad_out: &CudaTensor) -> Result<[usize; 2]> {
+    match grad_out.shape() {
+        [.., oh, ow] if grad_out.rank() == x.rank() => Ok([*oh, *ow]),
+        _ => shape_err!(
+            "{op}: grad_output of shape {:?} does not match the input of shape {:?}",
+            grad_out.shape(),
+            x.shape()
+        ),
+    }
 }
 
 impl CudaTensor {
@@ -145,14 +160,7 @@ impl CudaTensor {
     pub fn adaptive_avg_pool2d_backward(&self, grad_out: &CudaTensor) -> Result<CudaTensor> {
         const OP: &str = "adaptive_avg_pool2d_backward";
         self.check_float(OP)?;
-        let (oh, ow) = match grad_out.shape() {
-            [.., oh, ow] if grad_out.rank() == self.rank() => (*oh, *ow),
-            _ => shape_err!(
-                "{OP}: grad_output of shape {:?} does not match the input of shape {:?}",
-                grad_out.shape(),
-                self.shape()
-            ),
-        };
+        let [oh, ow] = adaptive_grad_plane(self, OP, grad_out)?;
         let g = plan_adaptive_pool(AdaptiveKind::Avg, self.shape(), [oh, ow])?;
         check_grad(self, OP, grad_out, &pooled_shape(self.shape(), oh, ow))?;
         let layout = self.pool_layout();
@@ -181,14 +189,7 @@ impl CudaTensor {
     ) -> Result<CudaTensor> {
         const OP: &str = "adaptive_max_pool2d_backward";
         self.check_float(OP)?;
-        let (oh, ow) = match grad_out.shape() {
-            [.., oh, ow] if grad_out.rank() == self.rank() => (*oh, *ow),
-            _ => shape_err!(
-                "{OP}: grad_output of shape {:?} does not match the input of shape {:?}",
-                grad_out.shape(),
-                self.shape()
-            ),
-        };
+        let [oh, ow] = adaptive_grad_plane(self, OP, grad_out)?;
         let g = plan_adaptive_pool(AdaptiveKind::Max, self.shape(), [oh, ow])?;
         let out_shape = pooled_shape(self.shape(), oh, ow);
         check_grad(self, OP, grad_out, &out_shape)?;
