@@ -135,7 +135,7 @@ def time_op(fn, device, quick):
     fn()
     sync(device)
     first = max(time.perf_counter() - t0, 1e-7)
-    target, lo, hi = (0.15, 3, 10) if quick else (0.8, 3, 25)
+    target, lo, hi = (0.25, 5, 200) if quick else (0.8, 5, 400)
     reps = min(max(round(target / first), lo), hi)
     per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
     samples = []

@@ -258,7 +258,9 @@ fn time_op(op: Op, p: &Prepared, sync: &Sync, sync_overhead_s: f64, quick: bool)
     drop(call(op, p)?);
     sync.wait()?;
     let first = start.elapsed().as_secs_f64().max(1e-7);
-    let (target_s, min_reps, max_reps) = if quick { (0.15, 3, 10) } else { (0.8, 3, 25) };
+    // Short ops get many samples: on a shared VM single calls of a few hundred microseconds
+    // swing by 2x and more, and a median of ten is not stable.
+    let (target_s, min_reps, max_reps) = if quick { (0.25, 5, 200) } else { (0.8, 5, 400) };
     let reps = ((target_s / first).round() as usize).clamp(min_reps, max_reps);
     let per_sample = if sync.probe.is_some() { ((1e-3 / first).ceil() as usize).clamp(1, 100) } else { 1 };
     let mut samples = Vec::with_capacity(reps);
@@ -464,7 +466,28 @@ fn dtype_name(d: DType) -> &'static str {
 
 /// `cupool bench`: the baseline, then every op of the suite; the table on stdout, progress on
 /// stderr, and the same table as JSON in `json_path`.
-pub fn run(device: &Device, quick: bool, json_path: Option<&str>) -> Result<()> {
+/// Which rows of the suite to run: suite shapes by name and ops by a substring of their name
+/// (empty lists: everything). For iterating on one kernel; a report uses the whole suite.
+#[derive(Default)]
+pub struct Filter {
+    pub shapes: Vec<String>,
+    pub ops: Vec<String>,
+}
+
+impl Filter {
+    fn shape(&self, s: &SuiteShape) -> bool {
+        self.shapes.is_empty() || self.shapes.iter().any(|n| n == s.name)
+    }
+
+    fn op(&self, op: Op) -> bool {
+        self.ops.is_empty() || self.ops.iter().any(|o| op.name().contains(o.as_str()))
+    }
+}
+
+pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filter) -> Result<()> {
+    if let Some(bad) = filter.shapes.iter().find(|n| !SUITE.iter().any(|s| s.name == n.as_str())) {
+        anyhow::bail!("unknown suite shape {bad}");
+    }
     // The emulator runs every CUDA thread on the host: its times say nothing about a GPU, and
     // full-size shapes would take hours there.
     let quick = if device.is_emulated() && !quick {
@@ -481,7 +504,10 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>) -> Result<()> 
     let sync_overhead_s = sync.overhead_s()?;
 
     let mut rows: Vec<Row> = Vec::new();
-    for shape in &SUITE {
+    for shape in SUITE.iter().filter(|s| filter.shape(s)) {
+        if !OPS.iter().any(|&o| o.applies_to(shape) && filter.op(o)) {
+            continue;
+        }
         let mut dims = shape.dims;
         if quick {
             dims[0] = (dims[0] / 8).max(1);
@@ -500,7 +526,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>) -> Result<()> 
                         input_bytes * 4 / 1_000_000_000
                     );
                     for layout in ["NCHW", "NHWC"] {
-                        for op in OPS.iter().filter(|o| o.applies_to(shape)) {
+                        for op in OPS.iter().filter(|o| o.applies_to(shape) && filter.op(**o)) {
                             rows.push(Row {
                                 op: op.name(),
                                 shape_name: shape.name,
@@ -519,7 +545,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>) -> Result<()> 
                 .with_context(|| format!("making a {dims:?} {dtype} input"))?;
             let nhwc = nchw.to_channels_last()?;
             for (layout, x) in [("NCHW", nchw), ("NHWC", nhwc)] {
-                for op in OPS.iter().copied().filter(|o| o.applies_to(shape)) {
+                for op in OPS.iter().copied().filter(|&o| o.applies_to(shape) && filter.op(o)) {
                     let result = prepare(op, &x)
                         .and_then(|(p, bytes)| {
                             let (t, reps) = time_op(op, &p, &sync, sync_overhead_s, quick)?;

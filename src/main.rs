@@ -1,7 +1,7 @@
 //! `cupool`: the seed example (global average pooling three ways), plus `bench` and `check`.
 //!
 //!   cupool [demo] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|bf16|f16|f64]
-//!   cupool bench  [--device ...] [--quick] [--json FILE]
+//!   cupool bench  [--device ...] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]
 //!   cupool check  (which devices work here, and why not)
 
 mod bench;
@@ -31,6 +31,10 @@ struct Options {
     dtype: DType,
     quick: bool,
     json: Option<String>,
+    /// `bench` only: suite shape names to run (empty: all).
+    shapes: Vec<String>,
+    /// `bench` only: run the ops whose name contains one of these (empty: all).
+    ops: Vec<String>,
 }
 
 impl Options {
@@ -41,6 +45,8 @@ impl Options {
             dtype: DType::F32,
             quick: false,
             json: None,
+            shapes: Vec::new(),
+            ops: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -65,8 +71,10 @@ impl Options {
                 }
                 "--quick" => o.quick = true,
                 "--json" => o.json = Some(value()?.clone()),
+                "--shapes" => o.shapes = value()?.split(',').map(str::to_string).collect(),
+                "--ops" => o.ops = value()?.split(',').map(str::to_string).collect(),
                 "-h" | "--help" => {
-                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE]");
+                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]");
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other} (try --help)"),
@@ -152,5 +160,6 @@ fn check() -> Result<()> {
 }
 
 fn cupool_bench(opts: &Options) -> Result<()> {
-    bench::run(&opts.device()?, opts.quick, opts.json.as_deref())
+    let filter = bench::Filter { shapes: opts.shapes.clone(), ops: opts.ops.clone() };
+    bench::run(&opts.device()?, opts.quick, opts.json.as_deref(), &filter)
 }

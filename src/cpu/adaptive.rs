@@ -11,6 +11,7 @@
 //! division by `kh * kw` would be the correctly rounded mean of the sum, at most about an ulp
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
+use super::lanes::{self, LanePlane, LaneWindow};
 use super::window::{max_channels, MaxScratch, CHANNEL_TILE};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
@@ -412,8 +413,10 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
     }
 }
 
-/// Planes of a task (`xs`, `ys`, `is`) done eight at a time by [`planes8`], returning how many
-/// (a multiple of 8; 0 without AVX2 or for other element types). The rest is the caller's.
+/// Planes of a task (`xs`, `ys`, `is`) done eight at a time with AVX2, returning how many (0
+/// without AVX2 or for other element types than f32 and bf16; the rest is the caller's):
+/// small planes all of them through the lane path ([`lanes`]), larger ones in groups of eight
+/// by [`planes8`].
 fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     g: &AdaptiveGeometry,
     rows: &[(usize, usize)],
@@ -422,14 +425,31 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     ys: &mut [T],
     is: &mut [i64],
 ) -> usize {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    if lanes::applies::<T>(in_plane) {
+        let windows: Vec<LaneWindow> = rows
+            .iter()
+            .flat_map(|&(h0, h1)| {
+                cols.iter().map(move |&(w0, w1)| LaneWindow {
+                    h: (h0, h1, 1),
+                    w: (w0, w1, 1),
+                    first: (h0 * g.w + w0) as i32,
+                    div: ((h1 - h0) as f32, (w1 - w0) as f32),
+                })
+            })
+            .collect();
+        let layout = LanePlane::unpadded(g.h, g.w);
+        if lanes::pool_planes::<T, MAX, WITH_INDEX>(&layout, &windows, xs, ys, is) {
+            return (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1));
+        }
+        return 0;
+    }
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(kind) = planes8::kind_of::<T>() else { return 0 };
-        let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+        let Some(kind) = lanes::avx2::kind_of::<T>() else { return 0 };
         let groups = (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1)) / 8;
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
-        let mut lanes = vec![0f32; if in_plane <= SMALL_PLANE { 8 * in_plane } else { 0 }];
         if in_plane > i32::MAX as usize {
             return 0;
         }
@@ -440,32 +460,16 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
             // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
             // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked).
             unsafe {
-                let (x, len) = (xg.as_ptr().cast(), xg.len());
-                if in_plane <= SMALL_PLANE {
-                    planes8::run::<MAX, WITH_INDEX, 1>(
-                        kind,
-                        x,
-                        len,
-                        (g.h, g.w),
-                        rows,
-                        cols,
-                        &mut vals,
-                        &mut idx,
-                        &mut lanes,
-                    )
-                } else {
-                    planes8::run::<MAX, WITH_INDEX, 4>(
-                        kind,
-                        x,
-                        len,
-                        (g.h, g.w),
-                        rows,
-                        cols,
-                        &mut vals,
-                        &mut idx,
-                        &mut lanes,
-                    )
-                }
+                planes8::run::<MAX, WITH_INDEX, 4>(
+                    kind,
+                    xg.as_ptr().cast(),
+                    xg.len(),
+                    (g.h, g.w),
+                    rows,
+                    cols,
+                    &mut vals,
+                    &mut idx,
+                )
             };
             for k in 0..out_plane {
                 for p in 0..8 {
@@ -492,100 +496,16 @@ fn acc_f32<T: FloatElement>(v: f32) -> T::Acc {
     num_traits::NumCast::from(v).unwrap_or_else(T::Acc::nan)
 }
 
-/// NCHW adaptive pooling of eight planes at once with AVX2: lane `p` of every vector belongs to
-/// plane `p`. Each window row segment is read as eight 8-wide loads (one per plane) and
-/// transposed, so tap `j` of all eight planes is one vector; the taps are then applied in
-/// PyTorch's order (h, then w), so every plane gets exactly the scalar loop's result.
+/// NCHW adaptive pooling of eight larger planes at once with AVX2 (lane `p` of every vector
+/// belongs to plane `p`): the outputs of an output row are done `OB` at a time with their
+/// accumulators in registers, streaming the window rows once for all of them; each window row
+/// segment is read as eight 8-wide loads (one per plane) and transposed, so tap `j` of all
+/// eight planes is one vector. The taps are applied in PyTorch's order (h, then w), so every
+/// plane gets exactly the scalar loop's result.
 #[cfg(target_arch = "x86_64")]
 mod planes8 {
-    use crate::dtype::FloatElement;
-    use std::any::TypeId;
+    use crate::cpu::lanes::avx2::{taps, Kind};
     use std::arch::x86_64::*;
-
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Kind {
-        F32,
-        Bf16,
-    }
-
-    /// How many groups ahead small-plane groups prefetch.
-    const PREFETCH_GROUPS: usize = 4;
-
-    /// The kernel's element kind for `T`, or `None` when the CPU lacks AVX2 or `T` is not f32
-    /// or bf16 (both accumulate in f32).
-    pub(super) fn kind_of<T: FloatElement>() -> Option<Kind> {
-        if !std::is_x86_feature_detected!("avx2") || TypeId::of::<T::Acc>() != TypeId::of::<f32>() {
-            return None;
-        }
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
-            Some(Kind::F32)
-        } else if TypeId::of::<T>() == TypeId::of::<half::bf16>() {
-            Some(Kind::Bf16)
-        } else {
-            None
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn load8(kind: Kind, x: *const u8, at: usize) -> __m256 {
-        match kind {
-            Kind::F32 => _mm256_loadu_ps(x.cast::<f32>().add(at)),
-            Kind::Bf16 => {
-                let h = _mm_loadu_si128(x.cast::<u16>().add(at).cast());
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn load1(kind: Kind, x: *const u8, at: usize) -> f32 {
-        match kind {
-            Kind::F32 => *x.cast::<f32>().add(at),
-            Kind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
-        }
-    }
-
-    /// `t[j]` lane `p` = element `at + j` of plane `p` (planes `plane` elements apart), for
-    /// `j < n`; reads element by element where 8-wide loads would pass the buffer's `len`.
-    #[inline(always)]
-    unsafe fn taps(kind: Kind, x: *const u8, len: usize, plane: usize, at: usize, n: usize) -> [__m256; 8] {
-        if 7 * plane + at + 8 > len {
-            let mut t = [[0f32; 8]; 8];
-            for (j, tj) in t.iter_mut().enumerate().take(n) {
-                for (p, v) in tj.iter_mut().enumerate() {
-                    *v = load1(kind, x, p * plane + at + j);
-                }
-            }
-            return t.map(|v| _mm256_loadu_ps(v.as_ptr()));
-        }
-        let r: [__m256; 8] = std::array::from_fn(|p| load8(kind, x, p * plane + at));
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ]
-    }
 
     /// Eight planes starting at `x` (`len` elements readable from `x`, planes of `h_w.0 *
     /// h_w.1` elements): per output `k` (row-major over `rows` x `cols`), `vals[8k + p]` gets
@@ -595,8 +515,7 @@ mod planes8 {
     /// # Safety
     /// AVX2 must be available, `x` must point to `len >= 8 * plane` readable elements of the
     /// type named by `kind`, every window inside the plane, and `vals`/`idx` hold `8 *
-    /// rows.len() * cols.len()` entries (`idx` only with `WITH_INDEX`), and with `OB == 1`
-    /// `lanes` holds `8 * plane`.
+    /// rows.len() * cols.len()` entries (`idx` only with `WITH_INDEX`).
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
@@ -608,85 +527,20 @@ mod planes8 {
         cols: &[(usize, usize)],
         vals: &mut [f32],
         idx: &mut [i32],
-        lanes: &mut [f32],
     ) {
         let plane = height * width;
-        if OB == 1 {
-            // Small planes: the whole group is transposed once into `lanes` (element `i` of
-            // the eight planes as one vector at `8 * i`), then each output sums its window from
-            // there in PyTorch's order; rows shared by overlapping windows transpose once.
-            // The hardware prefetchers do not keep up with this pattern on small groups (the
-            // loads stall on memory), so the group `PREFETCH_GROUPS` ahead is requested now.
-            let elem = if kind == Kind::F32 { 4 } else { 2 };
-            let (group_bytes, ahead) = (8 * plane * elem, PREFETCH_GROUPS * 8 * plane * elem);
-            for off in (0..group_bytes).step_by(64) {
-                if ahead + off < len * elem {
-                    // SAFETY: inside the buffer (checked); a prefetch never faults anyway.
-                    _mm_prefetch::<_MM_HINT_T0>(x.add(ahead + off).cast());
-                }
-            }
-            for h in 0..height {
-                let mut w = 0;
-                while w < width {
-                    let n = (width - w).min(8);
-                    let t = taps(kind, x, len, plane, h * width + w, n);
-                    for (j, &v) in t.iter().enumerate().take(n) {
-                        _mm256_storeu_ps(lanes[8 * (h * width + w + j)..][..8].as_mut_ptr(), v);
-                    }
-                    w += n;
-                }
-            }
-            let mut k = 0;
-            for &(h0, h1) in rows {
-                for &(w0, w1) in cols {
-                    let mut acc = _mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
-                    let mut at = _mm256_set1_epi32((h0 * width + w0) as i32);
-                    for h in h0..h1 {
-                        for w in w0..w1 {
-                            let i = h * width + w;
-                            let v = _mm256_loadu_ps(lanes[8 * i..][..8].as_ptr());
-                            if MAX {
-                                let take = _mm256_or_ps(
-                                    _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc),
-                                    _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                                );
-                                acc = _mm256_blendv_ps(acc, v, take);
-                                if WITH_INDEX {
-                                    at = _mm256_blendv_epi8(
-                                        at,
-                                        _mm256_set1_epi32(i as i32),
-                                        _mm256_castps_si256(take),
-                                    );
-                                }
-                            } else {
-                                acc = _mm256_add_ps(acc, v);
-                            }
-                        }
-                    }
-                    if !MAX {
-                        let kh = _mm256_set1_ps((h1 - h0) as f32);
-                        acc = _mm256_div_ps(_mm256_div_ps(acc, kh), _mm256_set1_ps((w1 - w0) as f32));
-                    }
-                    _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), acc);
-                    if WITH_INDEX {
-                        _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at);
-                    }
-                    k += 1;
-                }
-            }
-            return;
-        }
         // Outputs of one output row are done `OB` at a time with their accumulators in
         // registers, streaming the window rows once for all of them (each output still applies
-        // its taps h-major, then w). Large planes need it (eight planes' rows stream in order,
-        // which the prefetchers follow); small planes are cached and do better with `OB = 1`.
+        // its taps h-major, then w): eight planes' rows stream in order, which the prefetchers
+        // follow.
         for (oh, &(h0, h1)) in rows.iter().enumerate() {
             for b0 in (0..cols.len()).step_by(OB) {
                 let block = &cols[b0..(b0 + OB).min(cols.len())];
                 let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); OB];
-                let mut at: [__m256i; OB] = std::array::from_fn(|i| {
-                    _mm256_set1_epi32((h0 * width + block.get(i).map_or(0, |c| c.0)) as i32)
-                });
+                let mut at = [_mm256_setzero_si256(); OB];
+                for (i, at) in at.iter_mut().enumerate() {
+                    *at = _mm256_set1_epi32((h0 * width + block.get(i).map_or(0, |c| c.0)) as i32);
+                }
                 for h in h0..h1 {
                     for (i, &(w0, w1)) in block.iter().enumerate() {
                         let mut w = w0;

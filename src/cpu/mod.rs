@@ -7,6 +7,7 @@
 
 pub mod adaptive;
 pub mod backward;
+pub(crate) mod lanes;
 pub mod reduce;
 pub(crate) mod simd;
 pub mod window;

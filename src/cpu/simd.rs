@@ -187,7 +187,7 @@ pub(crate) unsafe fn avg_window(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::{ChannelWindow, TileKind};
     use std::arch::x86_64::*;
 
@@ -205,7 +205,7 @@ mod avx2 {
 
     /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
     #[inline(always)]
-    unsafe fn to_bf16(v: __m256) -> __m128i {
+    pub(crate) unsafe fn to_bf16(v: __m256) -> __m128i {
         let bits = _mm256_castps_si256(v);
         let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
         let rounded =

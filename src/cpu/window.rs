@@ -18,6 +18,7 @@
 //! max indices as i32 lanes selected on the value's mask and widened at the store; portable
 //! register tiles otherwise), so the inner loop runs along contiguous channels.
 
+use super::lanes::{self, LanePlane, LaneWindow};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::window::{AvgRule, WindowGeometry};
@@ -156,13 +157,66 @@ fn add_row_taps<A: Float>(acc: &mut [A], row: &PhasedRow<A>, kw: usize) {
 /// h-then-w running sum, so it is limited to small windows (at most 9 taps, f32 accumulation
 /// of 9 terms) where the reordering stays far inside the parity tolerance (f32 rel 1e-5,
 /// abs 1e-6); larger windows keep PyTorch's exact order.
-pub(crate) fn avg_nchw_is_separable(g: &WindowGeometry) -> bool {
-    g.kernel[0] > 1 && g.kernel[0] * g.kernel[1] <= 9
+/// Small planes take the lane path instead ([`lanes`], PyTorch's order exactly).
+pub(crate) fn avg_nchw_is_separable<T: FloatElement>(g: &WindowGeometry) -> bool {
+    let buffer = lane_plane(g, 0.0);
+    g.kernel[0] > 1 && g.kernel[0] * g.kernel[1] <= 9 && !lanes::applies::<T>(buffer.rows * buffer.cols)
+}
+
+/// NCHW planes per rayon task: a multiple of the lane path's eight-plane group.
+fn nchw_planes_per_task(g: &WindowGeometry) -> usize {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1])).next_multiple_of(8)
+}
+
+/// The lane path's buffer for one plane: padded so that every window's every tap is inside
+/// (the padding, and past it as far as ceil mode's last windows reach), pads at `identity`.
+fn lane_plane(g: &WindowGeometry, identity: f32) -> LanePlane {
+    let extent = |out: usize, s: usize, k: usize, d: usize, pad: usize, n: usize| {
+        ((out.max(1) - 1) * s + (k - 1) * d + 1).max(pad + n)
+    };
+    LanePlane {
+        height: g.h,
+        width: g.w,
+        pad: (g.padding[0], g.padding[1]),
+        rows: extent(g.out_h, g.stride[0], g.kernel[0], g.dilation[0], g.padding[0], g.h),
+        cols: extent(g.out_w, g.stride[1], g.kernel[1], g.dilation[1], g.padding[1], g.w),
+        identity,
+    }
+}
+
+/// The lane path's windows: every output's whole kernel in buffer coordinates; `first` is
+/// max pooling's first in-plane tap; `divisor` gives an average's divisor.
+fn lane_windows(g: &WindowGeometry, divisor: impl Fn(usize, usize) -> f32) -> Vec<LaneWindow> {
+    (0..g.out_h * g.out_w)
+        .map(|k| {
+            let (oh, ow) = (k / g.out_w, k % g.out_w);
+            let (h0, w0) = (oh * g.stride[0], ow * g.stride[1]);
+            let first = g.max_taps_h(oh).0 * g.w + g.max_taps_w(ow).0;
+            LaneWindow {
+                h: (h0, h0 + (g.kernel[0] - 1) * g.dilation[0] + 1, g.dilation[0]),
+                w: (w0, w0 + (g.kernel[1] - 1) * g.dilation[1] + 1, g.dilation[1]),
+                first: first as i32,
+                div: (divisor(oh, ow), 1.0),
+            }
+        })
+        .collect()
 }
 
 fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
+    let planes_per_task = nchw_planes_per_task(g);
+    let layout = lane_plane(g, 0.0);
+    if lanes::applies::<T>(layout.rows * layout.cols) {
+        let windows = lane_windows(g, |oh, ow| g.avg_window(oh, ow, rule).divisor as f64 as f32);
+        let done = y
+            .par_chunks_mut(out_plane * planes_per_task)
+            .zip(x.par_chunks(in_plane * planes_per_task))
+            .all(|(ys, xs)| lanes::pool_planes::<T, false, false>(&layout, &windows, xs, ys, &mut []));
+        if done {
+            return;
+        }
+    }
     // Divisors depend on the output position only: computed once, shared by every plane.
     let divisors: Vec<T::Acc> = (0..out_plane)
         .map(|k| acc_from_f64(g.avg_window(k / g.out_w, k % g.out_w, rule).divisor as f64))
@@ -173,7 +227,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
             (w.h0, w.h1)
         })
         .collect();
-    let separable = avg_nchw_is_separable(g);
+    let separable = avg_nchw_is_separable::<T>(g);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
             let mut row = PhasedRow::new(g, T::Acc::zero());
@@ -496,9 +550,12 @@ fn max_update<A: Float, const WITH_INDEX: bool>(max: &mut [A], index: &mut [i64]
     }
 }
 
-fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
+fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], mut indices: Option<&mut [i64]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1]));
+    let planes_per_task = nchw_planes_per_task(g);
+    if max_nchw_lanes(g, x, y, indices.as_deref_mut(), planes_per_task) {
+        return;
+    }
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => {
@@ -507,6 +564,32 @@ fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
             })
         }
         None => ys.zip(xs).for_each(|(ys, xs)| max_nchw_planes::<T, false>(g, xs, ys, &mut [])),
+    }
+}
+
+/// Small NCHW planes through the lane path; `false` (nothing written) where it does not apply.
+fn max_nchw_lanes<T: FloatElement>(
+    g: &WindowGeometry,
+    x: &[T],
+    y: &mut [T],
+    indices: Option<&mut [i64]>,
+    planes_per_task: usize,
+) -> bool {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let layout = lane_plane(g, f32::NEG_INFINITY);
+    if !lanes::applies::<T>(layout.rows * layout.cols) {
+        return false;
+    }
+    let windows = lane_windows(g, |_, _| 1.0);
+    let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
+    match indices {
+        Some(ind) => ys
+            .zip(xs)
+            .zip(ind.par_chunks_mut(out_plane * planes_per_task))
+            .all(|((ys, xs), is)| lanes::pool_planes::<T, true, true>(&layout, &windows, xs, ys, is)),
+        None => ys
+            .zip(xs)
+            .all(|(ys, xs)| lanes::pool_planes::<T, true, false>(&layout, &windows, xs, ys, &mut [])),
     }
 }
 
@@ -776,7 +859,7 @@ mod tests {
         for (n, c, oh, ow) in outputs(g) {
             let win = g.avg_window(oh, ow, rule);
             let mut sum = T::Acc::zero();
-            let separable = matches!(layout, Layout::Nchw) && avg_nchw_is_separable(g);
+            let separable = matches!(layout, Layout::Nchw) && avg_nchw_is_separable::<T>(g);
             for h in win.h0..win.h1 {
                 // Separable: each row's sum from +0, then the row sums in order.
                 let mut row_sum = T::Acc::zero();

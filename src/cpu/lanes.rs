@@ -1,0 +1,480 @@
+//! Small NCHW planes pooled eight at a time in AVX2 lanes.
+//!
+//! On small planes (the 7x7 maps at the end of ResNet and EfficientNet) the row kernels spend
+//! their time on per-plane and per-window bookkeeping, not on data: a 7x7 plane has 49 inputs
+//! and a 3x3 window 9 taps. Here eight planes are transposed together (8x8 register
+//! transposes) so that element `i` of all eight is one vector; every output window is then
+//! reduced with one vector operation per tap, in PyTorch's tap order (h, then w), so each lane
+//! gets exactly the scalar loop's result; and the eight results of each output go back to their
+//! planes. A window's bookkeeping is paid once per eight planes, and the transposed group
+//! (`8 * H * W` f32) stays in L1/L2 while every window reads it.
+//!
+//! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling both describe their outputs as
+//! [`LaneWindow`]s and call [`pool_planes`]; f32 and bf16 (accumulated in f32), AVX2 only.
+
+use crate::dtype::FloatElement;
+
+/// Planes of at most this many elements take the lane path (64 KiB of transposed f32 per
+/// group). Larger planes stream rows instead, which the row kernels do near bandwidth.
+pub(crate) const SMALL_PLANE: usize = 2048;
+
+/// The layout of one transposed plane in the lane buffer: the `height x width` input at rows
+/// `pad.0..`, columns `pad.1..` of a `rows x cols` buffer whose other cells hold `identity`
+/// (-inf for max, +0 for sums). Windowed pooling pads so that every window has all of its
+/// taps (the same trip counts for every window: no mispredicted loop exits, no clipping); the
+/// pad taps are exact no-ops: a -inf tap is never taken by `v > max || isnan(v)`, and adding
+/// +0 to a sum that started at +0 never changes it (such a sum is never -0).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LanePlane {
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) pad: (usize, usize),
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) identity: f32,
+}
+
+impl LanePlane {
+    /// The plane as it is, no padding (adaptive pooling's windows are always inside).
+    pub(crate) fn unpadded(height: usize, width: usize) -> Self {
+        LanePlane { height, width, pad: (0, 0), rows: height, cols: width, identity: 0.0 }
+    }
+
+    fn buffer_len(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+/// One output: taps `h0..h1` step `dh` and `w0..w1` step `dw` in the buffer's coordinates (at
+/// least one), `first` the plane index a max reports when no tap is taken (its first in-plane
+/// tap), and for averages two divisors applied in turn: adaptive pooling's `kh, kw` (PyTorch
+/// divides twice), windowed pooling's `divisor, 1` (a division by 1 is exact).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LaneWindow {
+    pub(crate) h: (usize, usize, usize),
+    pub(crate) w: (usize, usize, usize),
+    pub(crate) first: i32,
+    pub(crate) div: (f32, f32),
+}
+
+/// Whether NCHW planes of `T` whose lane buffer has `buffer_len` cells take the lane path on
+/// this CPU.
+pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (1..=SMALL_PLANE).contains(&buffer_len) && avx2::kind_of::<T>().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = buffer_len;
+        false
+    }
+}
+
+/// Pools whole planes `xs` into `ys` (and `is` when `WITH_INDEX`), one [`LaneWindow`] per
+/// output (row-major): max with PyTorch's rule (`MAX`: -inf start, `first` as the index, take
+/// when greater or NaN) or the sum divided by the window's divisors. Every plane is done, the
+/// last partial group through a zero-padded copy. Returns `false`, having written nothing,
+/// when [`applies`] is false, the plane does not fit its buffer or a window leaves the buffer.
+pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    layout: &LanePlane,
+    windows: &[LaneWindow],
+    xs: &[T],
+    ys: &mut [T],
+    is: &mut [i64],
+) -> bool {
+    let (plane, out_plane) = (layout.height * layout.width, windows.len());
+    let fits = layout.pad.0 + layout.height <= layout.rows && layout.pad.1 + layout.width <= layout.cols;
+    if !applies::<T>(layout.buffer_len()) || plane == 0 || out_plane == 0 || !fits {
+        return false;
+    }
+    let inside = |(a, b, s): (usize, usize, usize), n: usize| s >= 1 && a <= b && b <= n;
+    if !windows.iter().all(|w| inside(w.h, layout.rows) && inside(w.w, layout.cols)) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(kind) = avx2::kind_of::<T>() else { return false };
+        let planes = (xs.len() / plane).min(ys.len() / out_plane);
+        let is = if WITH_INDEX { &mut is[..planes * out_plane] } else { &mut is[..0] };
+        let mut lanes = vec![layout.identity; 8 * layout.buffer_len()];
+        let mut vals = vec![0f32; 8 * out_plane];
+        let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
+        let mut padded: Vec<T> = Vec::new();
+        for p0 in (0..planes).step_by(8) {
+            let group = (planes - p0).min(8);
+            let mut xg = &xs[p0 * plane..planes * plane];
+            if group < 8 {
+                // The last group: the remaining planes followed by zero planes.
+                padded.resize(8 * plane, T::default());
+                padded[..group * plane].copy_from_slice(&xg[..group * plane]);
+                xg = &padded;
+            }
+            // SAFETY: `kind_of` found AVX2 and that `T` is the f32 or bf16 named by `kind`; `xg`
+            // holds at least 8 planes of `T` (sliced or padded above); `lanes` holds 8 buffers,
+            // the plane fits its buffer and every window lies inside the buffer (checked
+            // above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
+            // indices fit i32 (`buffer_len <= SMALL_PLANE`).
+            unsafe {
+                avx2::transpose_group(kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                avx2::reduce_windows::<MAX, WITH_INDEX>(&lanes, layout, windows, &mut vals, &mut idx);
+            }
+            let ys = &mut ys[p0 * out_plane..][..group * out_plane];
+            let is = if WITH_INDEX { &mut is[p0 * out_plane..][..group * out_plane] } else { &mut is[..0] };
+            // SAFETY: AVX2 and `kind` as above; `vals`/`idx` hold `8 * out_plane` entries;
+            // `ys` (and `is` with `WITH_INDEX`) hold the group's `group * out_plane` outputs.
+            unsafe {
+                avx2::scatter_group::<WITH_INDEX>(
+                    kind,
+                    &vals,
+                    &idx,
+                    out_plane,
+                    group,
+                    ys.as_mut_ptr().cast(),
+                    is.as_mut_ptr(),
+                );
+            }
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (xs, ys, is);
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use super::{LanePlane, LaneWindow};
+    use crate::dtype::FloatElement;
+    use std::any::TypeId;
+    use std::arch::x86_64::*;
+
+    /// The element type of a lane-path buffer: f32, or bf16 widened to f32 by a shift.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(crate) enum Kind {
+        F32,
+        Bf16,
+    }
+
+    /// How many groups ahead [`transpose_group`] prefetches: the hardware prefetchers do not
+    /// keep up with eight interleaved short streams.
+    const PREFETCH_GROUPS: usize = 4;
+
+    /// The [`Kind`] of `T`, or `None` when the CPU lacks AVX2 or `T` is not f32 or bf16 (both
+    /// accumulate in f32).
+    pub(crate) fn kind_of<T: FloatElement>() -> Option<Kind> {
+        if !std::is_x86_feature_detected!("avx2") || TypeId::of::<T::Acc>() != TypeId::of::<f32>() {
+            return None;
+        }
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            Some(Kind::F32)
+        } else if TypeId::of::<T>() == TypeId::of::<half::bf16>() {
+            Some(Kind::Bf16)
+        } else {
+            None
+        }
+    }
+
+    /// Eight f32 from element `at` of `x`, exact.
+    #[inline(always)]
+    unsafe fn load8(kind: Kind, x: *const u8, at: usize) -> __m256 {
+        match kind {
+            Kind::F32 => _mm256_loadu_ps(x.cast::<f32>().add(at)),
+            Kind::Bf16 => {
+                let h = _mm_loadu_si128(x.cast::<u16>().add(at).cast());
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+            }
+        }
+    }
+
+    /// Element `at` of `x` as f32, exact.
+    #[inline(always)]
+    unsafe fn load1(kind: Kind, x: *const u8, at: usize) -> f32 {
+        match kind {
+            Kind::F32 => *x.cast::<f32>().add(at),
+            Kind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
+        }
+    }
+
+    /// `t[j]` lane `p` = element `at + j` of plane `p` (planes `plane` elements apart), for
+    /// `j < n <= 8`; reads element by element where 8-wide loads would pass the buffer's `len`.
+    ///
+    /// # Safety
+    /// AVX2; `x` points to `len` readable elements of `kind`, with `7 * plane + at + n <= len`.
+    #[inline(always)]
+    pub(crate) unsafe fn taps(
+        kind: Kind,
+        x: *const u8,
+        len: usize,
+        plane: usize,
+        at: usize,
+        n: usize,
+    ) -> [__m256; 8] {
+        if 7 * plane + at + 8 > len {
+            let mut t = [[0f32; 8]; 8];
+            for (j, tj) in t.iter_mut().enumerate().take(n) {
+                for (p, v) in tj.iter_mut().enumerate() {
+                    *v = load1(kind, x, p * plane + at + j);
+                }
+            }
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (r, t) in r.iter_mut().zip(&t) {
+                *r = _mm256_loadu_ps(t.as_ptr());
+            }
+            return r;
+        }
+        // Plain loops, not closures, around intrinsics here and below: a closure is a function
+        // of its own, compiled without the caller's AVX2 and not inlined.
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (p, r) in r.iter_mut().enumerate() {
+            *r = load8(kind, x, p * plane + at);
+        }
+        transpose8(r)
+    }
+
+    /// The 8x8 transpose: lane `j` of result `p` is lane `p` of `r[j]`.
+    #[inline(always)]
+    unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// The reverse of [`transpose_group`] for results: output `k` of plane `p` (`vals[8k + p]`,
+    /// and `idx[8k + p]` with `WITH_INDEX`) stored at `y[p * out_plane + k]` (rounded to
+    /// `kind`) and `index[p * out_plane + k]`, for planes `p < planes`. Eight outputs at a
+    /// time through 8x8 transposes, the rest one by one.
+    ///
+    /// # Safety
+    /// AVX2; `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane`; `y` (and `index`) point
+    /// to `planes * out_plane` writable elements of `kind` (i64), `planes <= 8`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn scatter_group<const WITH_INDEX: bool>(
+        kind: Kind,
+        vals: &[f32],
+        idx: &[i32],
+        out_plane: usize,
+        planes: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        let store = |at: usize, v: __m256| match kind {
+            Kind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
+            Kind::Bf16 => {
+                _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_bf16(v))
+            }
+        };
+        let vectors = out_plane / 8 * 8;
+        for k0 in (0..vectors).step_by(8) {
+            let mut v = [_mm256_setzero_ps(); 8];
+            for (j, v) in v.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(vals[8 * (k0 + j)..][..8].as_ptr());
+            }
+            let v = transpose8(v);
+            for (p, &v) in v.iter().enumerate().take(planes) {
+                store(p * out_plane + k0, v);
+            }
+            if WITH_INDEX {
+                let mut i = [_mm256_setzero_ps(); 8];
+                for (j, i) in i.iter_mut().enumerate() {
+                    *i = _mm256_castsi256_ps(_mm256_loadu_si256(idx[8 * (k0 + j)..][..8].as_ptr().cast()));
+                }
+                let i = transpose8(i);
+                for (p, &i) in i.iter().enumerate().take(planes) {
+                    let i = _mm256_castps_si256(i);
+                    let at = index.add(p * out_plane + k0);
+                    _mm256_storeu_si256(at.cast(), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)));
+                    _mm256_storeu_si256(
+                        at.add(4).cast(),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(i)),
+                    );
+                }
+            }
+        }
+        for k in vectors..out_plane {
+            for p in 0..planes {
+                let v = vals[8 * k + p];
+                match kind {
+                    Kind::F32 => *y.cast::<f32>().add(p * out_plane + k) = v,
+                    Kind::Bf16 => *y.cast::<half::bf16>().add(p * out_plane + k) = crate::cpu::simd::store(v),
+                }
+                if WITH_INDEX {
+                    *index.add(p * out_plane + k) = i64::from(idx[8 * k + p]);
+                }
+            }
+        }
+    }
+
+    /// The eight planes at `x` (`len` elements readable from `x`, at least `8 * H * W`)
+    /// transposed into `lanes`: element `(h, w)` of plane `p` at `lanes[8 * i + p]`, `i` its
+    /// cell `(h + pad.0) * cols + w + pad.1` of the buffer (the pad cells are not written).
+    /// Also prefetches the group [`PREFETCH_GROUPS`] ahead, where `len` reaches that far.
+    ///
+    /// # Safety
+    /// AVX2; `x` points to `len >= 8 * height * width` readable elements of `kind`; the plane
+    /// fits the buffer and `lanes` holds `8 * rows * cols` f32.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn transpose_group(
+        kind: Kind,
+        x: *const u8,
+        len: usize,
+        layout: &LanePlane,
+        lanes: &mut [f32],
+    ) {
+        let (height, width) = (layout.height, layout.width);
+        let plane = height * width;
+        let elem = if kind == Kind::F32 { 4 } else { 2 };
+        let (group_bytes, ahead) = (8 * plane * elem, PREFETCH_GROUPS * 8 * plane * elem);
+        for off in (0..group_bytes).step_by(64) {
+            if ahead + off < len * elem {
+                // SAFETY: inside the buffer (checked); a prefetch never faults anyway.
+                _mm_prefetch::<_MM_HINT_T0>(x.add(ahead + off).cast());
+            }
+        }
+        let lanes = &mut lanes[..8 * layout.rows * layout.cols];
+        for h in 0..height {
+            let row = &mut lanes[8 * ((h + layout.pad.0) * layout.cols + layout.pad.1)..][..8 * width];
+            let mut w = 0;
+            while w < width {
+                let n = (width - w).min(8);
+                let t = taps(kind, x, len, plane, h * width + w, n);
+                for (j, &v) in t.iter().enumerate().take(n) {
+                    _mm256_storeu_ps(row[8 * (w + j)..][..8].as_mut_ptr(), v);
+                }
+                w += n;
+            }
+        }
+    }
+
+    /// Every output window over a transposed group: `vals[8k..8k + 8]` gets output `k`'s max
+    /// (`MAX`, PyTorch's rule) or `sum / div.0 / div.1`, and with `WITH_INDEX` `idx[8k..]` the
+    /// max's plane index (a buffer cell's `(h - pad.0) * width + (w - pad.1)`).
+    ///
+    /// Runs of [`BLOCK`] consecutive windows of the same shape (all of windowed pooling's, most
+    /// of adaptive pooling's) are reduced together, tap by tap, so that their dependency
+    /// chains (compare/blend or add, then the divisions) overlap.
+    ///
+    /// # Safety
+    /// AVX2; every window's taps lie inside the buffer (`lanes` holds `8 * rows * cols`);
+    /// `vals` (and `idx` with `WITH_INDEX`) hold `8 * windows.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn reduce_windows<const MAX: bool, const WITH_INDEX: bool>(
+        lanes: &[f32],
+        layout: &LanePlane,
+        windows: &[LaneWindow],
+        vals: &mut [f32],
+        idx: &mut [i32],
+    ) {
+        let shape = |w: &LaneWindow| (w.h.1 - w.h.0, w.h.2, w.w.1 - w.w.0, w.w.2);
+        let mut k = 0;
+        while k < windows.len() {
+            let block = &windows[k..(k + BLOCK).min(windows.len())];
+            if block.len() == BLOCK && block.iter().all(|w| shape(w) == shape(&block[0])) {
+                reduce_block::<MAX, WITH_INDEX, BLOCK>(lanes, layout, block, k, vals, idx);
+                k += BLOCK;
+            } else {
+                reduce_block::<MAX, WITH_INDEX, 1>(lanes, layout, &windows[k..k + 1], k, vals, idx);
+                k += 1;
+            }
+        }
+    }
+
+    /// Windows reduced together by [`reduce_windows`].
+    const BLOCK: usize = 4;
+
+    /// Windows `k0..k0 + R` (`block`, all of the first one's shape), tap by tap.
+    #[inline(always)]
+    unsafe fn reduce_block<const MAX: bool, const WITH_INDEX: bool, const R: usize>(
+        lanes: &[f32],
+        layout: &LanePlane,
+        block: &[LaneWindow],
+        k0: usize,
+        vals: &mut [f32],
+        idx: &mut [i32],
+    ) {
+        let block: [LaneWindow; R] = std::array::from_fn(|r| block[r]);
+        let cols = layout.cols;
+        debug_assert!(lanes.len() >= 8 * layout.rows * cols);
+        let (pad_h, pad_w, width) = (layout.pad.0 as i32, layout.pad.1 as i32, layout.width as i32);
+        // SAFETY (for these pointers and every load below): the caller guarantees that every
+        // tap of every window lies inside the buffer, so `8 * (h * cols + w) + 8 <= lanes.len()`
+        // for each tap's cell `(h, w)`.
+        let (first, win) = (block.map(|w| lanes.as_ptr().add(8 * (w.h.0 * cols + w.w.0))), &block[0]);
+        // Plane index of each window's top-left cell (wraps for pad cells, whose indices are
+        // never taken); a tap `a` rows and `b` columns further adds `a * width + b`.
+        let corner =
+            block.map(|w| (w.h.0 as i32 - pad_h).wrapping_mul(width).wrapping_add(w.w.0 as i32 - pad_w));
+        let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); R];
+        let mut at = [_mm256_setzero_si256(); R];
+        for (at, w) in at.iter_mut().zip(&block) {
+            *at = _mm256_set1_epi32(w.first);
+        }
+        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let mut a = 0;
+        while a < h1 - h0 {
+            let mut b = 0;
+            while b < w1 - w0 {
+                let off = 8 * (a * cols + b);
+                for r in 0..R {
+                    let v = _mm256_loadu_ps(first[r].add(off));
+                    if MAX {
+                        let take = _mm256_or_ps(
+                            _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc[r]),
+                            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                        );
+                        acc[r] = _mm256_blendv_ps(acc[r], v, take);
+                        if WITH_INDEX {
+                            let i = corner[r].wrapping_add(a as i32 * width + b as i32);
+                            at[r] =
+                                _mm256_blendv_epi8(at[r], _mm256_set1_epi32(i), _mm256_castps_si256(take));
+                        }
+                    } else {
+                        acc[r] = _mm256_add_ps(acc[r], v);
+                    }
+                }
+                b += dw;
+            }
+            a += dh;
+        }
+        for (r, w) in block.iter().enumerate() {
+            let k = k0 + r;
+            let mut v = acc[r];
+            if !MAX {
+                v = _mm256_div_ps(v, _mm256_set1_ps(w.div.0));
+                // Windowed pooling's second divisor is 1: skipping it is exact.
+                if w.div.1 != 1.0 {
+                    v = _mm256_div_ps(v, _mm256_set1_ps(w.div.1));
+                }
+            }
+            _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
+            if WITH_INDEX {
+                _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[r]);
+            }
+        }
+    }
+}
