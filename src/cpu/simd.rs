@@ -168,22 +168,24 @@ pub(crate) unsafe fn max_window<const WITH_INDEX: bool>(
 
 /// Average pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last
 /// window: per channel `((0 + t0) + t1) + ...` over the taps in PyTorch's order (h, then w),
-/// divided once by `divisor` and rounded once, in AVX2 registers (32 channels at a time, then
-/// 8). The same operations in the same order as the portable tile, so the same bits.
+/// divided by `divisors.0`, then by `divisors.1` unless it is 1 (adaptive pooling divides
+/// twice, by `kh` and `kw`, as PyTorch does; a division by 1 is exact, so it is skipped), and
+/// rounded once, in AVX2 registers (32 channels at a time, then 8). The same operations in the
+/// same order as the portable tiles, so the same bits.
 ///
 /// # Safety
-/// As [`max_window`] (without `index`); `divisor` is the f32 accumulator's divisor.
+/// As [`max_window`] (without `index`); `divisors` are the f32 accumulator's.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn avg_window(
     kind: TileKind,
     image: *const u8,
     win: ChannelWindow,
     c_end: usize,
-    divisor: f32,
+    divisors: (f32, f32),
     y: *mut u8,
 ) {
     // SAFETY: forwarded from this function's contract (AVX2 present, pointers valid).
-    unsafe { avx2::avg_window(kind, image, win, c_end, divisor, y) }
+    unsafe { avx2::avg_window(kind, image, win, c_end, divisors, y) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -284,7 +286,7 @@ pub(crate) mod avx2 {
         image: *const u8,
         win: ChannelWindow,
         c0: usize,
-        divisor: __m256,
+        divisors: (__m256, Option<__m256>),
         y: *mut u8,
     ) {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
@@ -302,7 +304,11 @@ pub(crate) mod avx2 {
             h += dh;
         }
         for (r, &s) in sum.iter().enumerate() {
-            store8(kind, y, c0 + 8 * r, _mm256_div_ps(s, divisor));
+            let mut v = _mm256_div_ps(s, divisors.0);
+            if let Some(d) = divisors.1 {
+                v = _mm256_div_ps(v, d);
+            }
+            store8(kind, y, c0 + 8 * r, v);
         }
     }
 
@@ -313,17 +319,18 @@ pub(crate) mod avx2 {
         image: *const u8,
         win: ChannelWindow,
         c_end: usize,
-        divisor: f32,
+        divisors: (f32, f32),
         y: *mut u8,
     ) {
-        let divisor = _mm256_set1_ps(divisor);
+        let second = if divisors.1 == 1.0 { None } else { Some(_mm256_set1_ps(divisors.1)) };
+        let divisors = (_mm256_set1_ps(divisors.0), second);
         let mut c0 = 0;
         while c0 + 32 <= c_end {
-            avg_block::<4>(kind, image, win, c0, divisor, y);
+            avg_block::<4>(kind, image, win, c0, divisors, y);
             c0 += 32;
         }
         while c0 + 8 <= c_end {
-            avg_block::<1>(kind, image, win, c0, divisor, y);
+            avg_block::<1>(kind, image, win, c0, divisors, y);
             c0 += 8;
         }
     }

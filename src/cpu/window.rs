@@ -347,7 +347,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                             image.as_ptr().cast(),
                             taps,
                             vector_end,
-                            divisor,
+                            (divisor, 1.0),
                             yo.as_mut_ptr().cast(),
                         );
                     }
