@@ -75,7 +75,7 @@ fn windows(g: &AdaptiveGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
 
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g)).next_multiple_of(PLANE_GROUP);
+    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(PLANE_GROUP);
     let (rows, cols) = windows(g);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
@@ -163,7 +163,7 @@ fn avg_planes_direct<T: FloatElement, const P: usize>(
 fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let c = g.c;
     let row_out = g.out_w * c;
-    let rows_per_task = items_per_task(plane_work(g) * c / g.out_h.max(1));
+    let rows_per_task = items_per_task(plane_work(g) * c / g.out_h.max(1), g.n * g.out_h);
     let (rows, cols) = windows(g);
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
@@ -264,7 +264,7 @@ fn avg_tile<T: FloatElement, const N: usize>(
 
 fn max_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g)).next_multiple_of(PLANE_GROUP);
+    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(PLANE_GROUP);
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => {
@@ -382,7 +382,7 @@ fn max_planes_direct<T: FloatElement, const P: usize, const WITH_INDEX: bool>(
 
 fn max_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let row_out = g.out_w * g.c;
-    let rows_per_task = items_per_task(plane_work(g) * g.c / g.out_h.max(1));
+    let rows_per_task = items_per_task(plane_work(g) * g.c / g.out_h.max(1), g.n * g.out_h);
     let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
     match indices {
         Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(

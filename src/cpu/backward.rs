@@ -318,10 +318,11 @@ fn scatter_max<T: FloatElement>(
     let plane = h * w;
     match layout {
         Layout::Nchw => {
+            let planes_per_task = super::items_per_task(plane + out_len_plane, grad_in.len() / plane.max(1));
             grad_in
                 .par_chunks_mut(plane)
                 .zip(grad_out.par_chunks(out_len_plane).zip(indices.par_chunks(out_len_plane)))
-                .with_min_len(super::items_per_task(plane + out_len_plane))
+                .with_min_len(planes_per_task)
                 .for_each_init(Vec::new, |acc, (dst, (go, idx))| {
                     simd::dispatch(
                         #[inline(always)]

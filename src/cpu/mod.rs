@@ -20,9 +20,19 @@ use std::any::TypeId;
 /// a 2-core machine still gets several tasks to balance.
 pub(crate) const TASK_ELEMS: usize = 1 << 15;
 
-/// How many work items of `item_elems` elements each one rayon task should take.
+/// Ops with at most this much work (elements, counting every window tap) run on the calling
+/// thread: handing a job to rayon's pool and waiting for it costs tens of microseconds on a
+/// virtualised or busy machine (futex wake-ups, yields), more than such an op takes on one core.
+pub(crate) const SEQUENTIAL_WORK: usize = 1 << 19;
+
+/// How many of an op's `items` work items, of `item_elems` elements each, one rayon task
+/// should take: all of them when the op is small (one task, which rayon runs on the calling
+/// thread without waking its pool), else about [`TASK_ELEMS`] elements' worth.
 #[inline]
-pub(crate) fn items_per_task(item_elems: usize) -> usize {
+pub(crate) fn items_per_task(item_elems: usize, items: usize) -> usize {
+    if item_elems.saturating_mul(items) <= SEQUENTIAL_WORK {
+        return items.max(1);
+    }
     TASK_ELEMS.div_ceil(item_elems.max(1)).max(1)
 }
 

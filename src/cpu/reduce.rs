@@ -344,7 +344,7 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
     }
     if reduce <= SEGMENT {
         // Many short rows (HW = 49 in a ResNet tail): tasks take runs of rows, not single rows.
-        let rows_per_task = items_per_task(reduce);
+        let rows_per_task = items_per_task(reduce, y.len());
         y.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task * reduce)).for_each(|(ys, xs)| {
             if reduce < SHORT_ROW && short_rows::sum_rows(reduce, finish, xs, ys) {
                 return;
@@ -383,7 +383,7 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
 fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T], y: &mut [T]) {
     let (reduce, inner) = (g.reduce, g.inner);
     let outer_stride = reduce * inner;
-    let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT));
+    let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT), inner.div_ceil(COL_TILE));
     if reduce <= ROW_SEGMENT && std::mem::size_of_val(x) <= SEQUENTIAL_BYTES {
         // Small inputs (batch-1 NHWC tail): the same tiles in the same order, on this thread.
         simd::dispatch(
@@ -405,20 +405,22 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
         return;
     }
     if reduce <= ROW_SEGMENT {
-        y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(outer_stride)).for_each(|(o, yo)| {
-            let xo = &x[o * outer_stride..(o + 1) * outer_stride];
-            yo.par_chunks_mut(COL_TILE).enumerate().with_min_len(tile_tasks).for_each(|(t, yt)| {
-                let mut acc = [T::Acc::zero(); COL_TILE];
-                let acc = &mut acc[..yt.len()];
-                simd::dispatch(
-                    #[inline(always)]
-                    || column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc),
-                );
-                for (o, &a) in yt.iter_mut().zip(acc.iter()) {
-                    *o = T::from_acc(apply_finish(a, finish));
-                }
-            });
-        });
+        y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(outer_stride, g.outer)).for_each(
+            |(o, yo)| {
+                let xo = &x[o * outer_stride..(o + 1) * outer_stride];
+                yo.par_chunks_mut(COL_TILE).enumerate().with_min_len(tile_tasks).for_each(|(t, yt)| {
+                    let mut acc = [T::Acc::zero(); COL_TILE];
+                    let acc = &mut acc[..yt.len()];
+                    simd::dispatch(
+                        #[inline(always)]
+                        || column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc),
+                    );
+                    for (o, &a) in yt.iter_mut().zip(acc.iter()) {
+                        *o = T::from_acc(apply_finish(a, finish));
+                    }
+                });
+            },
+        );
         return;
     }
     // Long reductions: segments of the reduced axis are separate work items, combined in order.
@@ -435,14 +437,16 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
             );
         });
     });
-    y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(inner * segments)).for_each(|(o, yo)| {
-        let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
-        for (c, out) in yo.iter_mut().enumerate() {
-            let sums = parts[c..].iter().step_by(inner);
-            let total = sums.fold(T::Acc::zero(), |a, &s| a + s);
-            *out = T::from_acc(apply_finish(total, finish));
-        }
-    });
+    y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(inner * segments, g.outer)).for_each(
+        |(o, yo)| {
+            let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
+            for (c, out) in yo.iter_mut().enumerate() {
+                let sums = parts[c..].iter().step_by(inner);
+                let total = sums.fold(T::Acc::zero(), |a, &s| a + s);
+                *out = T::from_acc(apply_finish(total, finish));
+            }
+        },
+    );
 }
 
 /// Sums rows `rows` of the `[reduce, inner]` slab `xo`, columns `col0..col0 + out.len()`, into

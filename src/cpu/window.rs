@@ -163,10 +163,13 @@ pub(crate) fn avg_nchw_is_separable<T: FloatElement>(g: &WindowGeometry) -> bool
     g.kernel[0] > 1 && g.kernel[0] * g.kernel[1] <= 9 && !lanes::applies::<T>(buffer.rows * buffer.cols)
 }
 
-/// NCHW planes per rayon task: a multiple of the lane path's eight-plane group.
+/// NCHW planes per rayon task: a multiple of the lane path's eight-plane group. The lane path
+/// counts four times its taps (it transposes every input and output twice), so that small
+/// ops still run on two cores there.
 fn nchw_planes_per_task(g: &WindowGeometry) -> usize {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    items_per_task(in_plane.max(out_plane * g.kernel[0] * g.kernel[1])).next_multiple_of(8)
+    let work = in_plane.max(out_plane * g.kernel[0] * g.kernel[1]);
+    items_per_task(4 * work, g.n * g.c).next_multiple_of(8)
 }
 
 /// The lane path's buffer for one plane: padded so that every window's every tap is inside
@@ -321,7 +324,7 @@ fn divide_row_sums<T: FloatElement, const K: usize>(y: &mut [T], rows: [&[T::Acc
 fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
     let c = g.c;
     let row_out = g.out_w * c;
-    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1]);
+    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
     let kind = simd::avx2_tile_kind::<T>();
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
@@ -700,7 +703,7 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
 
 fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let row_out = g.out_w * g.c;
-    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1]);
+    let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
     let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
     match indices {
         Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(
