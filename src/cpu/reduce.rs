@@ -374,9 +374,10 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
             || segment_sum(&x[start..end], scratch),
         );
     });
-    y.par_iter_mut().zip(partial.par_chunks(segments_per_row)).for_each(|(o, segs)| {
+    // A few adds per row: on this thread (a second hand-off to the pool costs more).
+    for (o, segs) in y.iter_mut().zip(partial.chunks(segments_per_row)) {
         *o = T::from_acc(apply_finish(combine_segments(segs), finish));
-    });
+    }
 }
 
 /// `inner > 1`: per outer index, a column-vector accumulator streamed over the reduced rows.

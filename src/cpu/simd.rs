@@ -281,12 +281,12 @@ pub(crate) mod avx2 {
 
     /// Channels `c0..c0 + 8 * R` of one average window.
     #[inline(always)]
-    unsafe fn avg_block<const R: usize>(
+    unsafe fn avg_block<const R: usize, const TWO_DIVISIONS: bool>(
         kind: TileKind,
         image: *const u8,
         win: ChannelWindow,
         c0: usize,
-        divisors: (__m256, Option<__m256>),
+        divisors: (__m256, __m256),
         y: *mut u8,
     ) {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
@@ -305,8 +305,8 @@ pub(crate) mod avx2 {
         }
         for (r, &s) in sum.iter().enumerate() {
             let mut v = _mm256_div_ps(s, divisors.0);
-            if let Some(d) = divisors.1 {
-                v = _mm256_div_ps(v, d);
+            if TWO_DIVISIONS {
+                v = _mm256_div_ps(v, divisors.1);
             }
             store8(kind, y, c0 + 8 * r, v);
         }
@@ -322,15 +322,30 @@ pub(crate) mod avx2 {
         divisors: (f32, f32),
         y: *mut u8,
     ) {
-        let second = if divisors.1 == 1.0 { None } else { Some(_mm256_set1_ps(divisors.1)) };
-        let divisors = (_mm256_set1_ps(divisors.0), second);
+        if divisors.1 == 1.0 {
+            avg_blocks::<false>(kind, image, win, c_end, divisors, y);
+        } else {
+            avg_blocks::<true>(kind, image, win, c_end, divisors, y);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn avg_blocks<const TWO_DIVISIONS: bool>(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c_end: usize,
+        divisors: (f32, f32),
+        y: *mut u8,
+    ) {
+        let divisors = (_mm256_set1_ps(divisors.0), _mm256_set1_ps(divisors.1));
         let mut c0 = 0;
         while c0 + 32 <= c_end {
-            avg_block::<4>(kind, image, win, c0, divisors, y);
+            avg_block::<4, TWO_DIVISIONS>(kind, image, win, c0, divisors, y);
             c0 += 32;
         }
         while c0 + 8 <= c_end {
-            avg_block::<1>(kind, image, win, c0, divisors, y);
+            avg_block::<1, TWO_DIVISIONS>(kind, image, win, c0, divisors, y);
             c0 += 8;
         }
     }
