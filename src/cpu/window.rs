@@ -850,6 +850,9 @@ mod tests {
             case([1, 45, 5, 7], [3, 3], Some([2, 2]), [1, 1], d, true),
             // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
             case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
+            // NCHW small planes in lanes: many rayon tasks of eight-plane groups plus a partial
+            // group (1043 planes), outputs both transposed back eight at a time and one by one.
+            case([7, 149, 11, 10], [3, 3], Some([2, 2]), [1, 1], d, true),
         ]
     }
 
