@@ -382,6 +382,9 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
 
 /// `inner > 1`: per outer index, a column-vector accumulator streamed over the reduced rows.
 fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T], y: &mut [T]) {
+    if LANES % g.inner == 0 && simd::converts_inline::<T>() {
+        return reduce_narrow(g, finish, x, y);
+    }
     let (reduce, inner) = (g.reduce, g.inner);
     let outer_stride = reduce * inner;
     let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT), inner.div_ceil(COL_TILE));
@@ -448,6 +451,69 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
             }
         },
     );
+}
+
+/// Narrow channels (`inner` divides `LANES`: NHWC with 2, 4, 8 or 16 channels): a strided
+/// accumulator only `inner` wide would spend its time on loop overhead. Each outer index's
+/// `[reduce, inner]` slab is one contiguous run, summed like a row (`LANES` lanes per block
+/// of `BLOCK` elements, blocks into segments of `SEGMENT`), except that lane `l` only ever
+/// sees channel `l % inner`: a block's lanes fold into per-channel sums (lanes `c`, `c +
+/// inner`, ... in order), which are added per segment; segments are separate work items,
+/// combined in order. The order depends only on constants, as everywhere here.
+fn reduce_narrow<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T], y: &mut [T]) {
+    let (inner, outer_stride) = (g.inner, g.reduce * g.inner);
+    let segments = outer_stride.div_ceil(SEGMENT);
+    let mut partial = vec![T::Acc::zero(); g.outer * segments * inner];
+    let items = partial.len() / inner;
+    let per_task = items_per_task(SEGMENT, items);
+    partial.par_chunks_mut(inner * per_task).enumerate().for_each(|(task, parts)| {
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for (i, part) in parts.chunks_exact_mut(inner).enumerate() {
+                    let k = task * per_task + i;
+                    let (o, seg) = (k / segments, k % segments);
+                    let start = o * outer_stride + seg * SEGMENT;
+                    let end = o * outer_stride + ((seg + 1) * SEGMENT).min(outer_stride);
+                    for block in x[start..end].chunks(BLOCK) {
+                        let lanes = lane_sums::<_, _, LANES>(block, simd::load::<T>);
+                        for (c, p) in part.iter_mut().enumerate() {
+                            let mut sum = lanes[c];
+                            for l in (c + inner..LANES).step_by(inner) {
+                                sum += lanes[l];
+                            }
+                            *p += sum;
+                        }
+                    }
+                }
+            },
+        );
+    });
+    // A few adds per output: on this thread.
+    for (o, yo) in y.chunks_exact_mut(inner).enumerate() {
+        let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
+        for (c, out) in yo.iter_mut().enumerate() {
+            let total = parts[c..].iter().step_by(inner).fold(T::Acc::zero(), |a, &s| a + s);
+            *out = T::from_acc(apply_finish(total, finish));
+        }
+    }
+}
+
+/// The `LANES` lane sums of at most `BLOCK` values (lane `l` adds elements `l, l + LANES, ...`
+/// in order); `v.len()` must be a multiple of `LANES`'s channel period (see [`reduce_narrow`]).
+#[inline(always)]
+fn lane_sums<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> [A; LANES] {
+    let mut acc = [A::zero(); LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            acc[i] = acc[i] + load(c[i]);
+        }
+    }
+    for (a, &t) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = *a + load(t);
+    }
+    acc
 }
 
 /// Sums rows `rows` of the `[reduce, inner]` slab `xo`, columns `col0..col0 + out.len()`, into
@@ -604,6 +670,12 @@ mod tests {
             (9, 8, 1),
             (11, 127, 1),
             (700, 49, 1),
+            // Narrow channels (`reduce_narrow`): several segments, block tails, every width.
+            (2, SEGMENT / 4 + 37, 8),
+            (3, 1000, 8),
+            (5, 49, 2),
+            (1, 17, 16),
+            (2, 301, 4),
         ] {
             check_shape::<T>(o, r, i);
         }
