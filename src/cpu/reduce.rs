@@ -101,6 +101,16 @@ fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>) -> T::Acc 
             lane_sum::<_, _, SHORT_LANES>(scratch.view(x), |v| v)
         };
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = simd::avx2_tile_kind::<T>() {
+        for block in x.chunks(BLOCK) {
+            // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` is the f32
+            // or bf16 it names); the pointer and length are `block`'s.
+            let sum = unsafe { lanes16::sum(kind, block.as_ptr().cast(), block.len()) };
+            total += num_traits::NumCast::from(sum).unwrap_or_else(T::Acc::nan);
+        }
+        return total;
+    }
     if simd::converts_inline::<T>() {
         for block in x.chunks(BLOCK) {
             total += lane_sum::<_, _, LANES>(block, simd::load::<T>);
@@ -111,6 +121,65 @@ fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>) -> T::Acc 
         }
     }
     total
+}
+
+/// [`lane_sum`] with `LANES = 16` over f32 or bf16 in two AVX2 registers (lanes 0-7 and 8-15):
+/// the same adds in the same order, written out because LLVM vectorises the 16-element array
+/// loop poorly (two-float loads). The remainder is a masked load whose missing lanes add +0.0,
+/// an exact no-op (a lane sum starts at +0.0, so it is never -0.0).
+#[cfg(target_arch = "x86_64")]
+mod lanes16 {
+    use crate::cpu::simd::TileKind;
+    use std::arch::x86_64::*;
+
+    /// Eight f32 from `n <= 8` elements at `p` (the rest +0.0), exact.
+    #[inline(always)]
+    unsafe fn load(kind: TileKind, p: *const u8, at: usize, n: usize) -> __m256 {
+        if n == 8 {
+            return match kind {
+                TileKind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
+                TileKind::Bf16 => {
+                    let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                }
+            };
+        }
+        let mut v = [0f32; 8];
+        for (i, v) in v.iter_mut().enumerate().take(n) {
+            *v = match kind {
+                TileKind::F32 => *p.cast::<f32>().add(at + i),
+                TileKind::Bf16 => f32::from_bits(u32::from(*p.cast::<u16>().add(at + i)) << 16),
+            };
+        }
+        _mm256_loadu_ps(v.as_ptr())
+    }
+
+    /// The 16-lane sum of the `len` elements at `p`.
+    ///
+    /// # Safety
+    /// AVX2; `p` points to `len` readable elements of `kind`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sum(kind: TileKind, p: *const u8, len: usize) -> f32 {
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = len / 16 * 16;
+        let mut at = 0;
+        while at < full {
+            lo = _mm256_add_ps(lo, load(kind, p, at, 8));
+            hi = _mm256_add_ps(hi, load(kind, p, at + 8, 8));
+            at += 16;
+        }
+        let rest = len - full;
+        if rest > 0 {
+            lo = _mm256_add_ps(lo, load(kind, p, at, rest.min(8)));
+            hi = _mm256_add_ps(hi, load(kind, p, at + 8, rest.saturating_sub(8)));
+        }
+        // The lane tree: lanes i + 8, then i + 4, i + 2, i + 1.
+        let v = _mm256_add_ps(lo, hi);
+        let x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+        let x = _mm_add_ss(x, _mm_shuffle_ps::<0b01>(x, x));
+        _mm_cvtss_f32(x)
+    }
 }
 
 /// Short contiguous rows (HW = 49 in a ResNet or EfficientNet tail) summed eight at a time with
@@ -732,6 +801,27 @@ mod tests {
     #[test]
     fn short_rows_sum_the_same_at_every_position() {
         for_all_floats!(identical_rows);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_lane_sum_is_the_portable_lane_sum_bit_for_bit() {
+        if simd::avx2_tile_kind::<f32>().is_none() {
+            return;
+        }
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 100, 511, 512] {
+            let x: Vec<f32> = random(len, len as u64 + 5);
+            let xb: Vec<half::bf16> = random(len, len as u64 + 6);
+            // SAFETY: AVX2 was detected above; pointers and lengths are the vectors'.
+            let (got, got_b) = unsafe {
+                (
+                    lanes16::sum(simd::TileKind::F32, x.as_ptr().cast(), len),
+                    lanes16::sum(simd::TileKind::Bf16, xb.as_ptr().cast(), len),
+                )
+            };
+            assert_eq!(got.to_bits(), lane_sum::<_, f32, 16>(&x, |v| v).to_bits(), "f32 {len}");
+            assert_eq!(got_b.to_bits(), lane_sum::<_, f32, 16>(&xb, |v| v.to_f32()).to_bits(), "bf16 {len}");
+        }
     }
 
     #[test]
