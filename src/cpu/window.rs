@@ -163,13 +163,17 @@ pub(crate) fn avg_nchw_is_separable<T: FloatElement>(g: &WindowGeometry) -> bool
     g.kernel[0] > 1 && g.kernel[0] * g.kernel[1] <= 9 && !lanes::applies::<T>(buffer.rows * buffer.cols)
 }
 
-/// NCHW planes per rayon task: a multiple of the lane path's eight-plane group. The lane path
-/// counts four times its taps (it transposes every input and output twice), so that small
+/// NCHW planes per rayon task. On the lane path, a multiple of its eight-plane group, and its
+/// work counts four times its taps (it transposes every input and output twice), so that small
 /// ops still run on two cores there.
-fn nchw_planes_per_task(g: &WindowGeometry) -> usize {
+fn nchw_planes_per_task(g: &WindowGeometry, lane_path: bool) -> usize {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let work = in_plane.max(out_plane * g.kernel[0] * g.kernel[1]);
-    items_per_task(4 * work, g.n * g.c).next_multiple_of(8)
+    if lane_path {
+        items_per_task(4 * work, g.n * g.c).next_multiple_of(8)
+    } else {
+        items_per_task(work, g.n * g.c)
+    }
 }
 
 /// The lane path's buffer for one plane: padded so that every window's every tap is inside
@@ -208,9 +212,9 @@ fn lane_windows(g: &WindowGeometry, divisor: impl Fn(usize, usize) -> f32) -> Ve
 
 fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = nchw_planes_per_task(g);
     let layout = lane_plane(g, 0.0);
     if lanes::applies::<T>(layout.rows * layout.cols) {
+        let planes_per_task = nchw_planes_per_task(g, true);
         let windows = lane_windows(g, |oh, ow| g.avg_window(oh, ow, rule).divisor as f64 as f32);
         let done = y
             .par_chunks_mut(out_plane * planes_per_task)
@@ -220,6 +224,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
             return;
         }
     }
+    let planes_per_task = nchw_planes_per_task(g, false);
     // Divisors depend on the output position only: computed once, shared by every plane.
     let divisors: Vec<T::Acc> = (0..out_plane)
         .map(|k| acc_from_f64(g.avg_window(k / g.out_w, k % g.out_w, rule).divisor as f64))
@@ -235,8 +240,8 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         |(ys, xs)| {
             let mut row = PhasedRow::new(g, T::Acc::zero());
             let mut acc = vec![T::Acc::zero(); g.out_w];
-            // Separable: the horizontal sums of every input row of one plane.
-            let mut row_sums = vec![T::Acc::zero(); if separable { g.h * g.out_w } else { 0 }];
+            // Separable: the horizontal sums of the last `kernel[0]` input rows of one plane.
+            let mut row_sums = vec![T::Acc::zero(); if separable { g.kernel[0] * g.out_w } else { 0 }];
             simd::dispatch(
                 #[inline(always)]
                 || {
@@ -265,7 +270,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
 }
 
 /// One NCHW plane summed separably (see [`avg_nchw_is_separable`]): every input row's
-/// horizontal sums once into `row_sums`, then per output row the sum of its window's rows,
+/// horizontal sums once into the ring `row_sums`, then per output row the sum of its window's rows,
 /// divided once.
 #[inline(always)]
 fn avg_plane_separable<T: FloatElement>(
@@ -278,15 +283,22 @@ fn avg_plane_separable<T: FloatElement>(
     divisors: &[T::Acc],
 ) {
     let n = g.out_w;
-    for (xrow, sums) in xp.chunks_exact(g.w).zip(row_sums.chunks_exact_mut(n)) {
-        row.load(xrow);
-        sums.iter_mut().for_each(|a| *a = T::Acc::zero());
-        add_row_taps(sums, row, g.kernel[1]);
-    }
+    // A ring of the last `kernel[0]` rows' sums: windows move down monotonically, so each input
+    // row is summed once, just before the first window that needs it, and its sums are still in
+    // L1 when the window rows are added (a whole plane's row sums would stream through L2).
+    let ring = g.kernel[0];
+    let mut next = 0;
     for (oh, yrow) in yp.chunks_exact_mut(n).enumerate() {
         let (h0, h1) = row_windows[oh];
+        while next < h1 {
+            let sums = &mut row_sums[(next % ring) * n..(next % ring + 1) * n];
+            row.load(&xp[next * g.w..(next + 1) * g.w]);
+            sums.iter_mut().for_each(|a| *a = T::Acc::zero());
+            add_row_taps(sums, row, g.kernel[1]);
+            next += 1;
+        }
         let div = &divisors[oh * n..(oh + 1) * n];
-        let sums = |h: usize| &row_sums[h * n..(h + 1) * n];
+        let sums = |h: usize| &row_sums[(h % ring) * n..(h % ring + 1) * n];
         match h1 - h0 {
             1 => divide_row_sums::<T, 1>(yrow, [sums(h0)], div),
             2 => divide_row_sums::<T, 2>(yrow, [sums(h0), sums(h0 + 1)], div),
@@ -555,10 +567,10 @@ fn max_update<A: Float, const WITH_INDEX: bool>(max: &mut [A], index: &mut [i64]
 
 fn max_nchw<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], mut indices: Option<&mut [i64]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = nchw_planes_per_task(g);
-    if max_nchw_lanes(g, x, y, indices.as_deref_mut(), planes_per_task) {
+    if max_nchw_lanes(g, x, y, indices.as_deref_mut(), nchw_planes_per_task(g, true)) {
         return;
     }
+    let planes_per_task = nchw_planes_per_task(g, false);
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => {
