@@ -3,8 +3,9 @@
 //! NCHW: rayon over runs of planes; per output row, every output of the row accumulates at once
 //! while the input rows of its window stream by (converted once per row for f16/bf16). The
 //! accumulators carry across input rows, so each output still sums its window in PyTorch's
-//! order (h ascending, then w ascending). NHWC: rayon over (image, output row), a C-wide
-//! accumulator vector per output.
+//! order (h ascending, then w ascending). With AVX2, f32 and bf16 planes go eight at a time
+//! instead: small ones through the lane path (`lanes.rs`), larger ones in `planes8`. NHWC:
+//! rayon over (image, output row), the channels of each output in registers across its window.
 //!
 //! Average: `sum / kh / kw` in `T::Acc`, two divisions, exactly as PyTorch's CPU contiguous
 //! kernel and its CUDA NCHW kernel, so f32 NCHW results match PyTorch CPU bit for bit. (A single

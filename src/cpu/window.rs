@@ -1,7 +1,10 @@
 //! Windowed pooling (`avg_pool2d`, `max_pool2d`) on the CPU, exactly as PyTorch computes it.
 //!
-//! NCHW: rayon over runs of planes; within a plane, one output row at a time, every output of
-//! the row at once. Each input row the window touches is copied (converted to `T::Acc`) into a
+//! NCHW planes small enough for the lane path (`lanes.rs`: f32 and bf16 with AVX2, up to 2048
+//! padded cells) are pooled eight planes at a time in AVX2 lanes, in PyTorch's tap order.
+//!
+//! Other NCHW planes: rayon over runs of planes; within a plane, one output row at a time, every
+//! output of the row at once. Each input row the window touches is copied (converted to `T::Acc`) into a
 //! padded row buffer whose pads hold the identity of the op (+0 for sums, -inf for max); then
 //! for each kernel tap `j` the whole output row is updated with a strided, vectorisable loop.
 //! Per output this visits the taps in exactly PyTorch's order (h ascending, then w ascending);
