@@ -4,8 +4,9 @@
 //! padded cells) are pooled eight planes at a time in AVX2 lanes, in PyTorch's tap order.
 //!
 //! Other NCHW planes: rayon over runs of planes; within a plane, one output row at a time, every
-//! output of the row at once. Each input row the window touches is copied (converted to `T::Acc`) into a
-//! padded row buffer whose pads hold the identity of the op (+0 for sums, -inf for max); then
+//! output of the row at once. Each input row the window touches is copied (converted to
+//! `T::Acc`) into a padded row buffer whose pads hold the identity of the op (+0 for sums, -inf
+//! for max); then
 //! for each kernel tap `j` the whole output row is updated with a strided, vectorisable loop.
 //! Per output this visits the taps in exactly PyTorch's order (h ascending, then w ascending);
 //! the extra pad taps are exact no-ops: adding +0.0 to a running sum that started at +0.0 never
