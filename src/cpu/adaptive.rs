@@ -472,7 +472,7 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(kind) = lanes::avx2::kind_of::<T>() else { return 0 };
+        let Some(kind) = simd::avx2_tile_kind::<T>() else { return 0 };
         let groups = (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1)) / 8;
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
@@ -481,7 +481,7 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
         }
         for q in 0..groups {
             let xg = &xs[8 * q * in_plane..];
-            // SAFETY: AVX2 was detected by `kind_of`, which also checked that `T` is the f32 or
+            // SAFETY: AVX2 was detected by `avx2_tile_kind`, which also checked that `T` is the f32 or
             // bf16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
             // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
             // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked).
@@ -530,7 +530,8 @@ fn acc_f32<T: FloatElement>(v: f32) -> T::Acc {
 /// plane gets exactly the scalar loop's result.
 #[cfg(target_arch = "x86_64")]
 mod planes8 {
-    use crate::cpu::lanes::avx2::{taps, Kind};
+    use crate::cpu::lanes::avx2::taps;
+    use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
     /// Eight planes starting at `x` (`len` elements readable from `x`, planes of `h_w.0 *
@@ -545,7 +546,7 @@ mod planes8 {
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
-        kind: Kind,
+        kind: TileKind,
         x: *const u8,
         len: usize,
         (height, width): (usize, usize),

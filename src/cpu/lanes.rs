@@ -12,6 +12,7 @@
 //! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling both describe their outputs as
 //! [`LaneWindow`]s and call [`pool_planes`]; f32 and bf16 (accumulated in f32), AVX2 only.
 
+use super::simd;
 use crate::dtype::FloatElement;
 
 /// Planes of at most this many elements take the lane path (64 KiB of transposed f32 per
@@ -62,7 +63,7 @@ pub(crate) struct LaneWindow {
 pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        (1..=SMALL_PLANE).contains(&buffer_len) && avx2::kind_of::<T>().is_some()
+        (1..=SMALL_PLANE).contains(&buffer_len) && simd::avx2_tile_kind::<T>().is_some()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -75,7 +76,8 @@ pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
 /// output (row-major): max with PyTorch's rule (`MAX`: -inf start, `first` as the index, take
 /// when greater or NaN) or the sum divided by the window's divisors. Every plane is done, the
 /// last partial group through a zero-padded copy. Returns `false`, having written nothing,
-/// when [`applies`] is false, the plane does not fit its buffer or a window leaves the buffer.
+/// when [`applies`] is false, the plane does not fit its buffer, or a window is empty or
+/// leaves the buffer.
 pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     layout: &LanePlane,
     windows: &[LaneWindow],
@@ -88,13 +90,14 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
     if !applies::<T>(layout.buffer_len()) || plane == 0 || out_plane == 0 || !fits {
         return false;
     }
-    let inside = |(a, b, s): (usize, usize, usize), n: usize| s >= 1 && a <= b && b <= n;
+    // Every window has at least one tap, inside the buffer (so its first cell is too).
+    let inside = |(a, b, s): (usize, usize, usize), n: usize| s >= 1 && a < b && b <= n;
     if !windows.iter().all(|w| inside(w.h, layout.rows) && inside(w.w, layout.cols)) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(kind) = avx2::kind_of::<T>() else { return false };
+        let Some(kind) = simd::avx2_tile_kind::<T>() else { return false };
         let planes = (xs.len() / plane).min(ys.len() / out_plane);
         let is = if WITH_INDEX { &mut is[..planes * out_plane] } else { &mut is[..0] };
         let mut lanes = vec![layout.identity; 8 * layout.buffer_len()];
@@ -110,7 +113,7 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
                 padded[..group * plane].copy_from_slice(&xg[..group * plane]);
                 xg = &padded;
             }
-            // SAFETY: `kind_of` found AVX2 and that `T` is the f32 or bf16 named by `kind`; `xg`
+            // SAFETY: `avx2_tile_kind` found AVX2 and that `T` is the f32 or bf16 named by `kind`; `xg`
             // holds at least 8 planes of `T` (sliced or padded above); `lanes` holds 8 buffers,
             // the plane fits its buffer and every window lies inside the buffer (checked
             // above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
@@ -147,54 +150,20 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{LanePlane, LaneWindow};
-    use crate::dtype::FloatElement;
-    use std::any::TypeId;
+    use crate::cpu::simd::avx2::load8;
+    use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
-
-    /// The element type of a lane-path buffer: f32, or bf16 widened to f32 by a shift.
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub(crate) enum Kind {
-        F32,
-        Bf16,
-    }
 
     /// How many groups ahead [`transpose_group`] prefetches: the hardware prefetchers do not
     /// keep up with eight interleaved short streams.
     const PREFETCH_GROUPS: usize = 4;
 
-    /// The [`Kind`] of `T`, or `None` when the CPU lacks AVX2 or `T` is not f32 or bf16 (both
-    /// accumulate in f32).
-    pub(crate) fn kind_of<T: FloatElement>() -> Option<Kind> {
-        if !std::is_x86_feature_detected!("avx2") || TypeId::of::<T::Acc>() != TypeId::of::<f32>() {
-            return None;
-        }
-        if TypeId::of::<T>() == TypeId::of::<f32>() {
-            Some(Kind::F32)
-        } else if TypeId::of::<T>() == TypeId::of::<half::bf16>() {
-            Some(Kind::Bf16)
-        } else {
-            None
-        }
-    }
-
-    /// Eight f32 from element `at` of `x`, exact.
-    #[inline(always)]
-    unsafe fn load8(kind: Kind, x: *const u8, at: usize) -> __m256 {
-        match kind {
-            Kind::F32 => _mm256_loadu_ps(x.cast::<f32>().add(at)),
-            Kind::Bf16 => {
-                let h = _mm_loadu_si128(x.cast::<u16>().add(at).cast());
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-            }
-        }
-    }
-
     /// Element `at` of `x` as f32, exact.
     #[inline(always)]
-    unsafe fn load1(kind: Kind, x: *const u8, at: usize) -> f32 {
+    unsafe fn load1(kind: TileKind, x: *const u8, at: usize) -> f32 {
         match kind {
-            Kind::F32 => *x.cast::<f32>().add(at),
-            Kind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
+            TileKind::F32 => *x.cast::<f32>().add(at),
+            TileKind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
         }
     }
 
@@ -205,7 +174,7 @@ pub(crate) mod avx2 {
     /// AVX2; `x` points to `len` readable elements of `kind`, with `7 * plane + at + n <= len`.
     #[inline(always)]
     pub(crate) unsafe fn taps(
-        kind: Kind,
+        kind: TileKind,
         x: *const u8,
         len: usize,
         plane: usize,
@@ -275,7 +244,7 @@ pub(crate) mod avx2 {
     /// to `planes * out_plane` writable elements of `kind` (i64), `planes <= 8`.
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn scatter_group<const WITH_INDEX: bool>(
-        kind: Kind,
+        kind: TileKind,
         vals: &[f32],
         idx: &[i32],
         out_plane: usize,
@@ -284,8 +253,8 @@ pub(crate) mod avx2 {
         index: *mut i64,
     ) {
         let store = |at: usize, v: __m256| match kind {
-            Kind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
-            Kind::Bf16 => {
+            TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
+            TileKind::Bf16 => {
                 _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_bf16(v))
             }
         };
@@ -320,8 +289,10 @@ pub(crate) mod avx2 {
             for p in 0..planes {
                 let v = vals[8 * k + p];
                 match kind {
-                    Kind::F32 => *y.cast::<f32>().add(p * out_plane + k) = v,
-                    Kind::Bf16 => *y.cast::<half::bf16>().add(p * out_plane + k) = crate::cpu::simd::store(v),
+                    TileKind::F32 => *y.cast::<f32>().add(p * out_plane + k) = v,
+                    TileKind::Bf16 => {
+                        *y.cast::<half::bf16>().add(p * out_plane + k) = crate::cpu::simd::store(v)
+                    }
                 }
                 if WITH_INDEX {
                     *index.add(p * out_plane + k) = i64::from(idx[8 * k + p]);
@@ -340,7 +311,7 @@ pub(crate) mod avx2 {
     /// fits the buffer and `lanes` holds `8 * rows * cols` f32.
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn transpose_group(
-        kind: Kind,
+        kind: TileKind,
         x: *const u8,
         len: usize,
         layout: &LanePlane,
@@ -348,7 +319,7 @@ pub(crate) mod avx2 {
     ) {
         let (height, width) = (layout.height, layout.width);
         let plane = height * width;
-        let elem = if kind == Kind::F32 { 4 } else { 2 };
+        let elem = if kind == TileKind::F32 { 4 } else { 2 };
         let (group_bytes, ahead) = (8 * plane * elem, PREFETCH_GROUPS * 8 * plane * elem);
         for off in (0..group_bytes).step_by(64) {
             if ahead + off < len * elem {

@@ -136,13 +136,7 @@ mod lanes16 {
     #[inline(always)]
     unsafe fn load(kind: TileKind, p: *const u8, at: usize, n: usize) -> __m256 {
         if n == 8 {
-            return match kind {
-                TileKind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
-                TileKind::Bf16 => {
-                    let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-                }
-            };
+            return crate::cpu::simd::avx2::load8(kind, p, at);
         }
         let mut v = [0f32; 8];
         for (i, v) in v.iter_mut().enumerate().take(n) {

@@ -195,7 +195,7 @@ pub(crate) mod avx2 {
 
     /// Eight accumulator values from element `at` of `p`, exact.
     #[inline(always)]
-    unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
+    pub(crate) unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
         match kind {
             TileKind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
             TileKind::Bf16 => {
