@@ -497,14 +497,20 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
                     &mut idx,
                 )
             };
-            for k in 0..out_plane {
-                for p in 0..8 {
-                    let plane = 8 * q + p;
-                    ys[plane * out_plane + k] = simd::store::<T>(acc_f32::<T>(vals[8 * k + p]));
-                    if WITH_INDEX {
-                        is[plane * out_plane + k] = i64::from(idx[8 * k + p]);
-                    }
-                }
+            let ys = &mut ys[8 * q * out_plane..][..8 * out_plane];
+            let is = if WITH_INDEX { &mut is[8 * q * out_plane..][..8 * out_plane] } else { &mut is[..0] };
+            // SAFETY: AVX2 and `kind` as above; `vals`/`idx` hold `8 * out_plane` entries; `ys`
+            // (and `is` with `WITH_INDEX`) hold the group's `8 * out_plane` outputs.
+            unsafe {
+                lanes::avx2::scatter_group::<WITH_INDEX>(
+                    kind,
+                    &vals,
+                    &idx,
+                    out_plane,
+                    8,
+                    ys.as_mut_ptr().cast(),
+                    is.as_mut_ptr(),
+                );
             }
         }
         8 * groups
@@ -514,12 +520,6 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
         let _ = (g, rows, cols, xs, ys, is);
         0
     }
-}
-
-/// An f32 result as `T::Acc` (f32 for the types [`planes8`] handles).
-#[inline(always)]
-fn acc_f32<T: FloatElement>(v: f32) -> T::Acc {
-    num_traits::NumCast::from(v).unwrap_or_else(T::Acc::nan)
 }
 
 /// NCHW adaptive pooling of eight larger planes at once with AVX2 (lane `p` of every vector
@@ -658,7 +658,7 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 13] = [
+        let shapes: [([usize; 4], [usize; 2]); 14] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -673,6 +673,9 @@ mod tests {
             ([1, 16, 13, 11], [4, 3]),
             // Channels-last AVX2 blocks: 32 channels, then 8, then 3 scalar channels.
             ([1, 43, 9, 9], [4, 3]),
+            // NCHW planes too large for the lane path: one AVX2 group of eight (`planes8`,
+            // results transposed back eight outputs at a time plus one), then three planes.
+            ([1, 11, 48, 50], [7, 7]),
         ];
         for (shape, out) in shapes {
             let g = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();

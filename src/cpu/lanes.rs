@@ -150,22 +150,13 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{LanePlane, LaneWindow};
-    use crate::cpu::simd::avx2::load8;
+    use crate::cpu::simd::avx2::{load1, load8};
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
     /// How many groups ahead [`transpose_group`] prefetches: the hardware prefetchers do not
     /// keep up with eight interleaved short streams.
     const PREFETCH_GROUPS: usize = 4;
-
-    /// Element `at` of `x` as f32, exact.
-    #[inline(always)]
-    unsafe fn load1(kind: TileKind, x: *const u8, at: usize) -> f32 {
-        match kind {
-            TileKind::F32 => *x.cast::<f32>().add(at),
-            TileKind::Bf16 => f32::from_bits(u32::from(*x.cast::<u16>().add(at)) << 16),
-        }
-    }
 
     /// `t[j]` lane `p` = element `at + j` of plane `p` (planes `plane` elements apart), for
     /// `j < n <= 8`; reads element by element where 8-wide loads would pass the buffer's `len`.

@@ -25,9 +25,6 @@ const BLOCK: usize = 512;
 const SEGMENT: usize = 64 * BLOCK;
 /// Level 2: segment sums are added in groups of this many, then the group sums are added.
 const SEGMENT_GROUP: usize = 64;
-/// Inputs up to this size are summed on the calling thread (rayon's wake-up costs
-/// more than the work).
-const SEQUENTIAL_BYTES: usize = 1 << 20;
 /// Strided path: rows folded into the accumulator per pass (fewer accumulator loads/stores).
 const FOLD: usize = 4;
 /// Strided path, cascade level 0: rows summed into a block accumulator before it is added to
@@ -65,10 +62,9 @@ fn apply_finish<A: Float>(acc: A, finish: ReduceFinish) -> A {
     }
 }
 
-/// Sum of at most `BLOCK` values in `LANES` independent lanes, then a lane tree; `load`
-/// converts each value to the accumulator type (inline, so it vectorises).
+/// The `LANES` lane sums of `v` (lane `l` adds elements `l, l + LANES, ...` in order).
 #[inline(always)]
-fn lane_sum<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> A {
+fn lane_sums<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> [A; LANES] {
     let mut acc = [A::zero(); LANES];
     let mut chunks = v.chunks_exact(LANES);
     for c in &mut chunks {
@@ -79,6 +75,14 @@ fn lane_sum<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> 
     for (a, &t) in acc.iter_mut().zip(chunks.remainder()) {
         *a = *a + load(t);
     }
+    acc
+}
+
+/// Sum of at most `BLOCK` values in `LANES` independent lanes, then a lane tree; `load`
+/// converts each value to the accumulator type (inline, so it vectorises).
+#[inline(always)]
+fn lane_sum<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> A {
+    let mut acc = lane_sums::<E, A, LANES>(v, load);
     let mut width = LANES / 2;
     while width > 0 {
         for i in 0..width {
@@ -140,10 +144,7 @@ mod lanes16 {
         }
         let mut v = [0f32; 8];
         for (i, v) in v.iter_mut().enumerate().take(n) {
-            *v = match kind {
-                TileKind::F32 => *p.cast::<f32>().add(at + i),
-                TileKind::Bf16 => f32::from_bits(u32::from(*p.cast::<u16>().add(at + i)) << 16),
-            };
+            *v = crate::cpu::simd::avx2::load1(kind, p, at + i);
         }
         _mm256_loadu_ps(v.as_ptr())
     }
@@ -397,16 +398,9 @@ fn combine_segments<A: Float>(segments: &[A]) -> A {
 
 /// `inner == 1`: one sum per contiguous row of `reduce` elements.
 fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y: &mut [T]) {
-    if reduce < SHORT_ROW
-        && std::mem::size_of_val(x) <= SEQUENTIAL_BYTES
-        && short_rows::sum_rows(reduce, finish, x, y)
-    {
-        // A small input (batch-1 ResNet tail: 400 KB) sums faster on one core than the time it
-        // takes to wake a second.
-        return;
-    }
     if reduce <= SEGMENT {
-        // Many short rows (HW = 49 in a ResNet tail): tasks take runs of rows, not single rows.
+        // Many short rows (HW = 49 in a ResNet tail): tasks take runs of rows, not single rows
+        // (a small input is one task, on this thread: see `items_per_task`).
         let rows_per_task = items_per_task(reduce, y.len());
         y.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task * reduce)).for_each(|(ys, xs)| {
             if reduce < SHORT_ROW && short_rows::sum_rows(reduce, finish, xs, ys) {
@@ -451,26 +445,6 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
     let (reduce, inner) = (g.reduce, g.inner);
     let outer_stride = reduce * inner;
     let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT), inner.div_ceil(COL_TILE));
-    if reduce <= ROW_SEGMENT && std::mem::size_of_val(x) <= SEQUENTIAL_BYTES {
-        // Small inputs (batch-1 NHWC tail): the same tiles in the same order, on this thread.
-        simd::dispatch(
-            #[inline(always)]
-            || {
-                for (o, yo) in y.chunks_mut(inner).enumerate() {
-                    let xo = &x[o * outer_stride..(o + 1) * outer_stride];
-                    for (t, yt) in yo.chunks_mut(COL_TILE).enumerate() {
-                        let mut acc = [T::Acc::zero(); COL_TILE];
-                        let acc = &mut acc[..yt.len()];
-                        column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
-                        for (o, &a) in yt.iter_mut().zip(acc.iter()) {
-                            *o = simd::store(apply_finish(a, finish));
-                        }
-                    }
-                }
-            },
-        );
-        return;
-    }
     if reduce <= ROW_SEGMENT {
         y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(outer_stride, g.outer)).for_each(
             |(o, yo)| {
@@ -504,16 +478,25 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
             );
         });
     });
-    y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(inner * segments, g.outer)).for_each(
-        |(o, yo)| {
-            let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
-            for (c, out) in yo.iter_mut().enumerate() {
-                let sums = parts[c..].iter().step_by(inner);
-                let total = sums.fold(T::Acc::zero(), |a, &s| a + s);
-                *out = T::from_acc(apply_finish(total, finish));
-            }
-        },
-    );
+    combine_column_segments(&partial, segments, inner, finish, y);
+}
+
+/// `y[o][c]` = the sums `partial[o][s][c]` of segments `s = 0..segments` added in order, then
+/// finished. A few adds per output: on the calling thread.
+fn combine_column_segments<T: FloatElement>(
+    partial: &[T::Acc],
+    segments: usize,
+    inner: usize,
+    finish: ReduceFinish,
+    y: &mut [T],
+) {
+    for (o, yo) in y.chunks_exact_mut(inner).enumerate() {
+        let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
+        for (c, out) in yo.iter_mut().enumerate() {
+            let total = parts[c..].iter().step_by(inner).fold(T::Acc::zero(), |a, &s| a + s);
+            *out = T::from_acc(apply_finish(total, finish));
+        }
+    }
 }
 
 /// Narrow channels (`inner` divides `LANES`: NHWC with 2, 4, 8 or 16 channels): a strided
@@ -552,31 +535,7 @@ fn reduce_narrow<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &
             },
         );
     });
-    // A few adds per output: on this thread.
-    for (o, yo) in y.chunks_exact_mut(inner).enumerate() {
-        let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
-        for (c, out) in yo.iter_mut().enumerate() {
-            let total = parts[c..].iter().step_by(inner).fold(T::Acc::zero(), |a, &s| a + s);
-            *out = T::from_acc(apply_finish(total, finish));
-        }
-    }
-}
-
-/// The `LANES` lane sums of at most `BLOCK` values (lane `l` adds elements `l, l + LANES, ...`
-/// in order); `v.len()` must be a multiple of `LANES`'s channel period (see [`reduce_narrow`]).
-#[inline(always)]
-fn lane_sums<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> A) -> [A; LANES] {
-    let mut acc = [A::zero(); LANES];
-    let mut chunks = v.chunks_exact(LANES);
-    for c in &mut chunks {
-        for i in 0..LANES {
-            acc[i] = acc[i] + load(c[i]);
-        }
-    }
-    for (a, &t) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = *a + load(t);
-    }
-    acc
+    combine_column_segments(&partial, segments, inner, finish, y);
 }
 
 /// Sums rows `rows` of the `[reduce, inner]` slab `xo`, columns `col0..col0 + out.len()`, into

@@ -205,6 +205,15 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// Element `at` of `p` as an accumulator value, exact.
+    #[inline(always)]
+    pub(crate) unsafe fn load1(kind: TileKind, p: *const u8, at: usize) -> f32 {
+        match kind {
+            TileKind::F32 => *p.cast::<f32>().add(at),
+            TileKind::Bf16 => f32::from_bits(u32::from(*p.cast::<u16>().add(at)) << 16),
+        }
+    }
+
     /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
     #[inline(always)]
     pub(crate) unsafe fn to_bf16(v: __m256) -> __m128i {
