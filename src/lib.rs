@@ -56,6 +56,7 @@ pub mod dtype;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod error;
+pub mod host_cache;
 pub mod ops;
 pub(crate) mod storage;
 mod tensor;

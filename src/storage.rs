@@ -11,6 +11,16 @@ pub(crate) enum Storage {
     Cuda(crate::cuda::CudaBuffer),
 }
 
+/// A host buffer goes to the [`crate::host_cache`] when its last tensor lets go of it, so the
+/// next output of the same size reuses mapped memory.
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Host(data) = self {
+            crate::host_cache::keep(std::mem::replace(data, HostData::F32(Vec::new())));
+        }
+    }
+}
+
 impl Storage {
     pub fn dtype(&self) -> DType {
         match self {

@@ -360,7 +360,7 @@ impl CudaTensor {
                 let Storage::Host(src) = self.storage.as_ref() else {
                     return Err(Error::Unsupported("GPU storage on the CPU device".into()));
                 };
-                let mut out = HostData::try_zeros(self.dtype, self.numel())?;
+                let mut out = crate::host_cache::output(self.dtype, self.numel())?;
                 macro_rules! go {
                     ($v:ident) => {{
                         let (HostData::$v(s), HostData::$v(d)) = (src, &mut out) else { unreachable!() };

@@ -614,7 +614,7 @@ mod planes8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::test_util::{for_all_floats, offset, random, same, special};
+    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special};
     use crate::ops::adaptive::{plan_adaptive_pool, AdaptiveKind};
 
     fn outputs(g: &AdaptiveGeometry) -> impl Iterator<Item = [usize; 4]> + '_ {
@@ -658,7 +658,7 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 14] = [
+        let shapes: [([usize; 4], [usize; 2]); 15] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -673,13 +673,19 @@ mod tests {
             ([1, 16, 13, 11], [4, 3]),
             // Channels-last AVX2 blocks: 32 channels, then 8, then 3 scalar channels.
             ([1, 43, 9, 9], [4, 3]),
+            // Many 32-channel blocks, for the rare-NaN data's fast paths.
+            ([2, 136, 7, 7], [2, 2]),
             // NCHW planes too large for the lane path: one AVX2 group of eight (`planes8`,
             // results transposed back eight outputs at a time plus one), then three planes.
             ([1, 11, 48, 50], [7, 7]),
         ];
         for (shape, out) in shapes {
             let g = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
-            for x in [random::<T>(g.input_len(), 5), special::<T>(g.input_len(), 11)] {
+            for x in [
+                random::<T>(g.input_len(), 5),
+                special::<T>(g.input_len(), 11),
+                rare_nan::<T>(g.input_len(), 13),
+            ] {
                 for layout in [Layout::Nchw, Layout::Nhwc] {
                     let what = format!("{:?} {shape:?}->{out:?} {layout:?}", T::DTYPE);
                     let (want_avg, want_max, want_ind) = reference(&g, layout, &x);

@@ -121,6 +121,29 @@ pub(crate) mod test_util {
             .collect()
     }
 
+    /// Ties of both signed zeros, small integers and infinities, with a NaN only about once
+    /// in 512 values: most vector blocks of a window see no NaN (the kernels' fast paths),
+    /// some see one (their exact fallbacks).
+    pub fn rare_nan<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        let mut r = Lcg::new(seed);
+        (0..len)
+            .map(|_| {
+                let u = r.next_u32();
+                T::from_f64(if u % 512 == 0 {
+                    f64::NAN
+                } else {
+                    match (u >> 9) % 8 {
+                        0 => -0.0,
+                        1 => 0.0,
+                        2 => f64::NEG_INFINITY,
+                        3 => f64::INFINITY,
+                        k => (k % 3) as f64 - 1.0,
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Memory offset of logical (n, c, h, w) in a tensor of shape (_, cs, hs, ws).
     pub fn offset(layout: Layout, [n, c, h, w]: [usize; 4], [cs, hs, ws]: [usize; 3]) -> usize {
         match layout {

@@ -818,7 +818,7 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::test_util::{for_all_floats, offset, random, same, special};
+    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special};
     use crate::ops::window::plan_window_pool;
 
     struct Case {
@@ -864,6 +864,8 @@ mod tests {
             case([1, 2, 12, 5], [5, 1], Some([1, 1]), [2, 0], [1, 1], false),
             // AVX2 channel blocks: one of 32 channels, one of 8, then 5 scalar channels.
             case([1, 45, 5, 7], [3, 3], Some([2, 2]), [1, 1], d, true),
+            // Many 32-channel blocks, so that rare NaNs leave most of them on the fast path.
+            case([2, 136, 6, 6], [3, 3], Some([2, 2]), [1, 1], d, false),
             // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
             case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
             // NCHW small planes in lanes: many rayon tasks of eight-plane groups plus a partial
@@ -969,7 +971,12 @@ mod tests {
     fn max_all<T: FloatElement>() {
         for c in cases(false).into_iter().chain(cases(true)) {
             let g = geometry(&c);
-            for x in [random::<T>(g.input_len(), 3), special::<T>(g.input_len(), g.input_len() as u64)] {
+            let seed = g.input_len() as u64;
+            for x in [
+                random::<T>(g.input_len(), 3),
+                special::<T>(g.input_len(), seed),
+                rare_nan::<T>(g.input_len(), seed),
+            ] {
                 for layout in [Layout::Nchw, Layout::Nhwc] {
                     let what = format!("max {:?} d{:?} {layout:?}", c.shape, c.dilation);
                     let (want, want_ind) = max_reference(&g, layout, &x);

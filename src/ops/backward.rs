@@ -51,9 +51,9 @@ fn check_indices(x: &CudaTensor, op: &str, indices: &CudaTensor, expected: &[usi
 fn check_index_flag(x: &CudaTensor, flag: Option<Storage>, op: &str, plane: usize) -> Result<()> {
     let Some(flag) = flag else { return Ok(()) };
     let raised = match x.device().executor() {
-        Some(exec) => exec.download(&flag)?,
-        None => match flag {
-            Storage::Host(h) => h,
+        Some(exec) => std::borrow::Cow::Owned(exec.download(&flag)?),
+        None => match &flag {
+            Storage::Host(h) => std::borrow::Cow::Borrowed(h),
             #[allow(unreachable_patterns)]
             _ => return Err(Error::Unsupported("GPU storage on the CPU device".into())),
         },

@@ -5,6 +5,7 @@ use crate::cuda::plan::OpPlan;
 use crate::cuda::DeviceLimits;
 use crate::dtype::{DType, HostData};
 use crate::error::Result;
+use crate::host_cache;
 use crate::storage::Storage;
 use crate::tensor::CudaTensor;
 
@@ -17,7 +18,9 @@ pub(crate) struct OpOutputs {
 /// Runs an op whose inputs are `inputs` (all on the first one's device, already dense in the
 /// layout the op expects) and whose output has `out_len` elements of `out_dtype`, plus a
 /// second, i64 output of `i64_len` elements when given (max-pool indices, or a backward
-/// kernel's one-element error flag).
+/// kernel's one-element error flag). The CPU kernel must write every element of its outputs:
+/// they may be buffers reused from the [`host_cache`], holding an earlier tensor's values
+/// (`tests/output_reuse.rs` checks every op family for this).
 pub(crate) fn run_op(
     inputs: &[&CudaTensor],
     out_dtype: DType,
@@ -29,11 +32,11 @@ pub(crate) fn run_op(
     let storages: Vec<&Storage> = inputs.iter().map(|t| t.storage()).collect();
     match inputs[0].device().executor() {
         None => {
-            let mut values = HostData::try_zeros(out_dtype, out_len)?;
+            let mut values = host_cache::output(out_dtype, out_len)?;
             let mut indices = match i64_len {
-                Some(len) => match HostData::try_zeros(DType::I64, len)? {
+                Some(len) => match host_cache::output(DType::I64, len)? {
                     HostData::I64(v) => Some(v),
-                    _ => unreachable!("try_zeros(I64) gives I64"),
+                    _ => unreachable!("an I64 output is I64"),
                 },
                 None => None,
             };
