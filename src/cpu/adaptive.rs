@@ -658,7 +658,7 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 15] = [
+        let shapes: [([usize; 4], [usize; 2]); 17] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -675,6 +675,10 @@ mod tests {
             ([1, 43, 9, 9], [4, 3]),
             // Many 32-channel blocks, for the rare-NaN data's fast paths.
             ([2, 136, 7, 7], [2, 2]),
+            // 4 KiB pixel strides (1024 f32 or 2048 bf16 channels) and 16-tap windows: the
+            // channels-last average runs in two row passes.
+            ([1, 1024, 7, 7], [2, 2]),
+            ([1, 2048, 8, 7], [2, 2]),
             // NCHW planes too large for the lane path: one AVX2 group of eight (`planes8`,
             // results transposed back eight outputs at a time plus one), then three planes.
             ([1, 11, 48, 50], [7, 7]),
