@@ -258,8 +258,10 @@ pub fn avg_pool2d_backward<T: FloatElement>(
     if grad_in.is_empty() || g.output_len() == 0 {
         return;
     }
+    // Per-axis factors: a window per output element (NCHW) cost more than the shares.
+    let (row_factors, col_factors) = g.avg_divisor_factors(rule);
     let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, |oh, ow| {
-        acc_from::<T::Acc, i64>(g.avg_window(oh, ow, rule).divisor)
+        acc_from::<T::Acc, i64>(row_factors[oh] * col_factors[ow])
     });
     // An input row lies in an output's clipped window exactly when it lies in the unclipped
     // one (clipping only removes rows outside [0, H)), so the ranges need no further test.

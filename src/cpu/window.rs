@@ -100,6 +100,26 @@ impl<A: Float> PhasedRow<A> {
     /// Loads input row `row` (W elements).
     #[inline(always)]
     fn load<T: FloatElement<Acc = A>>(&mut self, row: &[T]) {
+        if self.stride == 2 && simd::converts_inline::<T>() {
+            // Straight into the two phases, converting on the way (no pass through `padded`,
+            // whose copy was a quarter of a large plane's pooling); the pad slots of the
+            // phases are never written, so they keep the identity.
+            let (even, odd) = self.phases.split_at_mut(self.phase_len);
+            let first = self.pad_left;
+            // Padded position p = first + i goes to phase p % 2, slot p / 2.
+            let (to_first, to_second) = if first % 2 == 0 { (even, odd) } else { (odd, even) };
+            let (a, b) = (&mut to_first[first / 2..], &mut to_second[first.div_ceil(2)..]);
+            let pairs = row.chunks_exact(2);
+            let last = pairs.remainder().first().copied();
+            for ((a, b), pair) in a.iter_mut().zip(b.iter_mut()).zip(pairs) {
+                *a = simd::load(pair[0]);
+                *b = simd::load(pair[1]);
+            }
+            if let Some(v) = last {
+                a[row.len() / 2] = simd::load(v);
+            }
+            return;
+        }
         simd::block_to_acc(row, &mut self.padded[self.pad_left..self.pad_left + row.len()]);
         match self.stride {
             1 => {}
@@ -229,9 +249,12 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         }
     }
     let planes_per_task = nchw_planes_per_task(g, false);
-    // Divisors depend on the output position only: computed once, shared by every plane.
-    let divisors: Vec<T::Acc> = (0..out_plane)
-        .map(|k| acc_from_f64(g.avg_window(k / g.out_w, k % g.out_w, rule).divisor as f64))
+    // Divisors depend on the output position only: computed once, shared by every plane (from
+    // per-axis factors: one window per output here cost a fifth of a 512x512 plane's pooling).
+    let (row_factors, col_factors) = g.avg_divisor_factors(rule);
+    let divisors: Vec<T::Acc> = row_factors
+        .iter()
+        .flat_map(|&r| col_factors.iter().map(move |&c| acc_from_f64((r * c) as f64)))
         .collect();
     let row_windows: Vec<(usize, usize)> = (0..g.out_h)
         .map(|oh| {
@@ -866,6 +889,10 @@ mod tests {
             case([1, 45, 5, 7], [3, 3], Some([2, 2]), [1, 1], d, true),
             // Many 32-channel blocks, so that rare NaNs leave most of them on the fast path.
             case([2, 136, 6, 6], [3, 3], Some([2, 2]), [1, 1], d, false),
+            // NCHW row path (planes past the lane path's limit) with stride 2, loaded straight
+            // into the phases: even and odd left padding, even and odd widths.
+            case([1, 2, 40, 64], [2, 2], None, [0, 0], [1, 1], false),
+            case([2, 1, 45, 61], [3, 3], Some([2, 2]), [1, 1], [1, 1], true),
             // A 4 KiB pixel stride (1024 f32 channels) and windows of more than 9 taps: the
             // channels-last average runs in row passes (first, middle and last).
             case([1, 1024, 5, 12], [3, 10], Some([1, 1]), [1, 0], [1, 1], false),

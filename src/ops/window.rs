@@ -137,6 +137,29 @@ impl WindowGeometry {
         AvgWindow { h0, h1, w0, w1, divisor }
     }
 
+    /// The divisor of every output, as factors: output `(oh, ow)` divides by
+    /// `rows[oh] * cols[ow]`, exactly [`Self::avg_window`]'s divisor (each of PyTorch's three
+    /// rules is a product of one extent per axis, or a constant). A whole plane's divisors for
+    /// the price of one window per row and per column.
+    pub fn avg_divisor_factors(&self, rule: AvgRule) -> (Vec<i64>, Vec<i64>) {
+        let axis = |outs: usize, a: usize| -> Vec<i64> {
+            let size = [self.h, self.w][a];
+            (0..outs)
+                .map(|o| {
+                    let (start, end, pool) =
+                        avg_axis(o, self.stride[a], self.padding[a], self.kernel[a], size);
+                    match rule.divisor_override {
+                        Some(d) if a == 0 => d,
+                        Some(_) => 1,
+                        None if rule.count_include_pad => pool,
+                        None => (end - start) as i64,
+                    }
+                })
+                .collect()
+        };
+        (axis(self.out_h, 0), axis(self.out_w, 1))
+    }
+
     /// The taps of a max window along H: `(first, end)` with step `dilation[0]`; padded taps are
     /// skipped. The first tap is in bounds for every valid geometry.
     #[inline]
@@ -312,6 +335,31 @@ mod tests {
         assert_eq!(g.avg_window(0, 0, rule).divisor, 9);
         let exclude = AvgRule { count_include_pad: false, divisor_override: None };
         assert_eq!(g.avg_window(0, 0, exclude).divisor, 4);
+    }
+
+    #[test]
+    fn divisor_factors_multiply_to_each_windows_divisor() {
+        let shapes =
+            [([1, 1, 6, 6], [3, 3], [2, 2], [1, 1], true), ([1, 1, 7, 9], [3, 2], [1, 3], [1, 1], false)];
+        for (shape, kernel, stride, padding, ceil) in shapes {
+            let g =
+                plan_window_pool("avg_pool2d", &shape, kernel, Some(stride), padding, [1, 1], ceil).unwrap();
+            for (count_include_pad, divisor_override) in
+                [(true, None), (false, None), (true, Some(-3)), (false, Some(5))]
+            {
+                let rule = AvgRule { count_include_pad, divisor_override };
+                let (rows, cols) = g.avg_divisor_factors(rule);
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        assert_eq!(
+                            rows[oh] * cols[ow],
+                            g.avg_window(oh, ow, rule).divisor,
+                            "{shape:?} {rule:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
