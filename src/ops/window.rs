@@ -349,13 +349,10 @@ mod tests {
             {
                 let rule = AvgRule { count_include_pad, divisor_override };
                 let (rows, cols) = g.avg_divisor_factors(rule);
-                for oh in 0..g.out_h {
-                    for ow in 0..g.out_w {
-                        assert_eq!(
-                            rows[oh] * cols[ow],
-                            g.avg_window(oh, ow, rule).divisor,
-                            "{shape:?} {rule:?}"
-                        );
+                assert_eq!((rows.len(), cols.len()), (g.out_h, g.out_w));
+                for (oh, r) in rows.iter().enumerate() {
+                    for (ow, c) in cols.iter().enumerate() {
+                        assert_eq!(r * c, g.avg_window(oh, ow, rule).divisor, "{shape:?} {rule:?}");
                     }
                 }
             }
