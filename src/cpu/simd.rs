@@ -263,17 +263,36 @@ pub(crate) mod avx2 {
         v
     }
 
+    /// [`to_bf16`]'s rounding left in the high 16 bits of each 32-bit lane (the low bits are
+    /// garbage). A function, not a closure: closures do not inherit the caller's AVX2.
+    #[inline(always)]
+    unsafe fn bf16_in_high_half(v: __m256) -> __m256i {
+        let bits = _mm256_castps_si256(v);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+        let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb);
+        let quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x40 << 16));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        _mm256_blendv_epi8(rounded, quiet, nan)
+    }
+
+    /// Eight i32 indices stored at `p`, widened to i64.
+    #[inline(always)]
+    unsafe fn store_index8(p: *mut i64, v: __m256i) {
+        _mm256_storeu_si256(p.cast(), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)));
+        _mm256_storeu_si256(p.add(4).cast(), _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v)));
+    }
+
     /// Stores [`load_tile`]'s registers at element `at` of `y`, rounded as [`super::store`].
     #[inline(always)]
     unsafe fn store_tile<const R: usize>(kind: TileKind, y: *mut u8, at: usize, v: [__m256; R]) {
         if kind == TileKind::Bf16 && R % 2 == 0 {
+            // The even channel's bf16 ends in the low half of its lane, the odd channel's in
+            // the high half (the memory order), so no pack or permute is needed.
+            let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
             for pair in 0..R / 2 {
-                // Each 32-bit lane of the rounded halves holds its bf16 in the low 16 bits;
-                // even channel low, odd channel high is the memory order.
-                let even = _mm256_cvtepu16_epi32(to_bf16(v[2 * pair]));
-                let odd = _mm256_cvtepu16_epi32(to_bf16(v[2 * pair + 1]));
-                let both = _mm256_or_si256(even, _mm256_slli_epi32::<16>(odd));
-                _mm256_storeu_si256(y.cast::<u16>().add(at + 16 * pair).cast(), both);
+                let even = _mm256_srli_epi32::<16>(bf16_in_high_half(v[2 * pair]));
+                let odd = _mm256_and_si256(bf16_in_high_half(v[2 * pair + 1]), high);
+                _mm256_storeu_si256(y.cast::<u16>().add(at + 16 * pair).cast(), _mm256_or_si256(even, odd));
             }
         } else {
             for (r, &v) in v.iter().enumerate() {
@@ -286,10 +305,6 @@ pub(crate) mod avx2 {
     /// at element `at` of `index`, widened to i64.
     #[inline(always)]
     unsafe fn store_index_tile<const R: usize>(kind: TileKind, index: *mut i64, at: usize, v: [__m256i; R]) {
-        let store8 = |p: *mut i64, v: __m256i| {
-            _mm256_storeu_si256(p.cast(), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)));
-            _mm256_storeu_si256(p.add(4).cast(), _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v)));
-        };
         if kind == TileKind::Bf16 && R % 2 == 0 {
             for pair in 0..R / 2 {
                 // (even, odd) lanes e0..e7, o0..o7 are channels 0, 2, .. and 1, 3, ..;
@@ -298,12 +313,12 @@ pub(crate) mod avx2 {
                 let low = _mm256_unpacklo_epi32(even, odd);
                 let high = _mm256_unpackhi_epi32(even, odd);
                 let p = index.add(at + 16 * pair);
-                store8(p, _mm256_permute2x128_si256::<0x20>(low, high));
-                store8(p.add(8), _mm256_permute2x128_si256::<0x31>(low, high));
+                store_index8(p, _mm256_permute2x128_si256::<0x20>(low, high));
+                store_index8(p.add(8), _mm256_permute2x128_si256::<0x31>(low, high));
             }
         } else {
             for (r, &v) in v.iter().enumerate() {
-                store8(index.add(at + 8 * r), v);
+                store_index8(index.add(at + 8 * r), v);
             }
         }
     }
