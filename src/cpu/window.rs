@@ -12,7 +12,7 @@
 //! the extra pad taps are exact no-ops: adding +0.0 to a running sum that started at +0.0 never
 //! changes it (such a sum is never -0.0), and a -inf tap never satisfies `v > max || isnan(v)`.
 //!
-//! Small NCHW average windows (at most 9 taps, see [`avg_nchw_is_separable`]) are summed
+//! Small NCHW average windows (at most 9 taps, see `avg_nchw_is_separable`) are summed
 //! separably instead: each input row's horizontal sums once, then the rows of a window. That
 //! reorders the additions (within the parity tolerance), in exchange for reading and converting
 //! each input row once rather than once per output row that covers it.
