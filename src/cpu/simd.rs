@@ -541,11 +541,11 @@ pub(crate) mod avx2 {
 
     /// Channels `c0..c0 + 8 * R` of one window without indices, by `vmaxps(v, max)`, which is
     /// `v > max ? v : max`: PyTorch's rule for every tap that is not NaN (ties, signed zeros
-    /// included, keep the earlier tap). A NaN tap
-    /// would be dropped, so a per-register sum of the taps probes for one (NaN in, NaN out;
-    /// `inf - inf` trips it too). A tripped block returns `false` having written nothing, and
-    /// the caller redoes it with [`max_block`]'s exact rule. The probe costs one add per tap,
-    /// the exact rule's test and blend four operations.
+    /// included, keep the earlier tap). A NaN tap would be dropped, so a per-register sum of
+    /// the taps probes for one (NaN in, NaN out; `inf - inf` trips it too). A tripped block
+    /// returns `false` having written nothing, and the caller redoes it with [`max_block`]'s
+    /// exact rule. The probe costs one add per tap, the exact rule's test and blend four
+    /// operations.
     #[inline(always)]
     unsafe fn max_block_unless_nan<const R: usize>(
         kind: TileKind,
