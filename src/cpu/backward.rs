@@ -15,13 +15,15 @@
 //! (Indices that lie in the plane but outside their output's window are honoured here, as by
 //! PyTorch's CPU kernel, and ignored by the CUDA gather, as by PyTorch's CUDA kernel.)
 
-use super::simd;
+use super::lanes::{self, LanePlane, LaneWindow};
+use super::{items_per_task, simd};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
 use num_traits::{NumCast, Zero};
 use rayon::prelude::*;
+use std::any::TypeId;
 use std::ops::Range;
 
 /// Converts a small integer or a divisor to the accumulator type (exact for every divisor a
@@ -84,6 +86,7 @@ fn gather_shares<T: FloatElement>(
         return;
     }
     match layout {
+        Layout::Nchw if gather_shares_in_lanes::<T>((h, w, out_h, out_w), rows, cols, shares, grad_in) => {}
         Layout::Nchw => {
             // Column j of input column iw's covering outputs, as an index into a share row
             // padded with one trailing +0.0 (index out_w) where iw has fewer than j + 1 outputs.
@@ -182,6 +185,42 @@ fn gather_shares<T: FloatElement>(
     }
 }
 
+/// The NCHW gather on small planes of shares, eight planes at a time in AVX2 lanes
+/// ([`lanes`]): the outputs covering input element (ih, iw) are the window `rows[ih] x
+/// cols[iw]` of the plane of shares, summed from +0 in ascending (oh, ow) order and rounded
+/// once, exactly the gather's terms in the gather's order, so the same bits. Returns `false`,
+/// having written nothing, where the lane path does not apply (an f64 accumulator, f16, share
+/// planes larger than [`lanes::SMALL_PLANE`], no AVX2) or some input element has no covering
+/// output (an empty window).
+fn gather_shares_in_lanes<T: FloatElement>(
+    (h, w, out_h, out_w): (usize, usize, usize, usize),
+    rows: &[Range<usize>],
+    cols: &[Range<usize>],
+    shares: &[T::Acc],
+    grad_in: &mut [T],
+) -> bool {
+    if TypeId::of::<T::Acc>() != TypeId::of::<f32>() || rows.iter().chain(cols).any(|r| r.is_empty()) {
+        return false;
+    }
+    let layout = LanePlane::unpadded(out_h, out_w);
+    let windows: Vec<LaneWindow> = (0..h * w)
+        .map(|k| {
+            let (r, c) = (&rows[k / w], &cols[k % w]);
+            LaneWindow { h: (r.start, r.end, 1), w: (c.start, c.end, 1), first: 0, div: (1.0, 1.0) }
+        })
+        .collect();
+    // SAFETY: `T::Acc` is f32 (checked above), so this views the same f32 values.
+    let shares: &[f32] = unsafe { std::slice::from_raw_parts(shares.as_ptr().cast(), shares.len()) };
+    let (share_plane, grad_plane) = (out_h * out_w, h * w);
+    let taps = windows.iter().map(|win| (win.h.1 - win.h.0) * (win.w.1 - win.w.0)).sum::<usize>();
+    let planes_per_task =
+        items_per_task(taps.max(grad_plane), grad_in.len() / grad_plane).next_multiple_of(8);
+    grad_in
+        .par_chunks_mut(grad_plane * planes_per_task)
+        .zip(shares.par_chunks(share_plane * planes_per_task))
+        .all(|(g, s)| lanes::pool_planes_from::<f32, T, false, false>(&layout, &windows, s, g, &mut []))
+}
+
 /// A small ring of expanded share rows keyed by (plane, oh) (see the NCHW gather). A row's
 /// contents depend on its key only, so a slot stays valid from one rayon task to the next.
 struct ExpandedRows<A> {
@@ -208,35 +247,43 @@ impl<A: Zero + Copy> ExpandedRows<A> {
     }
 }
 
-/// Each output's share `g / divisor(oh, ow)` in `Acc`, in the pooled shape and `layout`.
+/// Every output's share `g / divisor` in `T::Acc` (pooled shape, `layout`), one division
+/// each; `divisors` holds one divisor per output position (`oh * out_w + ow`), shared by
+/// every plane (NCHW) or channel (NHWC), so the loops are plain zips that vectorise.
 fn shares<T: FloatElement>(
     grad_out: &[T],
     (out_h, out_w, c): (usize, usize, usize),
     layout: Layout,
-    divisor: impl Fn(usize, usize) -> T::Acc + Sync,
+    divisors: &[T::Acc],
 ) -> Vec<T::Acc> {
     let mut out = vec![T::Acc::zero(); grad_out.len()];
-    let per_pos = match layout {
-        Layout::Nchw => 1,
-        Layout::Nhwc => c,
-    };
-    // Chunks of one output row (all channels of it for NHWC).
-    let row = out_w * per_pos;
-    if row == 0 {
+    let out_plane = out_h * out_w;
+    if out_plane == 0 || c == 0 {
         return out;
     }
-    let rows_per_task = (16 * 1024 / row).max(1);
-    out.par_chunks_mut(row).zip(grad_out.par_chunks(row)).enumerate().with_min_len(rows_per_task).for_each(
-        |(r, (dst, src))| {
-            let oh = r % out_h;
+    // Chunks of whole planes (NCHW) or whole images (NHWC), about 16 K elements each.
+    let chunk = match layout {
+        Layout::Nchw => out_plane,
+        Layout::Nhwc => out_plane * c,
+    };
+    let per_task = (16 * 1024 / chunk).max(1);
+    out.par_chunks_mut(chunk).zip(grad_out.par_chunks(chunk)).with_min_len(per_task).for_each(
+        |(dst, src)| {
             simd::dispatch(
                 #[inline(always)]
-                || {
-                    for ow in 0..out_w {
-                        let div = divisor(oh, ow);
-                        let s = ow * per_pos;
-                        for (d, &g) in dst[s..s + per_pos].iter_mut().zip(&src[s..s + per_pos]) {
+                || match layout {
+                    Layout::Nchw => {
+                        for ((d, &g), &div) in dst.iter_mut().zip(src).zip(divisors) {
                             *d = simd::load(g) / div;
+                        }
+                    }
+                    Layout::Nhwc => {
+                        for ((dst, src), &div) in
+                            dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(divisors)
+                        {
+                            for (d, &g) in dst.iter_mut().zip(src) {
+                                *d = simd::load(g) / div;
+                            }
                         }
                     }
                 },
@@ -258,11 +305,13 @@ pub fn avg_pool2d_backward<T: FloatElement>(
     if grad_in.is_empty() || g.output_len() == 0 {
         return;
     }
-    // Per-axis factors: a window per output element (NCHW) cost more than the shares.
+    // From per-axis factors: a window per output element (NCHW) cost more than the shares.
     let (row_factors, col_factors) = g.avg_divisor_factors(rule);
-    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, |oh, ow| {
-        acc_from::<T::Acc, i64>(row_factors[oh] * col_factors[ow])
-    });
+    let divisors: Vec<T::Acc> = row_factors
+        .iter()
+        .flat_map(|&r| col_factors.iter().map(move |&c| acc_from::<T::Acc, i64>(r * c)))
+        .collect();
+    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, &divisors);
     // An input row lies in an output's clipped window exactly when it lies in the unclipped
     // one (clipping only removes rows outside [0, H)), so the ranges need no further test.
     let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], g.kernel[0]);
@@ -281,11 +330,13 @@ pub fn adaptive_avg_pool2d_backward<T: FloatElement>(
     if grad_in.is_empty() || g.output_len() == 0 {
         return;
     }
-    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, |oh, ow| {
-        let (h0, h1) = g.rows(oh);
-        let (w0, w1) = g.cols(ow);
-        acc_from::<T::Acc, usize>((h1 - h0) * (w1 - w0))
-    });
+    let divisors: Vec<T::Acc> = (0..g.out_h * g.out_w)
+        .map(|k| {
+            let ((h0, h1), (w0, w1)) = (g.rows(k / g.out_w), g.cols(k % g.out_w));
+            acc_from::<T::Acc, usize>((h1 - h0) * (w1 - w0))
+        })
+        .collect();
+    let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, &divisors);
     let rows = adaptive_ranges(g.h, g.out_h);
     let cols = adaptive_ranges(g.w, g.out_w);
     gather_shares::<T>(g.c, (g.h, g.w, g.out_h, g.out_w), layout, &rows, &cols, &shares, grad_in);
@@ -556,6 +607,68 @@ mod tests {
             Layout::Nchw => ((n * c + ch) * h + y) * w + x,
             Layout::Nhwc => ((n * h + y) * w + x) * c + ch,
         }
+    }
+
+    /// NCHW to NHWC.
+    fn to_nhwc<T: Copy>(x: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+        let mut out = x.to_vec();
+        for i in 0..n {
+            for ch in 0..c {
+                for p in 0..h * w {
+                    out[(i * h * w + p) * c + ch] = x[(i * c + ch) * h * w + p];
+                }
+            }
+        }
+        out
+    }
+
+    /// The NCHW gather (AVX2 lanes for f32 and bf16 on small planes, the row gather otherwise)
+    /// and the NHWC gather (a plain per-channel loop) add the same shares in the same order,
+    /// so their gradients agree bit for bit: windowed and adaptive, partial lane groups,
+    /// and inputs no window covers (the lane path declines those).
+    fn gathers_agree<T: FloatElement>() {
+        let rule = AvgRule { count_include_pad: true, divisor_override: None };
+        let windowed = [
+            ([2usize, 13, 7, 7], [3usize, 3], [2usize, 2], [1usize, 1]),
+            ([1, 16, 6, 5], [2, 3], [1, 2], [1, 1]),
+            ([3, 5, 9, 9], [2, 2], [3, 3], [0, 0]),
+        ];
+        for (shape, k, st, pad) in windowed {
+            let g = plan_window_pool("avg_pool2d", &shape, k, Some(st), pad, [1, 1], false).unwrap();
+            let dims = (g.n, g.c, g.out_h, g.out_w);
+            let go: Vec<T> = values(g.output_len(), 7).into_iter().map(T::from_f64).collect();
+            let mut nchw = vec![T::from_f64(9.0); g.input_len()];
+            avg_pool2d_backward(&g, rule, Layout::Nchw, &go, &mut nchw);
+            let mut nhwc = vec![T::from_f64(9.0); g.input_len()];
+            avg_pool2d_backward(&g, rule, Layout::Nhwc, &to_nhwc(&go, dims), &mut nhwc);
+            let want = to_nhwc(&nchw, (g.n, g.c, g.h, g.w));
+            assert!(
+                nhwc.iter().zip(&want).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                "{shape:?}"
+            );
+        }
+        for (shape, out) in [([2usize, 11, 7, 7], [2usize, 2]), ([1, 8, 12, 10], [5, 3])] {
+            let g = plan_adaptive_pool(AdaptiveKind::Avg, &shape, out).unwrap();
+            let dims = (g.n, g.c, g.out_h, g.out_w);
+            let go: Vec<T> = values(g.output_len(), 9).into_iter().map(T::from_f64).collect();
+            let mut nchw = vec![T::from_f64(9.0); g.input_len()];
+            adaptive_avg_pool2d_backward(&g, Layout::Nchw, &go, &mut nchw);
+            let mut nhwc = vec![T::from_f64(9.0); g.input_len()];
+            adaptive_avg_pool2d_backward(&g, Layout::Nhwc, &to_nhwc(&go, dims), &mut nhwc);
+            let want = to_nhwc(&nchw, (g.n, g.c, g.h, g.w));
+            assert!(
+                nhwc.iter().zip(&want).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                "{shape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nchw_and_nhwc_average_gathers_agree_bit_for_bit() {
+        gathers_agree::<f32>();
+        gathers_agree::<bf16>();
+        gathers_agree::<f64>();
+        gathers_agree::<f16>();
     }
 
     /// Naive scatter reference for avg pooling in f64.

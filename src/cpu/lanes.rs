@@ -85,9 +85,26 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
     ys: &mut [T],
     is: &mut [i64],
 ) -> bool {
+    pool_planes_from::<T, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is)
+}
+
+/// [`pool_planes`] from planes of `U` into outputs of `T` (both f32 or bf16): the average
+/// backward sums f32 shares into bf16 gradients.
+pub(crate) fn pool_planes_from<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    layout: &LanePlane,
+    windows: &[LaneWindow],
+    xs: &[U],
+    ys: &mut [T],
+    is: &mut [i64],
+) -> bool {
     let (plane, out_plane) = (layout.height * layout.width, windows.len());
     let fits = layout.pad.0 + layout.height <= layout.rows && layout.pad.1 + layout.width <= layout.cols;
-    if !applies::<T>(layout.buffer_len()) || plane == 0 || out_plane == 0 || !fits {
+    if !applies::<T>(layout.buffer_len())
+        || !applies::<U>(layout.buffer_len())
+        || plane == 0
+        || out_plane == 0
+        || !fits
+    {
         return false;
     }
     // Every window has at least one tap, inside the buffer (so its first cell is too).
@@ -97,34 +114,37 @@ pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bo
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(kind) = simd::avx2_tile_kind::<T>() else { return false };
+        let (Some(in_kind), Some(kind)) = (simd::avx2_tile_kind::<U>(), simd::avx2_tile_kind::<T>()) else {
+            return false;
+        };
         let planes = (xs.len() / plane).min(ys.len() / out_plane);
         let is = if WITH_INDEX { &mut is[..planes * out_plane] } else { &mut is[..0] };
         let mut lanes = vec![layout.identity; 8 * layout.buffer_len()];
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
-        let mut padded: Vec<T> = Vec::new();
+        let mut padded: Vec<U> = Vec::new();
         for p0 in (0..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
             if group < 8 {
                 // The last group: the remaining planes followed by zero planes.
-                padded.resize(8 * plane, T::default());
+                padded.resize(8 * plane, U::default());
                 padded[..group * plane].copy_from_slice(&xg[..group * plane]);
                 xg = &padded;
             }
-            // SAFETY: `avx2_tile_kind` found AVX2 and that `T` is the f32 or bf16 named by `kind`; `xg`
-            // holds at least 8 planes of `T` (sliced or padded above); `lanes` holds 8 buffers,
+            // SAFETY: `avx2_tile_kind` found AVX2 and that `U` is the f32 or bf16 named by
+            // `in_kind`; `xg` holds at least 8 planes of `U` (sliced or padded above); `lanes` holds 8 buffers,
             // the plane fits its buffer and every window lies inside the buffer (checked
             // above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
             // indices fit i32 (`buffer_len <= SMALL_PLANE`).
             unsafe {
-                avx2::transpose_group(kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
                 avx2::reduce_windows::<MAX, WITH_INDEX>(&lanes, layout, windows, &mut vals, &mut idx);
             }
             let ys = &mut ys[p0 * out_plane..][..group * out_plane];
             let is = if WITH_INDEX { &mut is[p0 * out_plane..][..group * out_plane] } else { &mut is[..0] };
-            // SAFETY: AVX2 and `kind` as above; `vals`/`idx` hold `8 * out_plane` entries;
+            // SAFETY: AVX2 as above, and `T` is the f32 or bf16 named by `kind`; `vals`/`idx`
+            // hold `8 * out_plane` entries;
             // `ys` (and `is` with `WITH_INDEX`) hold the group's `group * out_plane` outputs.
             unsafe {
                 avx2::scatter_group::<WITH_INDEX>(
