@@ -5,7 +5,10 @@
 //! the shares of the outputs whose windows cover it, in ascending `(oh, ow)` order, starting from
 //! zero, and rounds once to `T`. That is exactly the order the CUDA kernels in
 //! kernels/backward.cu add in, so both devices agree bit for bit. Work is split over input rows
-//! (rayon), so even one image keeps every core busy.
+//! (rayon), so even one image keeps every core busy. NCHW gathers over small planes of shares
+//! (the 7x7 tails) run eight planes at a time in the lane path (`lanes.rs`): the covering
+//! outputs of each input element are a window over the plane of shares, summed in the same
+//! order.
 //!
 //! Max pooling (windowed and adaptive) first validates every index in one pass (any index outside
 //! `[0, H*W)` makes the function return `true` without writing anything), then scatters each
