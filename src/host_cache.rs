@@ -16,7 +16,7 @@
 //! contents are valid values of the element type, so nothing uninitialised is ever read.
 //!
 //! Limits: buffers of at least [`MIN_BYTES`]; at most [`MAX_BUFFERS`] buffers and
-//! [`capacity`] bytes in all (64 MiB by default, [`set_capacity`] changes it, 0 turns the cache
+//! [`capacity`] bytes in all (256 MiB by default, [`set_capacity`] changes it, 0 turns the cache
 //! off); the oldest buffer goes first. [`clear`] frees everything held.
 
 use crate::dtype::{DType, HostData};
