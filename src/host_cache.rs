@@ -120,6 +120,8 @@ pub fn held_bytes() -> usize {
 
 /// Keeps a host buffer whose owner is done with it, if it is large enough and fits.
 pub(crate) fn keep(data: HostData) {
+    // Checked before the lock too (`Cache::keep` rejects them anyway): every small tensor's
+    // drop passes through here.
     if bytes_of(&data) < MIN_BYTES {
         return;
     }

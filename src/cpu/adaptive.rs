@@ -465,7 +465,7 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
             })
             .collect();
         let layout = LanePlane::unpadded(g.h, g.w);
-        if lanes::pool_planes::<T, MAX, WITH_INDEX>(&layout, &windows, xs, ys, is) {
+        if lanes::pool_planes::<T, T, MAX, WITH_INDEX>(&layout, &windows, xs, ys, is) {
             return (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1));
         }
         return 0;
@@ -531,6 +531,7 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
 #[cfg(target_arch = "x86_64")]
 mod planes8 {
     use crate::cpu::lanes::avx2::taps;
+    use crate::cpu::simd::avx2::max_tap;
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
@@ -576,15 +577,8 @@ mod planes8 {
                             let t = taps(kind, x, len, plane, h * width + w, n);
                             for (j, &v) in t.iter().enumerate().take(n) {
                                 if MAX {
-                                    let take = _mm256_or_ps(
-                                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc[i]),
-                                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                                    );
-                                    acc[i] = _mm256_blendv_ps(acc[i], v, take);
-                                    if WITH_INDEX {
-                                        let here = _mm256_set1_epi32((h * width + w + j) as i32);
-                                        at[i] = _mm256_blendv_epi8(at[i], here, _mm256_castps_si256(take));
-                                    }
+                                    let here = _mm256_set1_epi32((h * width + w + j) as i32);
+                                    max_tap::<WITH_INDEX>(v, &mut acc[i], &mut at[i], here);
                                 } else {
                                     acc[i] = _mm256_add_ps(acc[i], v);
                                 }

@@ -221,7 +221,7 @@ fn gather_shares_in_lanes<T: FloatElement>(
     grad_in
         .par_chunks_mut(grad_plane * planes_per_task)
         .zip(shares.par_chunks(share_plane * planes_per_task))
-        .all(|(g, s)| lanes::pool_planes_from::<f32, T, false, false>(&layout, &windows, s, g, &mut []))
+        .all(|(g, s)| lanes::pool_planes::<f32, T, false, false>(&layout, &windows, s, g, &mut []))
 }
 
 /// A small ring of expanded share rows keyed by (plane, oh) (see the NCHW gather). A row's
@@ -308,12 +308,7 @@ pub fn avg_pool2d_backward<T: FloatElement>(
     if grad_in.is_empty() || g.output_len() == 0 {
         return;
     }
-    // From per-axis factors: a window per output element (NCHW) cost more than the shares.
-    let (row_factors, col_factors) = g.avg_divisor_factors(rule);
-    let divisors: Vec<T::Acc> = row_factors
-        .iter()
-        .flat_map(|&r| col_factors.iter().map(move |&c| acc_from::<T::Acc, i64>(r * c)))
-        .collect();
+    let divisors: Vec<T::Acc> = g.avg_divisors(rule).into_iter().map(acc_from::<T::Acc, i64>).collect();
     let shares = shares::<T>(grad_out, (g.out_h, g.out_w, g.c), layout, &divisors);
     // An input row lies in an output's clipped window exactly when it lies in the unclipped
     // one (clipping only removes rows outside [0, H)), so the ranges need no further test.

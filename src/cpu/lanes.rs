@@ -9,7 +9,8 @@
 //! planes. A window's bookkeeping is paid once per eight planes, and the transposed group
 //! (`8 * H * W` f32) stays in L1/L2 while every window reads it.
 //!
-//! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling both describe their outputs as
+//! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling, and the NCHW average backward's
+//! gather (`backward.rs`, a window over the plane of shares), describe their outputs as
 //! [`LaneWindow`]s and call [`pool_planes`]; f32 and bf16 (accumulated in f32), AVX2 only.
 
 use super::simd;
@@ -72,25 +73,14 @@ pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
     }
 }
 
-/// Pools whole planes `xs` into `ys` (and `is` when `WITH_INDEX`), one [`LaneWindow`] per
-/// output (row-major): max with PyTorch's rule (`MAX`: -inf start, `first` as the index, take
-/// when greater or NaN) or the sum divided by the window's divisors. Every plane is done, the
-/// last partial group through a zero-padded copy. Returns `false`, having written nothing,
-/// when [`applies`] is false, the plane does not fit its buffer, or a window is empty or
-/// leaves the buffer.
-pub(crate) fn pool_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
-    layout: &LanePlane,
-    windows: &[LaneWindow],
-    xs: &[T],
-    ys: &mut [T],
-    is: &mut [i64],
-) -> bool {
-    pool_planes_from::<T, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is)
-}
-
-/// [`pool_planes`] from planes of `U` into outputs of `T` (both f32 or bf16): the average
-/// backward sums f32 shares into bf16 gradients.
-pub(crate) fn pool_planes_from<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+/// Pools whole planes `xs` (of `U`) into `ys` (of `T`; both f32 or bf16, usually the same,
+/// but the average backward sums f32 shares into bf16 gradients), and `is` when `WITH_INDEX`,
+/// one [`LaneWindow`] per output (row-major): max with PyTorch's rule (`MAX`: -inf start,
+/// `first` as the index, take when greater or NaN) or the sum divided by the window's
+/// divisors. Every plane is done, the last partial group through a zero-padded copy. Returns
+/// `false`, having written nothing, when [`applies`] is false for `U` or `T`, the plane does
+/// not fit its buffer, or a window is empty or leaves the buffer.
+pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     layout: &LanePlane,
     windows: &[LaneWindow],
     xs: &[U],
@@ -170,7 +160,7 @@ pub(crate) fn pool_planes_from<U: FloatElement, T: FloatElement, const MAX: bool
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{LanePlane, LaneWindow};
-    use crate::cpu::simd::avx2::{load1, load8};
+    use crate::cpu::simd::avx2::{load1, load8, max_tap};
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
@@ -425,16 +415,8 @@ pub(crate) mod avx2 {
                 for r in 0..R {
                     let v = _mm256_loadu_ps(first[r].add(off));
                     if MAX {
-                        let take = _mm256_or_ps(
-                            _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc[r]),
-                            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                        );
-                        acc[r] = _mm256_blendv_ps(acc[r], v, take);
-                        if WITH_INDEX {
-                            let i = corner[r].wrapping_add(a as i32 * width + b as i32);
-                            at[r] =
-                                _mm256_blendv_epi8(at[r], _mm256_set1_epi32(i), _mm256_castps_si256(take));
-                        }
+                        let here = _mm256_set1_epi32(corner[r].wrapping_add(a as i32 * width + b as i32));
+                        max_tap::<WITH_INDEX>(v, &mut acc[r], &mut at[r], here);
                     } else {
                         acc[r] = _mm256_add_ps(acc[r], v);
                     }

@@ -358,32 +358,13 @@ mod short_rows {
                     let h = if kind == Kind::F16 {
                         _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(mean)
                     } else {
-                        to_bf16(mean)
+                        crate::cpu::simd::avx2::to_bf16(mean)
                     };
                     let mut v = [0u16; 8];
                     _mm_storeu_si128(v.as_mut_ptr().cast(), h);
                     std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<u16>(), count);
                 }
             }
-        }
-
-        /// f32 to bf16 bits exactly as `half::bf16::from_f32`: round to nearest even, NaN kept
-        /// quiet (`bits >> 16 | 0x40`).
-        #[inline(always)]
-        unsafe fn to_bf16(v: __m256) -> __m128i {
-            let bits = _mm256_castps_si256(v);
-            let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-            let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(
-                _mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)),
-                lsb,
-            ));
-            let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
-            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-            let r = _mm256_blendv_epi8(rounded, quiet, nan);
-            // Every lane fits 16 bits, so the saturating pack is a plain narrowing; it packs
-            // within 128-bit halves, so gather the two halves' low quadwords.
-            let packed = _mm256_packus_epi32(r, r);
-            _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(packed))
         }
     }
 }

@@ -217,17 +217,41 @@ pub(crate) mod avx2 {
     /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
     #[inline(always)]
     pub(crate) unsafe fn to_bf16(v: __m256) -> __m128i {
-        let bits = _mm256_castps_si256(v);
-        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-        let rounded =
-            _mm256_srli_epi32::<16>(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb));
-        let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(0x40));
-        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-        let r = _mm256_blendv_epi8(rounded, quiet, nan);
+        let r = _mm256_srli_epi32::<16>(bf16_in_high_half(v));
         // Every lane fits 16 bits, so the saturating pack only narrows; it packs within
         // 128-bit halves, so gather the halves' low quadwords.
         let packed = _mm256_packus_epi32(r, r);
         _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(packed))
+    }
+
+    /// [`to_bf16`]'s rounding left in the high 16 bits of each 32-bit lane (the low bits are
+    /// garbage): round to nearest even, NaN quieted. A function, not a closure: closures do
+    /// not inherit the caller's AVX2.
+    #[inline(always)]
+    unsafe fn bf16_in_high_half(v: __m256) -> __m256i {
+        let bits = _mm256_castps_si256(v);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+        let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb);
+        let quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x40 << 16));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        _mm256_blendv_epi8(rounded, quiet, nan)
+    }
+
+    /// One tap of PyTorch's max rule on eight lanes: `take = v > max || isnan(v)`; taken lanes
+    /// get `v` and, with `WITH_INDEX`, the plane index `here` (i32 lanes). The one copy of the
+    /// rule for every AVX2 max kernel (channels-last blocks, the lane path, adaptive `planes8`).
+    #[inline(always)]
+    pub(crate) unsafe fn max_tap<const WITH_INDEX: bool>(
+        v: __m256,
+        max: &mut __m256,
+        at: &mut __m256i,
+        here: __m256i,
+    ) {
+        let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, *max), _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+        *max = _mm256_blendv_ps(*max, v, take);
+        if WITH_INDEX {
+            *at = _mm256_blendv_epi8(*at, here, _mm256_castps_si256(take));
+        }
     }
 
     /// Eight results stored at element `at` of `y`.
@@ -261,18 +285,6 @@ pub(crate) mod avx2 {
             }
         }
         v
-    }
-
-    /// [`to_bf16`]'s rounding left in the high 16 bits of each 32-bit lane (the low bits are
-    /// garbage). A function, not a closure: closures do not inherit the caller's AVX2.
-    #[inline(always)]
-    unsafe fn bf16_in_high_half(v: __m256) -> __m256i {
-        let bits = _mm256_castps_si256(v);
-        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-        let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb);
-        let quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x40 << 16));
-        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-        _mm256_blendv_epi8(rounded, quiet, nan)
     }
 
     /// Eight i32 indices stored at `p`, widened to i64.
@@ -341,18 +353,10 @@ pub(crate) mod avx2 {
             let mut w = w0;
             while w < w1 {
                 let at = h * win.width + w;
-                let at_v = _mm256_castsi256_ps(_mm256_set1_epi32(at as i32));
+                let here = _mm256_set1_epi32(at as i32);
                 let v = load_tile::<R>(kind, image, at * win.c + c0);
                 for (r, &v) in v.iter().enumerate() {
-                    let take = _mm256_or_ps(
-                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, max[r]),
-                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                    );
-                    max[r] = _mm256_blendv_ps(max[r], v, take);
-                    if WITH_INDEX {
-                        at_max[r] =
-                            _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at_max[r]), at_v, take));
-                    }
+                    max_tap::<WITH_INDEX>(v, &mut max[r], &mut at_max[r], here);
                 }
                 w += dw;
             }
@@ -416,7 +420,8 @@ pub(crate) mod avx2 {
     /// are swept in passes of at most this many taps.
     const TAPS_PER_PASS: usize = 9;
 
-    /// How many of the window's rows each pass over the channels takes. A block's taps are
+    /// How many of the window's rows each pass over the channels takes, when it is split into
+    /// passes at all (`None`: one pass over every tap). A block's taps are
     /// all at the same channel offset, one pixel stride apart; when that stride is a multiple
     /// of 4 KiB (2048 f32 channels, 1024, ..., or 2048 bf16) every tap's cache line falls in
     /// the same L1 set, and more taps than the set has ways (8) evict each other's lines, and
@@ -427,14 +432,12 @@ pub(crate) mod avx2 {
     /// The running sums go through a small C-wide f32 scratch between passes, in the same
     /// tap order, so the result is the same bits.
     #[inline(always)]
-    fn row_passes(kind: TileKind, win: &ChannelWindow) -> usize {
+    fn row_passes(kind: TileKind, win: &ChannelWindow) -> Option<usize> {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         let (rows, cols) = ((h1 - h0).div_ceil(dh), (w1 - w0).div_ceil(dw));
         let stride_bytes = win.c * if kind == TileKind::F32 { 4 } else { 2 };
-        if rows * cols <= TAPS_PER_PASS || stride_bytes % 4096 != 0 {
-            return rows;
-        }
-        (TAPS_PER_PASS / cols).max(1)
+        let per_pass = (TAPS_PER_PASS / cols).max(1);
+        (rows * cols > TAPS_PER_PASS && stride_bytes % 4096 == 0 && per_pass < rows).then_some(per_pass)
     }
 
     std::thread_local! {
@@ -483,27 +486,19 @@ pub(crate) mod avx2 {
         y: *mut u8,
     ) {
         let divisors = (_mm256_set1_ps(divisors.0), _mm256_set1_ps(divisors.1));
-        let (h0, h1, dh) = win.h;
-        let rows = (h1 - h0).div_ceil(dh);
-        let per_pass = row_passes(kind, &win);
-        if per_pass >= rows {
-            avg_blocks::<TWO_DIVISIONS, true, true>(
-                kind,
-                image,
-                win,
-                c_end,
-                divisors,
-                y,
-                std::ptr::null_mut(),
-            );
+        let Some(per_pass) = row_passes(kind, &win) else {
+            let no_scratch = std::ptr::null_mut();
+            avg_blocks::<TWO_DIVISIONS, true, true>(kind, image, win, c_end, divisors, y, no_scratch);
             return;
-        }
+        };
         let partial = pass_scratch(c_end);
-        let mut first = 0;
-        while first < rows {
-            let last = (first + per_pass).min(rows);
-            let pass = ChannelWindow { h: (h0 + first * dh, h1.min(h0 + last * dh), dh), ..win };
-            match (first == 0, last == rows) {
+        let (h0, h1, dh) = win.h;
+        let step = per_pass * dh;
+        let mut h = h0;
+        while h < h1 {
+            let end = h1.min(h + step);
+            let pass = ChannelWindow { h: (h, end, dh), ..win };
+            match (h == h0, end == h1) {
                 (true, _) => {
                     avg_blocks::<TWO_DIVISIONS, true, false>(kind, image, pass, c_end, divisors, y, partial)
                 }
@@ -514,7 +509,7 @@ pub(crate) mod avx2 {
                     avg_blocks::<TWO_DIVISIONS, false, true>(kind, image, pass, c_end, divisors, y, partial)
                 }
             }
-            first = last;
+            h = end;
         }
     }
 

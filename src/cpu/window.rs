@@ -243,7 +243,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         let done = y
             .par_chunks_mut(out_plane * planes_per_task)
             .zip(x.par_chunks(in_plane * planes_per_task))
-            .all(|(ys, xs)| lanes::pool_planes::<T, false, false>(&layout, &windows, xs, ys, &mut []));
+            .all(|(ys, xs)| lanes::pool_planes::<T, T, false, false>(&layout, &windows, xs, ys, &mut []));
         if done {
             return;
         }
@@ -251,11 +251,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
     let planes_per_task = nchw_planes_per_task(g, false);
     // Divisors depend on the output position only: computed once, shared by every plane (from
     // per-axis factors: one window per output here cost a fifth of a 512x512 plane's pooling).
-    let (row_factors, col_factors) = g.avg_divisor_factors(rule);
-    let divisors: Vec<T::Acc> = row_factors
-        .iter()
-        .flat_map(|&r| col_factors.iter().map(move |&c| acc_from_f64((r * c) as f64)))
-        .collect();
+    let divisors: Vec<T::Acc> = g.avg_divisors(rule).into_iter().map(|d| acc_from_f64(d as f64)).collect();
     let row_windows: Vec<(usize, usize)> = (0..g.out_h)
         .map(|oh| {
             let w = g.avg_window(oh, 0, rule);
@@ -628,10 +624,10 @@ fn max_nchw_lanes<T: FloatElement>(
         Some(ind) => ys
             .zip(xs)
             .zip(ind.par_chunks_mut(out_plane * planes_per_task))
-            .all(|((ys, xs), is)| lanes::pool_planes::<T, true, true>(&layout, &windows, xs, ys, is)),
+            .all(|((ys, xs), is)| lanes::pool_planes::<T, T, true, true>(&layout, &windows, xs, ys, is)),
         None => ys
             .zip(xs)
-            .all(|(ys, xs)| lanes::pool_planes::<T, true, false>(&layout, &windows, xs, ys, &mut [])),
+            .all(|(ys, xs)| lanes::pool_planes::<T, T, true, false>(&layout, &windows, xs, ys, &mut [])),
     }
 }
 

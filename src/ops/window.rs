@@ -137,11 +137,11 @@ impl WindowGeometry {
         AvgWindow { h0, h1, w0, w1, divisor }
     }
 
-    /// The divisor of every output, as factors: output `(oh, ow)` divides by
-    /// `rows[oh] * cols[ow]`, exactly [`Self::avg_window`]'s divisor (each of PyTorch's three
-    /// rules is a product of one extent per axis, or a constant). A whole plane's divisors for
-    /// the price of one window per row and per column.
-    pub fn avg_divisor_factors(&self, rule: AvgRule) -> (Vec<i64>, Vec<i64>) {
+    /// [`Self::avg_window`]'s divisor of every output of a plane, row-major (`oh * out_w + ow`),
+    /// for the price of one window per row and per column: each of PyTorch's three rules is a
+    /// product of one extent per axis, or a constant.
+    pub fn avg_divisors(&self, rule: AvgRule) -> Vec<i64> {
+        // Output (oh, ow) divides by rows[oh] * cols[ow]; an override is (d, 1).
         let axis = |outs: usize, a: usize| -> Vec<i64> {
             let size = [self.h, self.w][a];
             (0..outs)
@@ -157,7 +157,8 @@ impl WindowGeometry {
                 })
                 .collect()
         };
-        (axis(self.out_h, 0), axis(self.out_w, 1))
+        let (rows, cols) = (axis(self.out_h, 0), axis(self.out_w, 1));
+        rows.iter().flat_map(|&r| cols.iter().map(move |&c| r * c)).collect()
     }
 
     /// The taps of a max window along H: `(first, end)` with step `dilation[0]`; padded taps are
@@ -338,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn divisor_factors_multiply_to_each_windows_divisor() {
+    fn divisor_table_matches_each_windows_divisor() {
         let shapes =
             [([1, 1, 6, 6], [3, 3], [2, 2], [1, 1], true), ([1, 1, 7, 9], [3, 2], [1, 3], [1, 1], false)];
         for (shape, kernel, stride, padding, ceil) in shapes {
@@ -348,12 +349,10 @@ mod tests {
                 [(true, None), (false, None), (true, Some(-3)), (false, Some(5))]
             {
                 let rule = AvgRule { count_include_pad, divisor_override };
-                let (rows, cols) = g.avg_divisor_factors(rule);
-                assert_eq!((rows.len(), cols.len()), (g.out_h, g.out_w));
-                for (oh, r) in rows.iter().enumerate() {
-                    for (ow, c) in cols.iter().enumerate() {
-                        assert_eq!(r * c, g.avg_window(oh, ow, rule).divisor, "{shape:?} {rule:?}");
-                    }
+                let divisors = g.avg_divisors(rule);
+                assert_eq!(divisors.len(), g.out_h * g.out_w);
+                for (k, &d) in divisors.iter().enumerate() {
+                    assert_eq!(d, g.avg_window(k / g.out_w, k % g.out_w, rule).divisor, "{shape:?} {rule:?}");
                 }
             }
         }
