@@ -143,6 +143,23 @@ pub(crate) struct ChannelWindow {
     pub(crate) w: (usize, usize, usize),
 }
 
+/// One output's window for [`pool_windows`]: taps `h0..h1` step `dh`, `w0..w1` step `dw` (at
+/// least one tap) and, for averages, the divisors (as [`avg_window`]'s).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutputWindow {
+    pub(crate) h: (usize, usize, usize),
+    pub(crate) w: (usize, usize, usize),
+    pub(crate) divisors: (f32, f32),
+}
+
+/// The op [`pool_windows`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WindowOp {
+    Avg,
+    Max,
+    MaxWithIndex,
+}
+
 /// Max pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last window
 /// with PyTorch's rule (-inf start, the first tap's index, `take = v > max || isnan(v)` in tap
 /// order h then w), in AVX2 registers: the max and the plane index (as i32 lanes, selected on
@@ -188,9 +205,63 @@ pub(crate) unsafe fn avg_window(
     unsafe { avx2::avg_window(kind, image, win, c_end, divisors, y) }
 }
 
+/// Pools channels `0..c_end` (a multiple of 8) of each of `windows` of one channels-last
+/// image (`width` pixels of `c` elements per row): averages as [`avg_window`] with each
+/// window's divisors, max as [`max_window`]. Output `i` goes to element `i * c` of `y` (and
+/// of `index`, with indices). One call per output row, so that the loop over outputs runs
+/// inside AVX2 code: per-output calls and window arithmetic cost as much as the taps on
+/// narrow or few channels.
+///
+/// # Safety
+/// As [`max_window`] for every window, with `y` (and `index` for [`WindowOp::MaxWithIndex`])
+/// writable for `windows.len() * c` elements.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pool_windows(
+    kind: TileKind,
+    op: WindowOp,
+    image: *const u8,
+    (width, c): (usize, usize),
+    windows: &[OutputWindow],
+    c_end: usize,
+    y: *mut u8,
+    index: *mut i64,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::pool_windows(kind, op, image, (width, c), windows, c_end, y, index) }
+}
+
+/// The horizontal window sums of one channels-last input row (`row`: its pixels of `c`
+/// channels, `c` a multiple of 8): for each column window `cols[ow] = (w0, w1)`, channels
+/// `0..c` of `((0 + x[w0]) + x[w0 + 1]) + ...` in f32, stored at `sums + ow * c` (in
+/// [`divide_row_sums`]'s lane order, which is the memory order except within bf16 blocks).
+///
+/// # Safety
+/// `kind` as [`max_window`]; every `w1 <= ` the row's width, `w0 < w1`; `sums` writable for
+/// `cols.len() * c` f32.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn row_window_sums(kind: TileKind, row: *const u8, c: usize, cols: &[(usize, usize)], sums: *mut f32) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::row_window_sums(kind, row, c, cols, sums) }
+}
+
+/// One output row of a separable channels-last average: output `ow`, channels `0..c`, is
+/// `((rows[0] + rows[1]) + ...) / divisors[ow]` over [`row_window_sums`]'s sums for that
+/// output, rounded once to `kind`'s type at `y + ow * c` elements.
+///
+/// # Safety
+/// `kind` as [`max_window`]; each of `rows` (at least one) readable for `divisors.len() * c`
+/// f32 written by [`row_window_sums`] with the same `kind` and `c`; `y` writable for
+/// `divisors.len() * c` elements.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn divide_row_sums(kind: TileKind, rows: &[*const f32], c: usize, divisors: &[f32], y: *mut u8) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::divide_row_sums(kind, rows, c, divisors, y) }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{ChannelWindow, TileKind};
+    use super::{ChannelWindow, OutputWindow, TileKind, WindowOp};
     use std::arch::x86_64::*;
 
     /// Eight accumulator values from element `at` of `p`, exact.
@@ -335,6 +406,106 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// See [`super::row_window_sums`]. Blocks of 32 channels, then 8, as
+    /// [`divide_row_sums`] reads them back (a bf16 block of 32 is kept in its even/odd lanes).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_window_sums(kind: TileKind, row: *const u8, c: usize, cols: &[(usize, usize)], sums: *mut f32) {
+        for (ow, &(w0, w1)) in cols.iter().enumerate() {
+            let out = sums.add(ow * c);
+            let mut c0 = 0;
+            while c0 + 32 <= c {
+                sum_columns::<4>(kind, row, c, (w0, w1), c0, out);
+                c0 += 32;
+            }
+            while c0 + 8 <= c {
+                sum_columns::<1>(kind, row, c, (w0, w1), c0, out);
+                c0 += 8;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn sum_columns<const R: usize>(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        (w0, w1): (usize, usize),
+        c0: usize,
+        out: *mut f32,
+    ) {
+        let mut sum = [_mm256_setzero_ps(); R];
+        for w in w0..w1 {
+            let v = load_tile::<R>(kind, row, w * c + c0);
+            for (s, v) in sum.iter_mut().zip(v) {
+                *s = _mm256_add_ps(*s, v);
+            }
+        }
+        for (r, &s) in sum.iter().enumerate() {
+            _mm256_storeu_ps(out.add(c0 + 8 * r), s);
+        }
+    }
+
+    /// See [`super::divide_row_sums`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn divide_row_sums(kind: TileKind, rows: &[*const f32], c: usize, divisors: &[f32], y: *mut u8) {
+        for (ow, &divisor) in divisors.iter().enumerate() {
+            let divisor = _mm256_set1_ps(divisor);
+            let at = ow * c;
+            let mut c0 = 0;
+            while c0 + 32 <= c {
+                divide_block::<4>(kind, rows, at + c0, divisor, y);
+                c0 += 32;
+            }
+            while c0 + 8 <= c {
+                divide_block::<1>(kind, rows, at + c0, divisor, y);
+                c0 += 8;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn divide_block<const R: usize>(kind: TileKind, rows: &[*const f32], at: usize, divisor: __m256, y: *mut u8) {
+        let mut sum = [_mm256_setzero_ps(); R];
+        for (r, s) in sum.iter_mut().enumerate() {
+            *s = _mm256_loadu_ps(rows[0].add(at + 8 * r));
+        }
+        for row in &rows[1..] {
+            for (r, s) in sum.iter_mut().enumerate() {
+                *s = _mm256_add_ps(*s, _mm256_loadu_ps(row.add(at + 8 * r)));
+            }
+        }
+        for s in sum.iter_mut() {
+            *s = _mm256_div_ps(*s, divisor);
+        }
+        store_tile::<R>(kind, y, at, sum);
+    }
+
+    /// See [`super::pool_windows`].
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn pool_windows(
+        kind: TileKind,
+        op: WindowOp,
+        image: *const u8,
+        (width, c): (usize, usize),
+        windows: &[OutputWindow],
+        c_end: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        let elem = if kind == TileKind::F32 { 4 } else { 2 };
+        for (i, out) in windows.iter().enumerate() {
+            let win = ChannelWindow { width, c, h: out.h, w: out.w };
+            let y = y.add(i * c * elem);
+            match op {
+                WindowOp::Avg if out.divisors.1 == 1.0 => avg_passes::<false>(kind, image, win, c_end, out.divisors, y),
+                WindowOp::Avg => avg_passes::<true>(kind, image, win, c_end, out.divisors, y),
+                WindowOp::Max => max_blocks::<false>(kind, image, win, c_end, y, std::ptr::null_mut()),
+                WindowOp::MaxWithIndex => max_blocks::<true>(kind, image, win, c_end, y, index.add(i * c)),
+            }
+        }
+    }
+
     /// Channels `c0..c0 + 8 * R` of one window.
     #[inline(always)]
     unsafe fn max_block<const R: usize, const WITH_INDEX: bool>(
@@ -433,11 +604,14 @@ pub(crate) mod avx2 {
     /// tap order, so the result is the same bits.
     #[inline(always)]
     fn row_passes(kind: TileKind, win: &ChannelWindow) -> Option<usize> {
+        let stride_bytes = win.c * if kind == TileKind::F32 { 4 } else { 2 };
+        if stride_bytes % 4096 != 0 {
+            return None;
+        }
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         let (rows, cols) = ((h1 - h0).div_ceil(dh), (w1 - w0).div_ceil(dw));
-        let stride_bytes = win.c * if kind == TileKind::F32 { 4 } else { 2 };
         let per_pass = (TAPS_PER_PASS / cols).max(1);
-        (rows * cols > TAPS_PER_PASS && stride_bytes % 4096 == 0 && per_pass < rows).then_some(per_pass)
+        (rows * cols > TAPS_PER_PASS && per_pass < rows).then_some(per_pass)
     }
 
     std::thread_local! {
@@ -579,6 +753,18 @@ pub(crate) mod avx2 {
     /// See [`super::max_window`].
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn max_window<const WITH_INDEX: bool>(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c_end: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        max_blocks::<WITH_INDEX>(kind, image, win, c_end, y, index);
+    }
+
+    #[inline(always)]
+    unsafe fn max_blocks<const WITH_INDEX: bool>(
         kind: TileKind,
         image: *const u8,
         win: ChannelWindow,

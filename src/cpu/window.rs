@@ -360,42 +360,59 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
     let c = g.c;
     let row_out = g.out_w * c;
     let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
-    let kind = simd::avx2_tile_kind::<T>();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = simd::avx2_tile_kind::<T>() {
+        if avg_nhwc_is_separable::<T>(g) {
+            return avg_nhwc_separable(kind, g, rule, x, y);
+        }
+        let [row_windows, col_windows] = g.avg_axis_windows(rule);
+        let vector_end = c - c % 8;
+        y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
+            || Vec::with_capacity(g.out_w),
+            |windows, (k, yrow)| {
+                let (n, oh) = (k / g.out_h, k % g.out_h);
+                let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
+                let row = row_windows[oh];
+                windows.clear();
+                windows.extend(col_windows.iter().map(|col| simd::OutputWindow {
+                    h: (row.start, row.end, 1),
+                    w: (col.start, col.end, 1),
+                    divisors: ((row.factor * col.factor) as f64 as f32, 1.0),
+                }));
+                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T`
+                // is its element type; `image` is the whole image, and every window is clipped
+                // to it with at least one tap (PyTorch's padding <= kernel / 2); `yrow` holds
+                // `out_w * c` elements, one output of `c >= vector_end` per window.
+                unsafe {
+                    simd::pool_windows(
+                        kind,
+                        simd::WindowOp::Avg,
+                        image.as_ptr().cast(),
+                        (g.w, c),
+                        windows,
+                        vector_end,
+                        yrow.as_mut_ptr().cast(),
+                        std::ptr::null_mut(),
+                    );
+                }
+                if vector_end < c {
+                    for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
+                        let win = g.avg_window(oh, ow, rule);
+                        let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
+                        for c0 in vector_end..c {
+                            avg_tile::<T, 1>(image, g, &win, c0, yo, divisor);
+                        }
+                    }
+                }
+            },
+        );
+        return;
+    }
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
         |(scratch, acc), (k, yrow)| {
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
-            #[cfg(target_arch = "x86_64")]
-            if let Some(kind) = kind {
-                let vector_end = c - c % 8;
-                for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
-                    let win = g.avg_window(oh, ow, rule);
-                    let divisor = acc_from_f64::<T::Acc>(win.divisor as f64);
-                    let taps =
-                        simd::ChannelWindow { width: g.w, c, h: (win.h0, win.h1, 1), w: (win.w0, win.w1, 1) };
-                    // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and
-                    // `T` (and `T::Acc`, f32) is its element type, which makes `divisor` an f32;
-                    // `image` is the whole image and the clipped window's taps are inside it;
-                    // `yo` holds `c >= vector_end` elements.
-                    unsafe {
-                        let divisor: f32 = std::mem::transmute_copy(&divisor);
-                        simd::avg_window(
-                            kind,
-                            image.as_ptr().cast(),
-                            taps,
-                            vector_end,
-                            (divisor, 1.0),
-                            yo.as_mut_ptr().cast(),
-                        );
-                    }
-                    for c0 in vector_end..c {
-                        avg_tile::<T, 1>(image, g, &win, c0, yo, divisor);
-                    }
-                }
-                return;
-            }
-            let _ = kind;
             simd::dispatch(
                 #[inline(always)]
                 || {
@@ -435,6 +452,111 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                     }
                 },
             );
+        },
+    );
+}
+
+/// Whether a channels-last average is summed separably, in the NCHW separable order (see
+/// [`avg_nchw_is_separable`]: row sums from +0, then the window's row sums top to bottom; at
+/// most 9 taps): windows whose rows are each shared by at least two output rows (`kh >= 2 *
+/// stride`), element types with AVX2 kernels, channel counts a multiple of 8. A 3x3 stride-1
+/// window then costs 4 additions per output instead of 9, and each input is loaded 3 times
+/// instead of 9. With stride 2 the row sums save little and cost a pass through the ring
+/// (measured 0.87x to 0.93x on the 7x7 tails), so those stay on the direct path.
+pub(crate) fn avg_nhwc_is_separable<T: FloatElement>(g: &WindowGeometry) -> bool {
+    let [kh, kw] = g.kernel;
+    simd::avx2_tile_kind::<T>().is_some() && kh >= 2 * g.stride[0] && kh * kw <= 9 && g.c % 8 == 0
+}
+
+/// The row sums one separable channels-last task keeps: those of input rows
+/// `first.max(next - kernel[0])..next` of image `image`, row `h` in slot `h % kernel[0]`.
+/// Windows move down monotonically within a task, so each input row is summed once per task.
+#[cfg(target_arch = "x86_64")]
+struct RowSumRing {
+    image: usize,
+    first: usize,
+    next: usize,
+    sums: Vec<f32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+std::thread_local! {
+    /// The last [`RowSumRing`]'s buffer on this thread, for the next one: a ring is often large
+    /// enough to be mmapped, and faulting it in and zeroing it again on every call cost more
+    /// than the row sums on the ResNet tail.
+    static ROW_SUMS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowSumRing {
+    /// An empty ring of `len` f32 (its contents are stale until rows are summed into it).
+    fn new(len: usize) -> Self {
+        let mut sums = ROW_SUMS.take();
+        sums.resize(len, 0.0);
+        RowSumRing { image: usize::MAX, first: 0, next: 0, sums }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for RowSumRing {
+    fn drop(&mut self) {
+        ROW_SUMS.set(std::mem::take(&mut self.sums));
+    }
+}
+
+/// [`avg_nhwc_is_separable`] averages: rayon over (image, output row) as the direct path; each
+/// task sums the input rows its windows need once into its [`RowSumRing`] (f32, L2-sized:
+/// `kernel[0]` rows of `out_w * C`), then each output row adds its window's row sums and
+/// divides.
+#[cfg(target_arch = "x86_64")]
+fn avg_nhwc_separable<T: FloatElement>(kind: simd::TileKind, g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
+    let (c, kh) = (g.c, g.kernel[0]);
+    let row_out = g.out_w * c;
+    let image_len = g.h * g.w * c;
+    let [rows, cols] = g.avg_axis_windows(rule);
+    let col_taps: Vec<(usize, usize)> = cols.iter().map(|col| (col.start, col.end)).collect();
+    // A task sums up to `kh - stride` rows its neighbour sums too: at least `kh` output rows
+    // per task keeps that under half of its row sums.
+    let rows_per_task = items_per_task(row_out * (g.kernel[0] + g.kernel[1]), g.n * g.out_h).max(kh);
+    y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
+        || (RowSumRing::new(kh * row_out), vec![0f32; g.out_w]),
+        |(ring, divisors), (k, yrow)| {
+            let (n, oh) = (k / g.out_h, k % g.out_h);
+            let row = rows[oh];
+            assert!(row.start < row.end && row.end - row.start <= kh && row.end <= g.h);
+            if ring.image != n || row.start < ring.first.max(ring.next.saturating_sub(kh)) || row.start > ring.next {
+                (ring.image, ring.first, ring.next) = (n, row.start, row.start);
+            }
+            let image = &x[n * image_len..(n + 1) * image_len];
+            while ring.next < row.end {
+                let h = ring.next;
+                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` its
+                // element type); row `h < row.end <= H` of `image` is `W * c` elements from
+                // `h * W * c`, and every column window is clipped inside it with a tap
+                // (`avg_axis_windows`); slot `h % kh` of the ring holds `row_out = out_w * c`
+                // f32, one per window and channel; `c % 8 == 0` (`avg_nhwc_is_separable`).
+                unsafe {
+                    let src = image.as_ptr().add(h * g.w * c).cast::<u8>();
+                    let slot = ring.sums.as_mut_ptr().add((h % kh) * row_out);
+                    simd::row_window_sums(kind, src, c, &col_taps, slot);
+                }
+                ring.next += 1;
+            }
+            for (d, col) in divisors.iter_mut().zip(&cols) {
+                *d = acc_from_f64::<f32>((row.factor * col.factor) as f64);
+            }
+            // The window's rows, at most `kh <= 9` (checked above), are all in the ring: it
+            // was reset or holds `first.max(next - kh)..next`, which contains them.
+            let mut sums = [std::ptr::null::<f32>(); 9];
+            for (p, h) in sums.iter_mut().zip(row.start..row.end) {
+                *p = ring.sums[(h % kh) * row_out..][..row_out].as_ptr();
+            }
+            // SAFETY: as above for `kind` and `c`; each of the `row.end - row.start >= 1`
+            // pointers is a ring slot of `row_out = divisors.len() * c` f32 written by
+            // `row_window_sums` for this image; `yrow` holds `row_out` elements.
+            unsafe {
+                simd::divide_row_sums(kind, &sums[..row.end - row.start], c, divisors, yrow.as_mut_ptr().cast());
+            }
         },
     );
 }
@@ -740,6 +862,20 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
     let row_out = g.out_w * g.c;
     let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
     let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kind) = simd::avx2_tile_kind::<T>().filter(|_| g.h * g.w <= i32::MAX as usize) {
+        let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.max_taps_w(ow)).collect();
+        let cols = &cols[..];
+        match indices {
+            Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
+                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, irow, windows)
+            }),
+            None => ys.for_each_init(Vec::new, |windows, (k, yrow)| {
+                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, &mut [], windows)
+            }),
+        }
+        return;
+    }
     match indices {
         Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(
             || MaxScratch::<T>::new(g.c),
@@ -759,6 +895,67 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
                 )
             },
         ),
+    }
+}
+
+/// One (image, output row) of channels-last max pooling through [`simd::pool_windows`]
+/// (`k = n * out_h + oh`; `irow` empty without indices), then the `c % 8` leftover channels in
+/// portable tiles. `cols` are the rows' column taps, `windows` a reused buffer.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn max_nhwc_row_avx2<T: FloatElement>(
+    kind: simd::TileKind,
+    g: &WindowGeometry,
+    x: &[T],
+    cols: &[(usize, usize)],
+    k: usize,
+    yrow: &mut [T],
+    irow: &mut [i64],
+    windows: &mut Vec<simd::OutputWindow>,
+) {
+    let c = g.c;
+    let (n, oh) = (k / g.out_h, k % g.out_h);
+    let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
+    let (h0, h1) = g.max_taps_h(oh);
+    let (dh, dw) = (g.dilation[0], g.dilation[1]);
+    windows.clear();
+    windows.extend(cols.iter().map(|&(w0, w1)| simd::OutputWindow { h: (h0, h1, dh), w: (w0, w1, dw), divisors: (1.0, 1.0) }));
+    let with_index = !irow.is_empty();
+    assert!(yrow.len() == g.out_w * c && (!with_index || irow.len() == yrow.len()));
+    let vector_end = c - c % 8;
+    let op = if with_index { simd::WindowOp::MaxWithIndex } else { simd::WindowOp::Max };
+    // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T` is its
+    // element type; `image` is the whole image and every tap of every window is inside it
+    // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
+    // `out_w * c` elements, one output of `c >= vector_end` per window (asserted above); the
+    // plane fits in i32 (checked by the caller).
+    unsafe {
+        simd::pool_windows(
+            kind,
+            op,
+            image.as_ptr().cast(),
+            (g.w, c),
+            windows,
+            vector_end,
+            yrow.as_mut_ptr().cast(),
+            irow.as_mut_ptr(),
+        );
+    }
+    if vector_end == c {
+        return;
+    }
+    for (ow, &(w0, w1)) in cols.iter().enumerate() {
+        let yo = &mut yrow[ow * c..(ow + 1) * c];
+        let hs = (h0, h1, dh);
+        let ws = (w0, w1, dw);
+        for c0 in vector_end..c {
+            if with_index {
+                let io = &mut irow[ow * c..(ow + 1) * c];
+                max_tile::<T, 1, true>(image, (g.w, c), hs, ws, c0, yo, io);
+            } else {
+                max_tile::<T, 1, false>(image, (g.w, c), hs, ws, c0, yo, &mut []);
+            }
+        }
     }
 }
 
@@ -897,6 +1094,13 @@ mod tests {
             // NCHW small planes in lanes: many rayon tasks of eight-plane groups plus a partial
             // group (1043 planes), outputs both transposed back eight at a time and one by one.
             case([7, 149, 11, 10], [3, 3], Some([2, 2]), [1, 1], d, true),
+            // Channels-last separable averages: stride 1 over 32 + 8 channels; a 9-row,
+            // 1-column kernel; strides past the kernel (rows no window reads) in ceil mode;
+            // and enough work for rayon tasks that start mid-image.
+            case([2, 40, 9, 8], [3, 3], Some([1, 1]), [1, 1], [1, 1], false),
+            case([1, 16, 20, 3], [9, 1], Some([1, 1]), [4, 0], [1, 1], false),
+            case([2, 24, 11, 7], [2, 2], Some([3, 3]), [1, 1], [1, 1], true),
+            case([2, 64, 40, 40], [3, 3], Some([1, 1]), [1, 1], [1, 1], false),
         ]
     }
 
@@ -909,7 +1113,10 @@ mod tests {
         for (n, c, oh, ow) in outputs(g) {
             let win = g.avg_window(oh, ow, rule);
             let mut sum = T::Acc::zero();
-            let separable = matches!(layout, Layout::Nchw) && avg_nchw_is_separable::<T>(g);
+            let separable = match layout {
+                Layout::Nchw => avg_nchw_is_separable::<T>(g),
+                Layout::Nhwc => avg_nhwc_is_separable::<T>(g),
+            };
             for h in win.h0..win.h1 {
                 // Separable: each row's sum from +0, then the row sums in order.
                 let mut row_sum = T::Acc::zero();

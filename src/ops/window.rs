@@ -122,6 +122,15 @@ pub struct AvgWindow {
     pub divisor: i64,
 }
 
+/// One output's average window along one axis ([`WindowGeometry::avg_axis_windows`]):
+/// clipped taps `start..end` and this axis's factor of the divisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgAxisWindow {
+    pub start: usize,
+    pub end: usize,
+    pub factor: i64,
+}
+
 impl WindowGeometry {
     /// PyTorch's average window: `pool_size` counts padding (but not ceil-mode overhang past
     /// H + pad), then the window is clipped to the input.
@@ -141,24 +150,31 @@ impl WindowGeometry {
     /// for the price of one window per row and per column: each of PyTorch's three rules is a
     /// product of one extent per axis, or a constant.
     pub fn avg_divisors(&self, rule: AvgRule) -> Vec<i64> {
-        // Output (oh, ow) divides by rows[oh] * cols[ow]; an override is (d, 1).
-        let axis = |outs: usize, a: usize| -> Vec<i64> {
+        let [rows, cols] = self.avg_axis_windows(rule);
+        rows.iter().flat_map(|r| cols.iter().map(move |c| r.factor * c.factor)).collect()
+    }
+
+    /// [`Self::avg_window`] one axis at a time: `[rows, cols]`, where output `(oh, ow)` sums
+    /// rows `rows[oh].start..rows[oh].end` of columns `cols[ow].start..cols[ow].end` and
+    /// divides by `rows[oh].factor * cols[ow].factor` (an override is `(d, 1)`).
+    pub fn avg_axis_windows(&self, rule: AvgRule) -> [Vec<AvgAxisWindow>; 2] {
+        let axis = |outs: usize, a: usize| -> Vec<AvgAxisWindow> {
             let size = [self.h, self.w][a];
             (0..outs)
                 .map(|o| {
                     let (start, end, pool) =
                         avg_axis(o, self.stride[a], self.padding[a], self.kernel[a], size);
-                    match rule.divisor_override {
+                    let factor = match rule.divisor_override {
                         Some(d) if a == 0 => d,
                         Some(_) => 1,
                         None if rule.count_include_pad => pool,
                         None => (end - start) as i64,
-                    }
+                    };
+                    AvgAxisWindow { start, end, factor }
                 })
                 .collect()
         };
-        let (rows, cols) = (axis(self.out_h, 0), axis(self.out_w, 1));
-        rows.iter().flat_map(|&r| cols.iter().map(move |&c| r * c)).collect()
+        [axis(self.out_h, 0), axis(self.out_w, 1)]
     }
 
     /// The taps of a max window along H: `(first, end)` with step `dilation[0]`; padded taps are
@@ -339,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn divisor_table_matches_each_windows_divisor() {
+    fn divisor_table_and_axis_windows_match_each_window() {
         let shapes =
             [([1, 1, 6, 6], [3, 3], [2, 2], [1, 1], true), ([1, 1, 7, 9], [3, 2], [1, 3], [1, 1], false)];
         for (shape, kernel, stride, padding, ceil) in shapes {
@@ -351,8 +367,12 @@ mod tests {
                 let rule = AvgRule { count_include_pad, divisor_override };
                 let divisors = g.avg_divisors(rule);
                 assert_eq!(divisors.len(), g.out_h * g.out_w);
+                let [rows, cols] = g.avg_axis_windows(rule);
                 for (k, &d) in divisors.iter().enumerate() {
-                    assert_eq!(d, g.avg_window(k / g.out_w, k % g.out_w, rule).divisor, "{shape:?} {rule:?}");
+                    let (oh, ow) = (k / g.out_w, k % g.out_w);
+                    let win = g.avg_window(oh, ow, rule);
+                    assert_eq!(d, win.divisor, "{shape:?} {rule:?}");
+                    assert_eq!((rows[oh].start, rows[oh].end, cols[ow].start, cols[ow].end), (win.h0, win.h1, win.w0, win.w1));
                 }
             }
         }
