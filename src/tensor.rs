@@ -361,6 +361,7 @@ impl CudaTensor {
                     return Err(Error::Unsupported("GPU storage on the CPU device".into()));
                 };
                 let mut out = crate::host_cache::output(self.dtype, self.numel())?;
+                crate::cpu::threads::join_calling_thread();
                 macro_rules! go {
                     ($v:ident) => {{
                         let (HostData::$v(s), HostData::$v(d)) = (src, &mut out) else { unreachable!() };

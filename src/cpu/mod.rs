@@ -10,6 +10,7 @@ pub mod backward;
 pub(crate) mod lanes;
 pub mod reduce;
 pub(crate) mod simd;
+pub(crate) mod threads;
 pub mod window;
 
 use crate::dtype::FloatElement;
@@ -21,16 +22,22 @@ use std::any::TypeId;
 pub(crate) const TASK_ELEMS: usize = 1 << 15;
 
 /// Ops with at most this much work (elements, counting every window tap) run on the calling
-/// thread: handing a job to rayon's pool and waiting for it costs tens of microseconds on a
-/// virtualised or busy machine (futex wake-ups, yields), more than such an op takes on one core.
+/// thread when it is not a rayon worker: handing a job to rayon's pool and waiting for it costs
+/// tens of microseconds on a virtualised or busy machine (futex wake-ups, yields), more than
+/// such an op takes on one core.
 pub(crate) const SEQUENTIAL_WORK: usize = 1 << 19;
+
+/// The same limit on a thread that splits work in place ([`threads`]): there a split costs a
+/// few microseconds, and only when another worker takes the other half.
+pub(crate) const SEQUENTIAL_WORK_IN_PLACE: usize = 1 << 16;
 
 /// How many of an op's `items` work items, of `item_elems` elements each, one rayon task
 /// should take: all of them when the op is small (one task, which rayon runs on the calling
 /// thread without waking its pool), else about [`TASK_ELEMS`] elements' worth.
 #[inline]
 pub(crate) fn items_per_task(item_elems: usize, items: usize) -> usize {
-    if item_elems.saturating_mul(items) <= SEQUENTIAL_WORK {
+    let sequential = if threads::splits_in_place() { SEQUENTIAL_WORK_IN_PLACE } else { SEQUENTIAL_WORK };
+    if item_elems.saturating_mul(items) <= sequential {
         return items.max(1);
     }
     TASK_ELEMS.div_ceil(item_elems.max(1)).max(1)

@@ -41,6 +41,7 @@ pub(crate) fn run_op(
                 None => None,
             };
             if out_len > 0 {
+                crate::cpu::threads::join_calling_thread();
                 cpu(&storages, &mut values, indices.as_deref_mut())?;
             }
             Ok(OpOutputs {
