@@ -240,7 +240,13 @@ pub(crate) unsafe fn pool_windows(
 /// `kind` as [`max_window`]; every `w1 <= ` the row's width, `w0 < w1`; `sums` writable for
 /// `cols.len() * c` f32.
 #[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn row_window_sums(kind: TileKind, row: *const u8, c: usize, cols: &[(usize, usize)], sums: *mut f32) {
+pub(crate) unsafe fn row_window_sums(
+    kind: TileKind,
+    row: *const u8,
+    c: usize,
+    cols: &[(usize, usize)],
+    sums: *mut f32,
+) {
     // SAFETY: forwarded from this function's contract.
     unsafe { avx2::row_window_sums(kind, row, c, cols, sums) }
 }
@@ -254,7 +260,13 @@ pub(crate) unsafe fn row_window_sums(kind: TileKind, row: *const u8, c: usize, c
 /// f32 written by [`row_window_sums`] with the same `kind` and `c`; `y` writable for
 /// `divisors.len() * c` elements.
 #[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn divide_row_sums(kind: TileKind, rows: &[*const f32], c: usize, divisors: &[f32], y: *mut u8) {
+pub(crate) unsafe fn divide_row_sums(
+    kind: TileKind,
+    rows: &[*const f32],
+    c: usize,
+    divisors: &[f32],
+    y: *mut u8,
+) {
     // SAFETY: forwarded from this function's contract.
     unsafe { avx2::divide_row_sums(kind, rows, c, divisors, y) }
 }
@@ -409,7 +421,13 @@ pub(crate) mod avx2 {
     /// See [`super::row_window_sums`]. Blocks of 32 channels, then 8, as
     /// [`divide_row_sums`] reads them back (a bf16 block of 32 is kept in its even/odd lanes).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn row_window_sums(kind: TileKind, row: *const u8, c: usize, cols: &[(usize, usize)], sums: *mut f32) {
+    pub(super) unsafe fn row_window_sums(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        cols: &[(usize, usize)],
+        sums: *mut f32,
+    ) {
         for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
             let mut c0 = 0;
@@ -447,7 +465,13 @@ pub(crate) mod avx2 {
 
     /// See [`super::divide_row_sums`].
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn divide_row_sums(kind: TileKind, rows: &[*const f32], c: usize, divisors: &[f32], y: *mut u8) {
+    pub(super) unsafe fn divide_row_sums(
+        kind: TileKind,
+        rows: &[*const f32],
+        c: usize,
+        divisors: &[f32],
+        y: *mut u8,
+    ) {
         for (ow, &divisor) in divisors.iter().enumerate() {
             let divisor = _mm256_set1_ps(divisor);
             let at = ow * c;
@@ -464,7 +488,13 @@ pub(crate) mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn divide_block<const R: usize>(kind: TileKind, rows: &[*const f32], at: usize, divisor: __m256, y: *mut u8) {
+    unsafe fn divide_block<const R: usize>(
+        kind: TileKind,
+        rows: &[*const f32],
+        at: usize,
+        divisor: __m256,
+        y: *mut u8,
+    ) {
         let mut sum = [_mm256_setzero_ps(); R];
         for (r, s) in sum.iter_mut().enumerate() {
             *s = _mm256_loadu_ps(rows[0].add(at + 8 * r));
@@ -498,7 +528,9 @@ pub(crate) mod avx2 {
             let win = ChannelWindow { width, c, h: out.h, w: out.w };
             let y = y.add(i * c * elem);
             match op {
-                WindowOp::Avg if out.divisors.1 == 1.0 => avg_passes::<false>(kind, image, win, c_end, out.divisors, y),
+                WindowOp::Avg if out.divisors.1 == 1.0 => {
+                    avg_passes::<false>(kind, image, win, c_end, out.divisors, y)
+                }
                 WindowOp::Avg => avg_passes::<true>(kind, image, win, c_end, out.divisors, y),
                 WindowOp::Max => max_blocks::<false>(kind, image, win, c_end, y, std::ptr::null_mut()),
                 WindowOp::MaxWithIndex => max_blocks::<true>(kind, image, win, c_end, y, index.add(i * c)),

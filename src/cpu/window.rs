@@ -509,7 +509,13 @@ impl Drop for RowSumRing {
 /// `kernel[0]` rows of `out_w * C`), then each output row adds its window's row sums and
 /// divides.
 #[cfg(target_arch = "x86_64")]
-fn avg_nhwc_separable<T: FloatElement>(kind: simd::TileKind, g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut [T]) {
+fn avg_nhwc_separable<T: FloatElement>(
+    kind: simd::TileKind,
+    g: &WindowGeometry,
+    rule: AvgRule,
+    x: &[T],
+    y: &mut [T],
+) {
     let (c, kh) = (g.c, g.kernel[0]);
     let row_out = g.out_w * c;
     let image_len = g.h * g.w * c;
@@ -524,7 +530,10 @@ fn avg_nhwc_separable<T: FloatElement>(kind: simd::TileKind, g: &WindowGeometry,
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let row = rows[oh];
             assert!(row.start < row.end && row.end - row.start <= kh && row.end <= g.h);
-            if ring.image != n || row.start < ring.first.max(ring.next.saturating_sub(kh)) || row.start > ring.next {
+            if ring.image != n
+                || row.start < ring.first.max(ring.next.saturating_sub(kh))
+                || row.start > ring.next
+            {
                 (ring.image, ring.first, ring.next) = (n, row.start, row.start);
             }
             let image = &x[n * image_len..(n + 1) * image_len];
@@ -555,7 +564,13 @@ fn avg_nhwc_separable<T: FloatElement>(kind: simd::TileKind, g: &WindowGeometry,
             // pointers is a ring slot of `row_out = divisors.len() * c` f32 written by
             // `row_window_sums` for this image; `yrow` holds `row_out` elements.
             unsafe {
-                simd::divide_row_sums(kind, &sums[..row.end - row.start], c, divisors, yrow.as_mut_ptr().cast());
+                simd::divide_row_sums(
+                    kind,
+                    &sums[..row.end - row.start],
+                    c,
+                    divisors,
+                    yrow.as_mut_ptr().cast(),
+                );
             }
         },
     );
@@ -867,9 +882,11 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
         let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.max_taps_w(ow)).collect();
         let cols = &cols[..];
         match indices {
-            Some(ind) => ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
-                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, irow, windows)
-            }),
+            Some(ind) => {
+                ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
+                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, irow, windows)
+                })
+            }
             None => ys.for_each_init(Vec::new, |windows, (k, yrow)| {
                 max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, &mut [], windows)
             }),
@@ -919,7 +936,11 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     let (h0, h1) = g.max_taps_h(oh);
     let (dh, dw) = (g.dilation[0], g.dilation[1]);
     windows.clear();
-    windows.extend(cols.iter().map(|&(w0, w1)| simd::OutputWindow { h: (h0, h1, dh), w: (w0, w1, dw), divisors: (1.0, 1.0) }));
+    windows.extend(cols.iter().map(|&(w0, w1)| simd::OutputWindow {
+        h: (h0, h1, dh),
+        w: (w0, w1, dw),
+        divisors: (1.0, 1.0),
+    }));
     let with_index = !irow.is_empty();
     assert!(yrow.len() == g.out_w * c && (!with_index || irow.len() == yrow.len()));
     let vector_end = c - c % 8;

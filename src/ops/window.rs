@@ -372,7 +372,10 @@ mod tests {
                     let (oh, ow) = (k / g.out_w, k % g.out_w);
                     let win = g.avg_window(oh, ow, rule);
                     assert_eq!(d, win.divisor, "{shape:?} {rule:?}");
-                    assert_eq!((rows[oh].start, rows[oh].end, cols[ow].start, cols[ow].end), (win.h0, win.h1, win.w0, win.w1));
+                    assert_eq!(
+                        (rows[oh].start, rows[oh].end, cols[ow].start, cols[ow].end),
+                        (win.h0, win.h1, win.w0, win.w1)
+                    );
                 }
             }
         }
