@@ -163,6 +163,6 @@ fn ops_write_every_element_of_a_reused_output_buffer() {
             }
         }
     }
-    // Outputs of 256 KiB and more come from the cache: most of the cases above.
+    // Outputs of `host_cache::MIN_BYTES` (32 KiB) and more come from the cache: most of the cases above.
     assert!(reused >= ops.len() * 3, "only {reused} runs reused a buffer");
 }
