@@ -271,6 +271,28 @@ pub(crate) unsafe fn divide_row_sums(
     unsafe { avx2::divide_row_sums(kind, rows, c, divisors, y) }
 }
 
+/// Column sums of a strided slab: channels `0..8 * R` of `rows` rows, `stride` elements
+/// apart, from `x`; each run of `block_rows` rows summed from +0 in order, in registers, then
+/// added to `out` (f32, `8 * R` values, in channel order). The same additions in the same order
+/// as the reduction's portable column accumulator, without its per-row accumulator loads and
+/// stores.
+///
+/// # Safety
+/// `kind` as [`max_window`]; `x` readable for `(rows - 1) * stride + 8 * R` elements when
+/// `rows > 0`; `out` readable and writable for `8 * R` f32.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn column_block_sums<const R: usize>(
+    kind: TileKind,
+    x: *const u8,
+    stride: usize,
+    rows: usize,
+    block_rows: usize,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::column_block_sums::<R>(kind, x, stride, rows, block_rows, out) }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{ChannelWindow, OutputWindow, TileKind, WindowOp};
@@ -508,6 +530,32 @@ pub(crate) mod avx2 {
             *s = _mm256_div_ps(*s, divisor);
         }
         store_tile::<R>(kind, y, at, sum);
+    }
+
+    /// See [`super::column_block_sums`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn column_block_sums<const R: usize>(
+        kind: TileKind,
+        x: *const u8,
+        stride: usize,
+        rows: usize,
+        block_rows: usize,
+        out: *mut f32,
+    ) {
+        let mut r = 0;
+        while r < rows {
+            let end = rows.min(r + block_rows);
+            let mut sum = [_mm256_setzero_ps(); R];
+            for row in r..end {
+                for (i, s) in sum.iter_mut().enumerate() {
+                    *s = _mm256_add_ps(*s, load8(kind, x, row * stride + 8 * i));
+                }
+            }
+            for (i, &s) in sum.iter().enumerate() {
+                _mm256_storeu_ps(out.add(8 * i), _mm256_add_ps(_mm256_loadu_ps(out.add(8 * i)), s));
+            }
+            r = end;
+        }
     }
 
     /// See [`super::pool_windows`].
