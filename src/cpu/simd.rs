@@ -237,8 +237,8 @@ pub(crate) unsafe fn pool_windows(
 /// [`divide_row_sums`]'s lane order, which is the memory order except within bf16 blocks).
 ///
 /// # Safety
-/// `kind` as [`max_window`]; every `w1 <= ` the row's width, `w0 < w1`; `sums` writable for
-/// `cols.len() * c` f32.
+/// `kind` as [`max_window`]; `row` readable for `w1 * c` elements for every `(w0, w1)` of
+/// `cols`; `sums` writable for `cols.len() * c` f32.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn row_window_sums(
     kind: TileKind,

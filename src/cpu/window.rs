@@ -377,7 +377,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                 windows.extend(col_windows.iter().map(|col| simd::OutputWindow {
                     h: (row.start, row.end, 1),
                     w: (col.start, col.end, 1),
-                    divisors: ((row.factor * col.factor) as f64 as f32, 1.0),
+                    divisors: (acc_from_f64::<f32>((row.factor * col.factor) as f64), 1.0),
                 }));
                 // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T`
                 // is its element type; `image` is the whole image, and every window is clipped
