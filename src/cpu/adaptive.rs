@@ -177,8 +177,7 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                 let vector_end = c - c % 8;
                 for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
                     let (w0, w1) = cols[ow];
-                    let taps =
-                        simd::ChannelWindow { width: g.w, c, h: (h0, h1, 1), w: (w0, w1, 1), stream: false };
+                    let taps = simd::ChannelWindow { width: g.w, c, h: (h0, h1, 1), w: (w0, w1, 1) };
                     // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and
                     // `T` is its element type; `image` is the whole image and PyTorch's
                     // adaptive windows lie inside it; `yo` holds `c >= vector_end` elements.

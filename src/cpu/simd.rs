@@ -134,28 +134,32 @@ pub(crate) fn avx2_tile_kind<T: FloatElement>() -> Option<TileKind> {
 }
 
 /// One channels-last window, described for [`max_window`]: the image's row width and channel
-/// count, and the taps `h0..h1` step `dh`, `w0..w1` step `dw` (at least one tap); and whether
-/// its results go out with non-temporal stores (see [`streams_output`]).
+/// count, and the taps `h0..h1` step `dh`, `w0..w1` step `dw` (at least one tap).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChannelWindow {
     pub(crate) width: usize,
     pub(crate) c: usize,
     pub(crate) h: (usize, usize, usize),
     pub(crate) w: (usize, usize, usize),
-    pub(crate) stream: bool,
 }
 
 /// Outputs of at least this many bytes are written with non-temporal stores.
 const STREAM_MIN_BYTES: usize = 4 << 20;
 
-/// Whether a kernel should write `y` with non-temporal (streaming) stores: a large output that
-/// is written once would otherwise be read into the cache line by line before each write
-/// (read-for-ownership) and evict the input. Measured on the 3x3 stride-1 channels-last
-/// average: 1.35x to 1.55x on a 12.8 MB output, 1.1x to 1.37x on 6.4 MB and 201 MB, but 0.85x
-/// on a 2 MB output that stays in cache, hence the threshold. The stores are 16 bytes wide, so
-/// `y` must be 16-byte aligned (every host allocation is; a slice at an odd offset is not).
-pub(crate) fn streams_output<T>(y: &[T]) -> bool {
-    std::mem::size_of_val(y) >= STREAM_MIN_BYTES && (y.as_ptr() as usize) % 16 == 0
+/// Whether the separable channels-last average ([`divide_row_sums`]) should write `y` with
+/// non-temporal (streaming) stores: an f32 output as large as its input, written once, would
+/// otherwise be read into the cache line by line before each write (read-for-ownership) and
+/// evict the input. Measured through `cupool bench` (3x3 stride 1, best of three interleaved
+/// runs): 1.36x on the 12.8 MB output of the 112x112 map, 1.37x on the long rows' 8 MB, 1.08x
+/// on the seed's 201 MB; but 0.85x on a 2 MB output that stays in cache (hence the
+/// threshold), 0.78x to 1.04x for bf16 outputs, and 0.85x to 0.96x for the direct kernels'
+/// stride-2 outputs (a quarter of the input), which keep ordinary stores. The stores are 16
+/// bytes wide, so `y` must be 16-byte aligned (every host allocation is; a slice at an odd
+/// offset is not).
+pub(crate) fn streams_output<T: 'static>(y: &[T]) -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::mem::size_of_val(y) >= STREAM_MIN_BYTES
+        && (y.as_ptr() as usize) % 16 == 0
 }
 
 /// One output's window for [`pool_windows`]: taps `h0..h1` step `dh`, `w0..w1` step `dw` (at
@@ -227,13 +231,9 @@ pub(crate) unsafe fn avg_window(
 /// inside AVX2 code: per-output calls and window arithmetic cost as much as the taps on
 /// narrow or few channels.
 ///
-/// With `stream`, the values (not the indices) go out with non-temporal stores, followed by a
-/// store fence.
-///
 /// # Safety
 /// As [`max_window`] for every window, with `y` (and `index` for [`WindowOp::MaxWithIndex`])
-/// writable for `windows.len() * c` elements; with `stream`, `y` 16-byte aligned and `c` a
-/// multiple of 8.
+/// writable for `windows.len() * c` elements.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn pool_windows(
@@ -243,11 +243,11 @@ pub(crate) unsafe fn pool_windows(
     (width, c): (usize, usize),
     windows: &[OutputWindow],
     c_end: usize,
-    (y, stream): (*mut u8, bool),
+    y: *mut u8,
     index: *mut i64,
 ) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { avx2::pool_windows(kind, op, image, (width, c), windows, c_end, (y, stream), index) }
+    unsafe { avx2::pool_windows(kind, op, image, (width, c), windows, c_end, y, index) }
 }
 
 /// The horizontal window sums of one channels-last input row (`row`: its pixels of `c`
@@ -618,12 +618,12 @@ pub(crate) mod avx2 {
         (width, c): (usize, usize),
         windows: &[OutputWindow],
         c_end: usize,
-        (y, stream): (*mut u8, bool),
+        y: *mut u8,
         index: *mut i64,
     ) {
         let elem = if kind == TileKind::F32 { 4 } else { 2 };
         for (i, out) in windows.iter().enumerate() {
-            let win = ChannelWindow { width, c, h: out.h, w: out.w, stream };
+            let win = ChannelWindow { width, c, h: out.h, w: out.w };
             let y = y.add(i * c * elem);
             match op {
                 WindowOp::Avg if out.divisors.1 == 1.0 => {
@@ -633,9 +633,6 @@ pub(crate) mod avx2 {
                 WindowOp::Max => max_blocks::<false>(kind, image, win, c_end, y, std::ptr::null_mut()),
                 WindowOp::MaxWithIndex => max_blocks::<true>(kind, image, win, c_end, y, index.add(i * c)),
             }
-        }
-        if stream {
-            _mm_sfence();
         }
     }
 
@@ -666,7 +663,7 @@ pub(crate) mod avx2 {
             }
             h += dh;
         }
-        store_tile::<R>(kind, y, c0, max, win.stream);
+        store_tile::<R>(kind, y, c0, max, false);
         if WITH_INDEX {
             store_index_tile::<R>(kind, index, c0, at_max);
         }
@@ -717,7 +714,7 @@ pub(crate) mod avx2 {
                 *s = _mm256_div_ps(*s, divisors.1);
             }
         }
-        store_tile::<R>(kind, y, c0, sum, win.stream);
+        store_tile::<R>(kind, y, c0, sum, false);
     }
 
     /// Windows with more taps than this, on images whose pixel stride is a multiple of 4 KiB,
@@ -879,7 +876,7 @@ pub(crate) mod avx2 {
         if _mm256_movemask_ps(any_nan) != 0 {
             return false;
         }
-        store_tile::<R>(kind, y, c0, max, win.stream);
+        store_tile::<R>(kind, y, c0, max, false);
         true
     }
 
