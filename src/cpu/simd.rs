@@ -318,6 +318,32 @@ pub(crate) mod avx2 {
     use super::{ChannelWindow, OutputWindow, TileKind, WindowOp};
     use std::arch::x86_64::*;
 
+    /// Runs `$body` over the channels `0..$end` (a multiple of 8) in the blocks every kernel
+    /// here uses: 32 channels at a time (`$r = 4` registers), then 8 (`$r = 1`), with `$c0`
+    /// the block's first channel. One blocking for all, so that data one kernel writes in
+    /// [`load_tile`]'s lane order (bf16 blocks of 32 keep even and odd channels apart) is read
+    /// back in the same blocks by the next.
+    macro_rules! channel_blocks {
+        ($end:expr, |$r:ident, $c0:ident| $body:expr) => {{
+            let end = $end;
+            let mut $c0 = 0;
+            while $c0 + 32 <= end {
+                {
+                    const $r: usize = 4;
+                    $body;
+                }
+                $c0 += 32;
+            }
+            while $c0 + 8 <= end {
+                {
+                    const $r: usize = 1;
+                    $body;
+                }
+                $c0 += 8;
+            }
+        }};
+    }
+
     /// Eight accumulator values from element `at` of `p`, exact.
     #[inline(always)]
     pub(crate) unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
@@ -499,15 +525,7 @@ pub(crate) mod avx2 {
     ) {
         for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
-            let mut c0 = 0;
-            while c0 + 32 <= c {
-                sum_columns::<4>(kind, row, c, (w0, w1), c0, out);
-                c0 += 32;
-            }
-            while c0 + 8 <= c {
-                sum_columns::<1>(kind, row, c, (w0, w1), c0, out);
-                c0 += 8;
-            }
+            channel_blocks!(c, |R, c0| sum_columns::<R>(kind, row, c, (w0, w1), c0, out));
         }
     }
 
@@ -544,15 +562,7 @@ pub(crate) mod avx2 {
         for (ow, &divisor) in divisors.iter().enumerate() {
             let divisor = _mm256_set1_ps(divisor);
             let at = ow * c;
-            let mut c0 = 0;
-            while c0 + 32 <= c {
-                divide_block::<4>(kind, rows, at + c0, divisor, (y, stream));
-                c0 += 32;
-            }
-            while c0 + 8 <= c {
-                divide_block::<1>(kind, rows, at + c0, divisor, (y, stream));
-                c0 += 8;
-            }
+            channel_blocks!(c, |R, c0| divide_block::<R>(kind, rows, at + c0, divisor, (y, stream)));
         }
         if stream {
             _mm_sfence();
@@ -827,15 +837,9 @@ pub(crate) mod avx2 {
         y: *mut u8,
         partial: *mut f32,
     ) {
-        let mut c0 = 0;
-        while c0 + 32 <= c_end {
-            avg_block::<4, TWO_DIVISIONS, FIRST, LAST>(kind, image, win, c0, divisors, y, partial);
-            c0 += 32;
-        }
-        while c0 + 8 <= c_end {
-            avg_block::<1, TWO_DIVISIONS, FIRST, LAST>(kind, image, win, c0, divisors, y, partial);
-            c0 += 8;
-        }
+        channel_blocks!(c_end, |R, c0| avg_block::<R, TWO_DIVISIONS, FIRST, LAST>(
+            kind, image, win, c0, divisors, y, partial
+        ));
     }
 
     /// Channels `c0..c0 + 8 * R` of one window without indices, by `vmaxps(v, max)`, which is
@@ -902,19 +906,13 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        let mut c0 = 0;
-        while c0 + 32 <= c_end {
-            // The index blend, not the NaN test, dominates an indexed tap: measured no faster
-            // through the probe, so indexed blocks keep the exact rule.
-            if WITH_INDEX || !max_block_unless_nan::<4>(kind, image, win, c0, y) {
-                max_block::<4, WITH_INDEX>(kind, image, win, c0, y, index);
+        // The index blend, not the NaN test, dominates an indexed tap: measured no faster
+        // through the probe, so indexed blocks keep the exact rule; so do the blocks of 8.
+        channel_blocks!(c_end, |R, c0| {
+            if WITH_INDEX || R != 4 || !max_block_unless_nan::<R>(kind, image, win, c0, y) {
+                max_block::<R, WITH_INDEX>(kind, image, win, c0, y, index);
             }
-            c0 += 32;
-        }
-        while c0 + 8 <= c_end {
-            max_block::<1, WITH_INDEX>(kind, image, win, c0, y, index);
-            c0 += 8;
-        }
+        });
     }
 }
 
