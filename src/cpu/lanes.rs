@@ -286,20 +286,69 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        for k in vectors..out_plane {
-            for p in 0..planes {
-                let v = vals[8 * k + p];
+        let rest = out_plane - vectors;
+        if rest == 0 {
+            return;
+        }
+        if out_plane == 4 && planes == 8 {
+            // Adaptive 2x2, the common small case: the group's 32 outputs are contiguous, so
+            // a 4x8 transpose writes them in four full vectors.
+            let v: [__m256; 4] = std::array::from_fn(|k| _mm256_loadu_ps(vals[8 * k..][..8].as_ptr()));
+            for (at, v) in [0, 8, 16, 24].into_iter().zip(transpose4x8(v)) {
+                store(at, v);
+            }
+        } else {
+            // The last `rest` outputs of each plane: transposed with the zero vectors after
+            // them, rounded in vectors, then `rest` lanes copied per plane.
+            let mut v = [_mm256_setzero_ps(); 8];
+            for (j, v) in v.iter_mut().enumerate().take(rest) {
+                *v = _mm256_loadu_ps(vals[8 * (vectors + j)..][..8].as_ptr());
+            }
+            let v = transpose8(v);
+            for (p, &v) in v.iter().enumerate().take(planes) {
+                let at = p * out_plane + vectors;
                 match kind {
-                    TileKind::F32 => *y.cast::<f32>().add(p * out_plane + k) = v,
+                    TileKind::F32 => {
+                        let mut lanes = [0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), y.cast::<f32>().add(at), rest);
+                    }
                     TileKind::Bf16 => {
-                        *y.cast::<half::bf16>().add(p * out_plane + k) = crate::cpu::simd::store(v)
+                        let mut lanes = [0u16; 8];
+                        _mm_storeu_si128(lanes.as_mut_ptr().cast(), crate::cpu::simd::avx2::to_bf16(v));
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), y.cast::<u16>().add(at), rest);
                     }
                 }
-                if WITH_INDEX {
+            }
+        }
+        if WITH_INDEX {
+            for k in vectors..out_plane {
+                for p in 0..planes {
                     *index.add(p * out_plane + k) = i64::from(idx[8 * k + p]);
                 }
             }
         }
+    }
+
+    /// Four vectors of eight lanes (`v[k]` lane `p`) as a row-major 8x4 matrix: lanes
+    /// `4p..4p + 4` of the result are `v[0..4]` lane `p`.
+    #[inline(always)]
+    unsafe fn transpose4x8(v: [__m256; 4]) -> [__m256; 4] {
+        let t0 = _mm256_unpacklo_ps(v[0], v[1]);
+        let t1 = _mm256_unpackhi_ps(v[0], v[1]);
+        let t2 = _mm256_unpacklo_ps(v[2], v[3]);
+        let t3 = _mm256_unpackhi_ps(v[2], v[3]);
+        // Each 128-bit half is now one lane's four values: lanes (0 | 4), (1 | 5), (2 | 6), (3 | 7).
+        let p04 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let p15 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let p26 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let p37 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        [
+            _mm256_permute2f128_ps::<0x20>(p04, p15),
+            _mm256_permute2f128_ps::<0x20>(p26, p37),
+            _mm256_permute2f128_ps::<0x31>(p04, p15),
+            _mm256_permute2f128_ps::<0x31>(p26, p37),
+        ]
     }
 
     /// The eight planes at `x` (`len` elements readable from `x`, at least `8 * H * W`)
