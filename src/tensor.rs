@@ -117,7 +117,7 @@ fn infer_shape(requested: &[isize], numel: usize) -> Result<Vec<usize>> {
     }
     let mut shape: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
     match infer_at {
-        Some(i) if known != 0 && numel % known == 0 => shape[i] = numel / known,
+        Some(i) if known != 0 && numel.is_multiple_of(known) => shape[i] = numel / known,
         None if known == numel => {}
         _ => shape_err!("shape '{requested:?}' is invalid for input of size {numel}"),
     }

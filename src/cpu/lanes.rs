@@ -87,6 +87,23 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
     ys: &mut [T],
     is: &mut [i64],
 ) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    pool_planes_using::<U, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is, avx512)
+}
+
+/// [`pool_planes`], transposing with AVX-512 when `avx512` (ignored where the CPU lacks it),
+/// so tests can run both transposes on a CPU that has both.
+fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    layout: &LanePlane,
+    windows: &[LaneWindow],
+    xs: &[U],
+    ys: &mut [T],
+    is: &mut [i64],
+    avx512: bool,
+) -> bool {
     let (plane, out_plane) = (layout.height * layout.width, windows.len());
     let fits = layout.pad.0 + layout.height <= layout.rows && layout.pad.1 + layout.width <= layout.cols;
     if !applies::<T>(layout.buffer_len())
@@ -113,6 +130,7 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
         let mut padded: Vec<U> = Vec::new();
+        let avx512 = avx512 && avx512::available();
         for p0 in (0..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
@@ -126,9 +144,14 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
             // `in_kind`; `xg` holds at least 8 planes of `U` (sliced or padded above); `lanes` holds 8 buffers,
             // the plane fits its buffer and every window lies inside the buffer (checked
             // above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
-            // indices fit i32 (`buffer_len <= SMALL_PLANE`).
+            // indices fit i32 (`buffer_len <= SMALL_PLANE`); with `avx512`, the CPU has
+            // AVX-512 F and BW (`avx512::available`, checked above).
             unsafe {
-                avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                if avx512 {
+                    avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                } else {
+                    avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                }
                 avx2::reduce_windows::<MAX, WITH_INDEX>(&lanes, layout, windows, &mut vals, &mut idx);
             }
             let ys = &mut ys[p0 * out_plane..][..group * out_plane];
@@ -152,7 +175,7 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (xs, ys, is);
+        let _ = (xs, ys, is, avx512);
         false
     }
 }
@@ -367,6 +390,33 @@ pub(crate) mod avx2 {
         layout: &LanePlane,
         lanes: &mut [f32],
     ) {
+        transpose_rows::<false>(kind, x, len, layout, lanes)
+    }
+
+    /// [`transpose_group`] with AVX-512's two-source permutes for the 8x8 blocks (see
+    /// [`super::avx512`]).
+    ///
+    /// # Safety
+    /// As [`transpose_group`], and the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(crate) unsafe fn transpose_group_avx512(
+        kind: TileKind,
+        x: *const u8,
+        len: usize,
+        layout: &LanePlane,
+        lanes: &mut [f32],
+    ) {
+        transpose_rows::<true>(kind, x, len, layout, lanes)
+    }
+
+    #[inline(always)]
+    unsafe fn transpose_rows<const AVX512: bool>(
+        kind: TileKind,
+        x: *const u8,
+        len: usize,
+        layout: &LanePlane,
+        lanes: &mut [f32],
+    ) {
         let (height, width) = (layout.height, layout.width);
         let plane = height * width;
         let elem = if kind == TileKind::F32 { 4 } else { 2 };
@@ -383,9 +433,17 @@ pub(crate) mod avx2 {
             let mut w = 0;
             while w < width {
                 let n = (width - w).min(8);
-                let t = taps(kind, x, len, plane, h * width + w, n);
-                for (j, &v) in t.iter().enumerate().take(n) {
-                    _mm256_storeu_ps(row[8 * (w + j)..][..8].as_mut_ptr(), v);
+                let at = h * width + w;
+                if AVX512 && 7 * plane + at + 8 <= len {
+                    // SAFETY: the eight planes' elements `at..at + 8` are inside `len` (just
+                    // checked); `row` has the `n` cells from `w` (sliced above); AVX-512 F/BW
+                    // by this function's contract.
+                    super::avx512::transpose8x8(kind, x, plane, at, row[8 * w..][..8 * n].as_mut_ptr(), n);
+                } else {
+                    let t = taps(kind, x, len, plane, at, n);
+                    for (j, &v) in t.iter().enumerate().take(n) {
+                        _mm256_storeu_ps(row[8 * (w + j)..][..8].as_mut_ptr(), v);
+                    }
                 }
                 w += n;
             }
@@ -489,5 +547,247 @@ pub(crate) mod avx2 {
                 _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[r]);
             }
         }
+    }
+}
+
+/// The 8x8 block transposes of [`avx2::transpose_group_avx512`]: AVX-512's two-source
+/// permutes (`vpermt2w`, `vpermt2ps`) move eight planes' eight elements into place in four
+/// (bf16, widening for free: the zeroing mask fills the low half of every f32) or eight (f32)
+/// instructions, where AVX2 needs 24 shuffles plus, for bf16, a widening shuffle and a shift
+/// per plane. The results are the same bits; only the shuffling differs.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use crate::cpu::simd::TileKind;
+    use std::arch::x86_64::*;
+
+    /// Whether this CPU runs [`transpose8x8`].
+    pub(crate) fn available() -> bool {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    }
+
+    /// Elements `at..at + 8` of the eight planes at `x` (`plane` elements apart) transposed:
+    /// element `at + j` of plane `p` stored at `out[8 * j + p]` as f32, for `j < n <= 8`.
+    ///
+    /// # Safety
+    /// AVX-512 F and BW; elements `7 * plane + at + 8` of `kind` readable from `x`; `out`
+    /// writable for `8 * n` f32.
+    #[inline(always)]
+    pub(crate) unsafe fn transpose8x8(
+        kind: TileKind,
+        x: *const u8,
+        plane: usize,
+        at: usize,
+        out: *mut f32,
+        n: usize,
+    ) {
+        // Both kinds end in four vectors `z[k]` = cells `2k` and `2k + 1` (eight planes each).
+        let z: [__m512; 4] = match kind {
+            TileKind::Bf16 => {
+                let x = x.cast::<u16>();
+                let row = |p: usize| _mm_loadu_si128(x.add(p * plane + at).cast());
+                // Planes 0-3 and 4-7, eight u16 each: element j of plane p is u16 8p + j of
+                // the pair (lo, hi).
+                let mut lo = _mm512_castsi128_si512(row(0));
+                let mut hi = _mm512_castsi128_si512(row(4));
+                lo = _mm512_inserti32x4::<1>(lo, row(1));
+                hi = _mm512_inserti32x4::<1>(hi, row(5));
+                lo = _mm512_inserti32x4::<2>(lo, row(2));
+                hi = _mm512_inserti32x4::<2>(hi, row(6));
+                lo = _mm512_inserti32x4::<3>(lo, row(3));
+                hi = _mm512_inserti32x4::<3>(hi, row(7));
+                // f32 lane L of z[k] is cell 2k + L / 8, plane L % 8: its high u16 (odd
+                // slot) takes that bf16, its low u16 is zeroed by the mask: the exact f32.
+                std::array::from_fn(|k| {
+                    let idx: [i16; 32] = std::array::from_fn(|s| {
+                        if s % 2 == 1 {
+                            (8 * (s / 2 % 8) + 2 * k + s / 16) as i16
+                        } else {
+                            0
+                        }
+                    });
+                    let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+                    _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xAAAA_AAAA, lo, idx, hi))
+                })
+            }
+            TileKind::F32 => {
+                let x = x.cast::<f32>();
+                let row = |p: usize| _mm256_loadu_ps(x.add(p * plane + at));
+                let pair = |p: usize| {
+                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                        _mm512_castpd256_pd512(_mm256_castps_pd(row(p))),
+                        _mm256_castps_pd(row(p + 1)),
+                    ))
+                };
+                // a[m] = planes 2m, 2m + 1. Element j of plane p (p < 4) is lane 8p + j of
+                // (a[0], a[1]), likewise of (a[2], a[3]) for plane p + 4.
+                let a = [pair(0), pair(2), pair(4), pair(6)];
+                // Stage 1, lane t: cell 4h + t / 4 (h = 0 or 1: cells 0-3 or 4-7), plane t % 4.
+                let quads = |h: usize| {
+                    let idx: [i32; 16] = std::array::from_fn(|t| (8 * (t % 4) + 4 * h + t / 4) as i32);
+                    _mm512_loadu_si512(idx.as_ptr().cast())
+                };
+                let (i0, i1) = (quads(0), quads(1));
+                let b = [
+                    _mm512_permutex2var_ps(a[0], i0, a[1]),
+                    _mm512_permutex2var_ps(a[0], i1, a[1]),
+                    _mm512_permutex2var_ps(a[2], i0, a[3]),
+                    _mm512_permutex2var_ps(a[2], i1, a[3]),
+                ];
+                // Stage 2, lane s: cell 2k + s / 8, plane s % 8, from planes 0-3 (b[h]) or
+                // 4-7 (b[h + 2]) at lane 4 * (cell - 4h) + plane % 4.
+                let cells = |c: usize| {
+                    let idx: [i32; 16] =
+                        std::array::from_fn(|s| (16 * (s % 8 / 4) + 4 * (c + s / 8) + s % 4) as i32);
+                    _mm512_loadu_si512(idx.as_ptr().cast())
+                };
+                let (c0, c2) = (cells(0), cells(2));
+                [
+                    _mm512_permutex2var_ps(b[0], c0, b[2]),
+                    _mm512_permutex2var_ps(b[0], c2, b[2]),
+                    _mm512_permutex2var_ps(b[1], c0, b[3]),
+                    _mm512_permutex2var_ps(b[1], c2, b[3]),
+                ]
+            }
+        };
+        for (k, &z) in z.iter().enumerate() {
+            if 2 * k + 1 < n {
+                _mm512_storeu_ps(out.add(16 * k), z);
+            } else if 2 * k < n {
+                _mm256_storeu_ps(out.add(16 * k), _mm512_castps512_ps256(z));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::test_util::{random, same, special};
+    use half::bf16;
+
+    /// The plain loop over [`LaneWindow`]s: taps in (h, w) order from the identity, PyTorch's
+    /// max rule, the sum divided by `div.0` then `div.1`.
+    fn reference<T: FloatElement<Acc = f32>>(
+        layout: &LanePlane,
+        windows: &[LaneWindow],
+        xs: &[T],
+        max: bool,
+    ) -> (Vec<T>, Vec<i64>) {
+        let plane = layout.height * layout.width;
+        let (mut ys, mut is) = (Vec::new(), Vec::new());
+        for x in xs.chunks(plane) {
+            for win in windows {
+                let (mut acc, mut at) = (if max { f32::NEG_INFINITY } else { 0.0 }, i64::from(win.first));
+                for h in (win.h.0..win.h.1).step_by(win.h.2) {
+                    for w in (win.w.0..win.w.1).step_by(win.w.2) {
+                        let (ih, iw) = (h.wrapping_sub(layout.pad.0), w.wrapping_sub(layout.pad.1));
+                        let v = if ih < layout.height && iw < layout.width {
+                            x[ih * layout.width + iw].to_acc()
+                        } else {
+                            layout.identity
+                        };
+                        if !max {
+                            acc += v;
+                        } else if v > acc || v.is_nan() {
+                            (acc, at) = (v, (ih * layout.width + iw) as i64);
+                        }
+                    }
+                }
+                ys.push(T::from_acc(if max { acc } else { acc / win.div.0 / win.div.1 }));
+                is.push(at);
+            }
+        }
+        (ys, is)
+    }
+
+    /// Both transposes (AVX2 shuffles, AVX-512 permutes where the CPU has it) give the plain
+    /// loop's bits, for 7x7 planes (eight elements per row load), padded 3x3 windows, adaptive
+    /// 2x2 windows (the 4x8 result transpose), and widths past one 8x8 block.
+    fn all<T: FloatElement<Acc = f32>>() {
+        let adaptive_2x2: Vec<LaneWindow> = [(0, 4), (3, 7)]
+            .iter()
+            .flat_map(|&h| {
+                [(0, 4), (3, 7)].map(|w| LaneWindow {
+                    h: (h.0, h.1, 1),
+                    w: (w.0, w.1, 1),
+                    first: (h.0 * 7 + w.0) as i32,
+                    div: (4.0, 4.0),
+                })
+            })
+            .collect();
+        let padded_3x3_s2 = |height: usize, width: usize| -> Vec<LaneWindow> {
+            let (oh, ow) = ((height - 1) / 2 + 1, (width - 1) / 2 + 1);
+            (0..oh)
+                .flat_map(|i| {
+                    (0..ow).map(move |j| LaneWindow {
+                        h: (2 * i, 2 * i + 3, 1),
+                        w: (2 * j, 2 * j + 3, 1),
+                        first: 0,
+                        div: (9.0, 1.0),
+                    })
+                })
+                .collect()
+        };
+        let cases = [
+            (LanePlane::unpadded(7, 7), adaptive_2x2, 0.0),
+            (
+                LanePlane { height: 7, width: 7, pad: (1, 1), rows: 9, cols: 9, identity: 0.0 },
+                padded_3x3_s2(7, 7),
+                0.0,
+            ),
+            (
+                LanePlane {
+                    height: 5,
+                    width: 19,
+                    pad: (1, 1),
+                    rows: 7,
+                    cols: 21,
+                    identity: f32::NEG_INFINITY,
+                },
+                padded_3x3_s2(5, 19),
+                f32::NEG_INFINITY,
+            ),
+        ];
+        for (layout, windows, identity) in cases {
+            let max = identity == f32::NEG_INFINITY;
+            let plane = layout.height * layout.width;
+            // 19 planes: two full groups and a partial one.
+            for xs in [random::<T>(19 * plane, 3), special::<T>(19 * plane, 4)] {
+                let (want, want_is) = reference(&layout, &windows, &xs, max);
+                for avx512 in [false, true] {
+                    let mut ys = vec![T::from_f64(7.0); want.len()];
+                    let mut is = vec![-1i64; if max { want.len() } else { 0 }];
+                    let done = if max {
+                        pool_planes_using::<T, T, true, true>(
+                            &layout, &windows, &xs, &mut ys, &mut is, avx512,
+                        )
+                    } else {
+                        pool_planes_using::<T, T, false, false>(
+                            &layout, &windows, &xs, &mut ys, &mut is, avx512,
+                        )
+                    };
+                    if !done {
+                        assert!(
+                            !applies::<T>(layout.rows * layout.cols),
+                            "the lane path declined {layout:?}"
+                        );
+                        continue;
+                    }
+                    let what = format!("{:?} {layout:?} avx512 {avx512}", T::DTYPE);
+                    for (k, (a, b)) in ys.iter().zip(&want).enumerate() {
+                        assert!(same(*a, *b), "{what}: output {k}: {a:?} vs {b:?}");
+                    }
+                    if max {
+                        assert_eq!(is, want_is, "{what}: indices");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn both_transposes_match_the_plain_loop_bit_for_bit() {
+        all::<f32>();
+        all::<bf16>();
     }
 }

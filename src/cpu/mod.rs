@@ -136,7 +136,7 @@ pub(crate) mod test_util {
         (0..len)
             .map(|_| {
                 let u = r.next_u32();
-                T::from_f64(if u % 512 == 0 {
+                T::from_f64(if u.is_multiple_of(512) {
                     f64::NAN
                 } else {
                     match (u >> 9) % 8 {

@@ -425,7 +425,7 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
 
 /// `inner > 1`: per outer index, a column-vector accumulator streamed over the reduced rows.
 fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T], y: &mut [T]) {
-    if LANES % g.inner == 0 && simd::converts_inline::<T>() {
+    if LANES.is_multiple_of(g.inner) && simd::converts_inline::<T>() {
         return reduce_narrow(g, finish, x, y);
     }
     let (reduce, inner) = (g.reduce, g.inner);

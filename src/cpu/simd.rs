@@ -159,7 +159,7 @@ const STREAM_MIN_BYTES: usize = 4 << 20;
 pub(crate) fn streams_output<T: 'static>(y: &[T]) -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
         && std::mem::size_of_val(y) >= STREAM_MIN_BYTES
-        && (y.as_ptr() as usize) % 16 == 0
+        && (y.as_ptr() as usize).is_multiple_of(16)
 }
 
 /// One output's window for [`pool_windows`]: taps `h0..h1` step `dh`, `w0..w1` step `dw` (at
@@ -423,7 +423,7 @@ pub(crate) mod avx2 {
     #[inline(always)]
     unsafe fn load_tile<const R: usize>(kind: TileKind, p: *const u8, at: usize) -> [__m256; R] {
         let mut v = [_mm256_setzero_ps(); R];
-        if kind == TileKind::Bf16 && R % 2 == 0 {
+        if kind == TileKind::Bf16 && R.is_multiple_of(2) {
             let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
             for pair in 0..R / 2 {
                 let raw = _mm256_loadu_si256(p.cast::<u16>().add(at + 16 * pair).cast());
@@ -457,7 +457,7 @@ pub(crate) mod avx2 {
         v: [__m256; R],
         stream: bool,
     ) {
-        if kind == TileKind::Bf16 && R % 2 == 0 {
+        if kind == TileKind::Bf16 && R.is_multiple_of(2) {
             // The even channel's bf16 ends in the low half of its lane, the odd channel's in
             // the high half (the memory order), so no pack or permute is needed.
             let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
@@ -495,7 +495,7 @@ pub(crate) mod avx2 {
     /// at element `at` of `index`, widened to i64.
     #[inline(always)]
     unsafe fn store_index_tile<const R: usize>(kind: TileKind, index: *mut i64, at: usize, v: [__m256i; R]) {
-        if kind == TileKind::Bf16 && R % 2 == 0 {
+        if kind == TileKind::Bf16 && R.is_multiple_of(2) {
             for pair in 0..R / 2 {
                 // (even, odd) lanes e0..e7, o0..o7 are channels 0, 2, .. and 1, 3, ..;
                 // unpacking within 128-bit halves gives channels 0-3 | 8-11 and 4-7 | 12-15.
@@ -745,7 +745,7 @@ pub(crate) mod avx2 {
     #[inline(always)]
     fn row_passes(kind: TileKind, win: &ChannelWindow) -> Option<usize> {
         let stride_bytes = win.c * if kind == TileKind::F32 { 4 } else { 2 };
-        if stride_bytes % 4096 != 0 {
+        if !stride_bytes.is_multiple_of(4096) {
             return None;
         }
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);

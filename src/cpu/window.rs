@@ -107,7 +107,7 @@ impl<A: Float> PhasedRow<A> {
             let (even, odd) = self.phases.split_at_mut(self.phase_len);
             let first = self.pad_left;
             // Padded position p = first + i goes to phase p % 2, slot p / 2.
-            let (to_first, to_second) = if first % 2 == 0 { (even, odd) } else { (odd, even) };
+            let (to_first, to_second) = if first.is_multiple_of(2) { (even, odd) } else { (odd, even) };
             let (a, b) = (&mut to_first[first / 2..], &mut to_second[first.div_ceil(2)..]);
             let pairs = row.chunks_exact(2);
             let last = pairs.remainder().first().copied();
@@ -465,7 +465,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
 /// (measured 0.87x to 0.93x on the 7x7 tails), so those stay on the direct path.
 pub(crate) fn avg_nhwc_is_separable<T: FloatElement>(g: &WindowGeometry) -> bool {
     let [kh, kw] = g.kernel;
-    simd::avx2_tile_kind::<T>().is_some() && kh >= 2 * g.stride[0] && kh * kw <= 9 && g.c % 8 == 0
+    simd::avx2_tile_kind::<T>().is_some() && kh >= 2 * g.stride[0] && kh * kw <= 9 && g.c.is_multiple_of(8)
 }
 
 /// The row sums one separable channels-last task keeps: those of input rows

@@ -62,7 +62,7 @@ fn plan_adaptive(
     let (kernel, threads) = match layout {
         Layout::Nchw => (format!("{op}_nchw{idx}_{sfx}"), g.output_len()),
         Layout::Nhwc => {
-            p.vec = if g.c % 4 == 0 { 4 } else { 1 };
+            p.vec = if g.c.is_multiple_of(4) { 4 } else { 1 };
             (format!("{op}_nhwc{idx}_{sfx}"), g.output_len() / p.vec as usize)
         }
     };

@@ -166,7 +166,7 @@ fn plan_gather(
         Layout::Nchw => ("nchw", input_len),
         Layout::Nhwc => {
             // Four channels per thread: one vector load of grad_out (and indices) per output.
-            p.vec = if pb.c % 4 == 0 { 4 } else { 1 };
+            p.vec = if pb.c.is_multiple_of(4) { 4 } else { 1 };
             ("nhwc", input_len / p.vec as usize)
         }
     };

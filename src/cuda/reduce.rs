@@ -291,8 +291,8 @@ fn plan_cols(
 ) -> Result<OpPlan> {
     let sfx = dtype.kernel_suffix();
     let sms = limits.sm_count.max(1) as usize;
-    let vec = if g.inner % 4 == 0 { 4 } else { 1 };
-    let ncols = g.inner / vec + usize::from(g.inner % vec != 0);
+    let vec = if g.inner.is_multiple_of(4) { 4 } else { 1 };
+    let ncols = g.inner / vec + usize::from(!g.inner.is_multiple_of(vec));
     let col_blocks = ncols.div_ceil(BLOCK as usize);
     let cols_per_block = ncols.div_ceil(col_blocks);
     let ty = (BLOCK as usize / cols_per_block).max(1);

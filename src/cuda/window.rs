@@ -99,7 +99,7 @@ fn plan_pool(
     let es = dtype.size_in_bytes();
     let (kernel, grid, shared) = match layout {
         Layout::Nhwc => {
-            p.vec = if g.c % 4 == 0 { 4 } else { 1 };
+            p.vec = if g.c.is_multiple_of(4) { 4 } else { 1 };
             let threads = g.n * g.out_h * g.out_w * (g.c / p.vec as usize);
             (format!("{op}_nhwc{idx}_{sfx}"), blocks_for(threads, BLOCK), 0)
         }

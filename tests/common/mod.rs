@@ -184,7 +184,7 @@ golden_float!(bf16, 2, (8e-3, 8e-3), u16, |b| bf16::from_bits(u16::from_le_bytes
 golden_float!(i64, 8, (0.0, 0.0), u64, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])), |v| v);
 
 fn hex_bytes(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err("odd hex length".into());
     }
     (0..hex.len())
