@@ -32,6 +32,24 @@ unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Asks for every cache line of `data` to be brought into L1 (a hint: never faults).
+#[inline(always)]
+pub(crate) fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (start, bytes) = (data.as_ptr().cast::<u8>(), std::mem::size_of_val(data));
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: `off < bytes`, so the address is inside `data`; a prefetch has no other
+            // effect than on the caches.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.add(off).cast())
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Whether `T` is bf16 with an f32 accumulator, whose conversion is a 16-bit shift.
 #[inline(always)]
 fn is_bf16<T: FloatElement>() -> bool {

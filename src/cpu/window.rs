@@ -259,6 +259,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         })
         .collect();
     let separable = avg_nchw_is_separable::<T>(g);
+    let prefetch = std::mem::size_of_val(x) >= PREFETCH_MIN_BYTES;
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
             let mut row = PhasedRow::new(g, T::Acc::zero());
@@ -270,7 +271,16 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                 || {
                     for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
                         if separable {
-                            avg_plane_separable(g, xp, yp, &mut row, &mut row_sums, &row_windows, &divisors);
+                            avg_plane_separable(
+                                g,
+                                xp,
+                                yp,
+                                &mut row,
+                                &mut row_sums,
+                                &row_windows,
+                                &divisors,
+                                prefetch,
+                            );
                             continue;
                         }
                         for (oh, yrow) in yp.chunks_exact_mut(g.out_w).enumerate() {
@@ -292,10 +302,18 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
     );
 }
 
+/// How far ahead [`avg_plane_separable`] prefetches input rows, on inputs of at least
+/// [`PREFETCH_MIN_BYTES`]: streaming from memory, the hardware prefetchers alone left the seed
+/// shape's 3x3 averages at half the read bandwidth (1.07x with stride 2, 1.13x with stride 1,
+/// best of 9 interleaved runs); on inputs that stay in cache the hints cost 5% to 9%.
+const PREFETCH_ROWS: usize = 4;
+const PREFETCH_MIN_BYTES: usize = 32 << 20;
+
 /// One NCHW plane summed separably (see [`avg_nchw_is_separable`]): every input row's
 /// horizontal sums once into the ring `row_sums`, then per output row the sum of its window's rows,
 /// divided once.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn avg_plane_separable<T: FloatElement>(
     g: &WindowGeometry,
     xp: &[T],
@@ -304,6 +322,7 @@ fn avg_plane_separable<T: FloatElement>(
     row_sums: &mut [T::Acc],
     row_windows: &[(usize, usize)],
     divisors: &[T::Acc],
+    prefetch: bool,
 ) {
     let n = g.out_w;
     // A ring of the last `kernel[0]` rows' sums: windows move down monotonically, so each input
@@ -315,6 +334,11 @@ fn avg_plane_separable<T: FloatElement>(
         let (h0, h1) = row_windows[oh];
         while next < h1 {
             let sums = &mut row_sums[(next % ring) * n..(next % ring + 1) * n];
+            if prefetch {
+                if let Some(ahead) = xp.get((next + PREFETCH_ROWS) * g.w..(next + PREFETCH_ROWS + 1) * g.w) {
+                    simd::prefetch(ahead);
+                }
+            }
             row.load(&xp[next * g.w..(next + 1) * g.w]);
             sums.iter_mut().for_each(|a| *a = T::Acc::zero());
             add_row_taps(sums, row, g.kernel[1]);
