@@ -241,7 +241,7 @@ pub(crate) unsafe fn avg_window(
     // SAFETY: forwarded from this function's contract (AVX2 present, pointers valid); the
     // wide entry only where the CPU has AVX-512 F and BW (checked).
     unsafe {
-        if wide_averages(kind) {
+        if wide_blocks(kind) {
             avx2::avg_window_wide(kind, image, win, c_end, divisors, y)
         } else {
             avx2::avg_window(kind, image, win, c_end, divisors, y)
@@ -274,7 +274,7 @@ pub(crate) unsafe fn pool_windows(
     // SAFETY: forwarded from this function's contract; the wide entry only where the CPU
     // has AVX-512 F and BW (checked).
     unsafe {
-        if op == WindowOp::Avg && wide_averages(kind) {
+        if op != WindowOp::MaxWithIndex && wide_blocks(kind) {
             avx2::pool_windows_wide(kind, op, image, (width, c), windows, c_end, y, index)
         } else {
             avx2::pool_windows(kind, op, image, (width, c), windows, c_end, y, index)
@@ -282,14 +282,15 @@ pub(crate) unsafe fn pool_windows(
     }
 }
 
-/// Whether channels-last averages sum 32-channel blocks in AVX-512 registers (two instead of
-/// four AVX2 registers: half the instructions per tap, the same additions in the same order).
-/// bf16 only: its taps cost a load, a shift, a mask and two additions per 32 channels instead
-/// of twice that (1.1x to 1.35x on Zen 4: 3x3 stride 2 on the ResNet tail 99 -> 78 us, 7x7 ->
-/// 2x2 adaptive 60 -> 50 us); f32 measured 0.93x (its AVX2 taps are already one fused
-/// load-add per register).
+/// Whether channels-last averages and max without indices run 32-channel blocks in AVX-512
+/// registers (two instead of four AVX2 registers: half the instructions per tap, the same
+/// operations per channel in the same order). bf16 only: its taps cost a load, a shift, a
+/// mask and two additions (or maxima) per 32 channels instead of twice that (averages 1.1x to
+/// 1.35x on Zen 4: 3x3 stride 2 on the ResNet tail 99 -> 78 us, 7x7 -> 2x2 adaptive 60 -> 50
+/// us); f32 averages measured 0.93x (their AVX2 taps are already one fused load-add per
+/// register), and max with indices no faster either way.
 #[cfg(target_arch = "x86_64")]
-fn wide_averages(kind: TileKind) -> bool {
+fn wide_blocks(kind: TileKind) -> bool {
     kind == TileKind::Bf16
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
@@ -723,8 +724,10 @@ pub(crate) mod avx2 {
                     avg_passes::<false, WIDE>(kind, image, win, c_end, out.divisors, y)
                 }
                 WindowOp::Avg => avg_passes::<true, WIDE>(kind, image, win, c_end, out.divisors, y),
-                WindowOp::Max => max_blocks::<false>(kind, image, win, c_end, y, std::ptr::null_mut()),
-                WindowOp::MaxWithIndex => max_blocks::<true>(kind, image, win, c_end, y, index.add(i * c)),
+                WindowOp::Max => max_blocks::<false, WIDE>(kind, image, win, c_end, y, std::ptr::null_mut()),
+                WindowOp::MaxWithIndex => {
+                    max_blocks::<true, false>(kind, image, win, c_end, y, index.add(i * c))
+                }
             }
         }
     }
@@ -1001,11 +1004,11 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        max_blocks::<WITH_INDEX>(kind, image, win, c_end, y, index);
+        max_blocks::<WITH_INDEX, false>(kind, image, win, c_end, y, index);
     }
 
     #[inline(always)]
-    unsafe fn max_blocks<const WITH_INDEX: bool>(
+    unsafe fn max_blocks<const WITH_INDEX: bool, const WIDE: bool>(
         kind: TileKind,
         image: *const u8,
         win: ChannelWindow,
@@ -1016,7 +1019,14 @@ pub(crate) mod avx2 {
         // The index blend, not the NaN test, dominates an indexed tap: measured no faster
         // through the probe, so indexed blocks keep the exact rule; so do the blocks of 8.
         channel_blocks!(c_end, |R, c0| {
-            if WITH_INDEX || R != 4 || !max_block_unless_nan::<R>(kind, image, win, c0, y) {
+            let done = !WITH_INDEX
+                && R == 4
+                && if WIDE {
+                    super::avx512::max_block32_unless_nan(kind, image, win, c0, y)
+                } else {
+                    max_block_unless_nan::<R>(kind, image, win, c0, y)
+                };
+            if !done {
                 max_block::<R, WITH_INDEX>(kind, image, win, c0, y, index);
             }
         });
@@ -1097,6 +1107,45 @@ mod avx512 {
                 _mm512_storeu_si512(y.cast::<u16>().add(at).cast(), _mm512_or_si512(even, odd));
             }
         }
+    }
+
+    /// [`super::avx2`]'s `max_block_unless_nan` for 32 channels: `vmaxps` per tap with a
+    /// running sum of the taps as the NaN probe; `false`, having written nothing, when the
+    /// probe is NaN (the caller redoes the block with the exact rule).
+    ///
+    /// # Safety
+    /// As that block's, and the CPU has AVX-512 F and BW.
+    #[inline(always)]
+    pub(super) unsafe fn max_block32_unless_nan(
+        kind: TileKind,
+        image: *const u8,
+        win: ChannelWindow,
+        c0: usize,
+        y: *mut u8,
+    ) -> bool {
+        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+        let mut probe = [_mm512_setzero_ps(); 2];
+        let mut h = h0;
+        while h < h1 {
+            let mut w = w0;
+            while w < w1 {
+                let v = load32(kind, image, (h * win.width + w) * win.c + c0);
+                for r in 0..2 {
+                    max[r] = _mm512_max_ps(v[r], max[r]);
+                    probe[r] = _mm512_add_ps(probe[r], v[r]);
+                }
+                w += dw;
+            }
+            h += dh;
+        }
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(probe[0], probe[0])
+            | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(probe[1], probe[1]);
+        if nan != 0 {
+            return false;
+        }
+        store32(kind, y, c0, max);
+        true
     }
 
     /// [`super::avx2`]'s `avg_block` for 32 channels.
