@@ -290,7 +290,7 @@ pub(crate) unsafe fn pool_windows(
 /// us); f32 averages measured 0.93x (their AVX2 taps are already one fused load-add per
 /// register), and max with indices no faster either way.
 #[cfg(target_arch = "x86_64")]
-fn wide_blocks(kind: TileKind) -> bool {
+pub(crate) fn wide_blocks(kind: TileKind) -> bool {
     kind == TileKind::Bf16
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
@@ -310,14 +310,20 @@ pub(crate) static AVX2_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::
 /// `cols`; `sums` writable for `cols.len() * c` f32.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn row_window_sums(
-    kind: TileKind,
+    (kind, wide): (TileKind, bool),
     row: *const u8,
     c: usize,
     cols: &[(usize, usize)],
     sums: *mut f32,
 ) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { avx2::row_window_sums(kind, row, c, cols, sums) }
+    // SAFETY: forwarded from this function's contract (`wide` only from `wide_blocks`).
+    unsafe {
+        if wide {
+            avx2::row_window_sums_wide(kind, row, c, cols, sums)
+        } else {
+            avx2::row_window_sums(kind, row, c, cols, sums)
+        }
+    }
 }
 
 /// One output row of a separable channels-last average: output `ow`, channels `0..c`, is
@@ -331,14 +337,20 @@ pub(crate) unsafe fn row_window_sums(
 /// 16-byte aligned.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn divide_row_sums(
-    kind: TileKind,
+    (kind, wide): (TileKind, bool),
     rows: &[*const f32],
     c: usize,
     divisors: &[f32],
     (y, stream): (*mut u8, bool),
 ) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { avx2::divide_row_sums(kind, rows, c, divisors, (y, stream)) }
+    // SAFETY: forwarded from this function's contract (`wide` only from `wide_blocks`).
+    unsafe {
+        if wide && !stream {
+            avx2::divide_row_sums_wide(kind, rows, c, divisors, y)
+        } else {
+            avx2::divide_row_sums(kind, rows, c, divisors, (y, stream))
+        }
+    }
 }
 
 /// Column sums of a strided slab: channels `0..8 * R` of `rows` rows, `stride` elements
@@ -597,6 +609,52 @@ pub(crate) mod avx2 {
         }
         for (r, &s) in sum.iter().enumerate() {
             _mm256_storeu_ps(out.add(c0 + 8 * r), s);
+        }
+    }
+
+    /// [`row_window_sums`] with 32-channel blocks in AVX-512 registers, in their lane order:
+    /// only [`divide_row_sums_wide`] reads these sums.
+    ///
+    /// # Safety
+    /// As [`row_window_sums`], and the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(super) unsafe fn row_window_sums_wide(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        cols: &[(usize, usize)],
+        sums: *mut f32,
+    ) {
+        for (ow, &(w0, w1)) in cols.iter().enumerate() {
+            let out = sums.add(ow * c);
+            channel_blocks!(c, |R, c0| if R == 4 {
+                super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
+            } else {
+                sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
+            });
+        }
+    }
+
+    /// [`divide_row_sums`] over [`row_window_sums_wide`]'s sums (ordinary stores).
+    ///
+    /// # Safety
+    /// As [`divide_row_sums`], and the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(super) unsafe fn divide_row_sums_wide(
+        kind: TileKind,
+        rows: &[*const f32],
+        c: usize,
+        divisors: &[f32],
+        y: *mut u8,
+    ) {
+        for (ow, &divisor) in divisors.iter().enumerate() {
+            let divisor = _mm256_set1_ps(divisor);
+            let at = ow * c;
+            channel_blocks!(c, |R, c0| if R == 4 {
+                super::avx512::divide_block32(kind, rows, at + c0, divisor, y)
+            } else {
+                divide_block::<R>(kind, rows, at + c0, divisor, (y, false))
+            });
         }
     }
 
@@ -1146,6 +1204,52 @@ mod avx512 {
         }
         store32(kind, y, c0, max);
         true
+    }
+
+    /// [`super::avx2`]'s `sum_columns` for 32 channels: the sums of taps `w0..w1` of a row,
+    /// stored at `out + c0` in this module's lane order.
+    ///
+    /// # Safety
+    /// As that function's, and the CPU has AVX-512 F and BW.
+    #[inline(always)]
+    pub(super) unsafe fn sum_columns32(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        (w0, w1): (usize, usize),
+        c0: usize,
+        out: *mut f32,
+    ) {
+        let mut sum = [_mm512_setzero_ps(); 2];
+        for w in w0..w1 {
+            let v = load32(kind, row, w * c + c0);
+            sum[0] = _mm512_add_ps(sum[0], v[0]);
+            sum[1] = _mm512_add_ps(sum[1], v[1]);
+        }
+        _mm512_storeu_ps(out.add(c0), sum[0]);
+        _mm512_storeu_ps(out.add(c0 + 16), sum[1]);
+    }
+
+    /// [`super::avx2`]'s `divide_block` for 32 channels: the rows' sums at `at` added in
+    /// order from the first, divided, stored.
+    ///
+    /// # Safety
+    /// As that function's, and the CPU has AVX-512 F and BW.
+    #[inline(always)]
+    pub(super) unsafe fn divide_block32(
+        kind: TileKind,
+        rows: &[*const f32],
+        at: usize,
+        divisor: __m256,
+        y: *mut u8,
+    ) {
+        let mut sum = [_mm512_loadu_ps(rows[0].add(at)), _mm512_loadu_ps(rows[0].add(at + 16))];
+        for row in &rows[1..] {
+            sum[0] = _mm512_add_ps(sum[0], _mm512_loadu_ps(row.add(at)));
+            sum[1] = _mm512_add_ps(sum[1], _mm512_loadu_ps(row.add(at + 16)));
+        }
+        let divisor = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(divisor)));
+        store32(kind, y, at, [_mm512_div_ps(sum[0], divisor), _mm512_div_ps(sum[1], divisor)]);
     }
 
     /// [`super::avx2`]'s `avg_block` for 32 channels.

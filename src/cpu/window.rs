@@ -550,6 +550,8 @@ fn avg_nhwc_separable<T: FloatElement>(
     let rows_per_task = items_per_task(row_out * (g.kernel[0] + g.kernel[1]), g.n * g.out_h).max(kh);
     // `c % 8 == 0` here (`avg_nhwc_is_separable`), so every output row of an aligned `y` is.
     let stream = simd::streams_output(y);
+    // Decided once: the wide row sums are only readable by the wide division.
+    let blocks = (kind, simd::wide_blocks(kind) && !stream);
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
         || (RowSumRing::new(kh * row_out), vec![0f32; g.out_w]),
         |(ring, divisors), (k, yrow)| {
@@ -573,7 +575,7 @@ fn avg_nhwc_separable<T: FloatElement>(
                 unsafe {
                     let src = image.as_ptr().add(h * g.w * c).cast::<u8>();
                     let slot = ring.sums.as_mut_ptr().add((h % kh) * row_out);
-                    simd::row_window_sums(kind, src, c, &col_taps, slot);
+                    simd::row_window_sums(blocks, src, c, &col_taps, slot);
                 }
                 ring.next += 1;
             }
@@ -592,7 +594,7 @@ fn avg_nhwc_separable<T: FloatElement>(
             // aligned with `stream` (above).
             unsafe {
                 simd::divide_row_sums(
-                    kind,
+                    blocks,
                     &sums[..row.end - row.start],
                     c,
                     divisors,
