@@ -261,7 +261,8 @@ pub(crate) mod avx2 {
     /// The reverse of [`transpose_group`] for results: output `k` of plane `p` (`vals[8k + p]`,
     /// and `idx[8k + p]` with `WITH_INDEX`) stored at `y[p * out_plane + k]` (rounded to
     /// `kind`) and `index[p * out_plane + k]`, for planes `p < planes`. Eight outputs at a
-    /// time through 8x8 transposes, the rest one by one.
+    /// time through 8x8 transposes; the rest through one more transpose (with zero vectors),
+    /// or a 4x8 one when a full group has 4 outputs a plane; remaining indices one by one.
     ///
     /// # Safety
     /// AVX2; `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane`; `y` (and `index`) point

@@ -1111,11 +1111,12 @@ mod tests {
     }
 }
 
-/// 32-channel average blocks in AVX-512 registers for [`avx2::pool_windows_wide`]: per tap one
-/// load and two additions (f32: channels `c0..c0 + 16` and `c0 + 16..c0 + 32`; bf16: the even
-/// and the odd channels, split by a shift and a mask) instead of four of each, the same
-/// additions per channel in the same order as [`avx2`]'s blocks, so the same bits. Running
-/// sums between passes use this lane order, and only this path reads them back.
+/// 32-channel blocks in AVX-512 registers for the `*_wide` entries of [`avx2`] (see
+/// [`wide_blocks`]): per tap one load and two additions or maxima (f32: channels `c0..c0 + 16`
+/// and `c0 + 16..c0 + 32`; bf16: the even and the odd channels, split by a shift and a mask)
+/// instead of four of each, the same operations per channel in the same order as [`avx2`]'s
+/// blocks, so the same bits. Running sums between passes and the separable path's row sums
+/// use this lane order, and only this module reads them back.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{ChannelWindow, TileKind};
