@@ -167,30 +167,38 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let rows_per_task = items_per_task(plane_work(g) * c / g.out_h.max(1), g.n * g.out_h);
     let (rows, cols) = windows(g);
     y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
-        || (AccScratch::<T>::new(), vec![T::Acc::zero(); c]),
-        |(scratch, acc), (k, yrow)| {
+        || (AccScratch::<T>::new(), vec![T::Acc::zero(); c], Vec::with_capacity(cols.len())),
+        |(scratch, acc, windows), (k, yrow)| {
             let (n, oh) = (k / g.out_h, k % g.out_h);
             let image = &x[n * g.h * g.w * c..(n + 1) * g.h * g.w * c];
             let (h0, h1) = rows[oh];
             #[cfg(target_arch = "x86_64")]
             if let Some(kind) = simd::avx2_tile_kind::<T>() {
                 let vector_end = c - c % 8;
-                for (ow, yo) in yrow.chunks_exact_mut(c).enumerate() {
-                    let (w0, w1) = cols[ow];
-                    let taps = simd::ChannelWindow { width: g.w, c, h: (h0, h1, 1), w: (w0, w1, 1) };
-                    // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and
-                    // `T` is its element type; `image` is the whole image and PyTorch's
-                    // adaptive windows lie inside it; `yo` holds `c >= vector_end` elements.
-                    unsafe {
-                        simd::avg_window(
-                            kind,
-                            image.as_ptr().cast(),
-                            taps,
-                            vector_end,
-                            ((h1 - h0) as f32, (w1 - w0) as f32),
-                            yo.as_mut_ptr().cast(),
-                        );
-                    }
+                // The whole output row in one call, as the windowed averages do.
+                windows.clear();
+                windows.extend(cols.iter().map(|&(w0, w1)| simd::OutputWindow {
+                    h: (h0, h1, 1),
+                    w: (w0, w1, 1),
+                    divisors: ((h1 - h0) as f32, (w1 - w0) as f32),
+                }));
+                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T`
+                // is its element type; `image` is the whole image and PyTorch's adaptive
+                // windows lie inside it (each has a tap); `yrow` holds `out_w * c` elements,
+                // output `ow` at `ow * c`; no indices are written (average).
+                unsafe {
+                    simd::pool_windows(
+                        kind,
+                        simd::WindowOp::Avg,
+                        image.as_ptr().cast(),
+                        (g.w, c),
+                        windows,
+                        vector_end,
+                        yrow.as_mut_ptr().cast(),
+                        std::ptr::null_mut(),
+                    );
+                }
+                for (yo, &(w0, w1)) in yrow.chunks_exact_mut(c).zip(cols.iter()) {
                     for c0 in vector_end..c {
                         avg_tile::<T, 1>(image, (g.w, c), ((h0, h1), (w0, w1)), c0, yo);
                     }

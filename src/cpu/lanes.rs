@@ -87,15 +87,11 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
     ys: &mut [T],
     is: &mut [i64],
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = avx512::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
-    pool_planes_using::<U, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is, avx512)
+    pool_planes_using::<U, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is, true)
 }
 
-/// [`pool_planes`], transposing with AVX-512 when `avx512` (ignored where the CPU lacks it),
-/// so tests can run both transposes on a CPU that has both.
+/// [`pool_planes`], transposing with AVX-512 when `avx512` and the CPU has it, so tests can
+/// run both transposes on a CPU that has both.
 fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     layout: &LanePlane,
     windows: &[LaneWindow],
@@ -130,7 +126,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
         let mut padded: Vec<U> = Vec::new();
-        let avx512 = avx512 && avx512::available();
+        let avx512 = avx512 && simd::has_avx512_bw();
         for p0 in (0..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
@@ -145,7 +141,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // the plane fits its buffer and every window lies inside the buffer (checked
             // above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
             // indices fit i32 (`buffer_len <= SMALL_PLANE`); with `avx512`, the CPU has
-            // AVX-512 F and BW (`avx512::available`, checked above).
+            // AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
             unsafe {
                 if avx512 {
                     avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
@@ -230,31 +226,33 @@ pub(crate) mod avx2 {
     /// The 8x8 transpose: lane `j` of result `p` is lane `p` of `r[j]`.
     #[inline(always)]
     unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let a = transpose_quads([r[0], r[1], r[2], r[3]]);
+        let b = transpose_quads([r[4], r[5], r[6], r[7]]);
+        [
+            _mm256_permute2f128_ps::<0x20>(a[0], b[0]),
+            _mm256_permute2f128_ps::<0x20>(a[1], b[1]),
+            _mm256_permute2f128_ps::<0x20>(a[2], b[2]),
+            _mm256_permute2f128_ps::<0x20>(a[3], b[3]),
+            _mm256_permute2f128_ps::<0x31>(a[0], b[0]),
+            _mm256_permute2f128_ps::<0x31>(a[1], b[1]),
+            _mm256_permute2f128_ps::<0x31>(a[2], b[2]),
+            _mm256_permute2f128_ps::<0x31>(a[3], b[3]),
+        ]
+    }
+
+    /// The in-lane stages of transposing four rows: result `k` holds lane `k` of `r[0..4]` in
+    /// its low 128 bits and lane `k + 4` in its high 128 bits.
+    #[inline(always)]
+    unsafe fn transpose_quads(r: [__m256; 4]) -> [__m256; 4] {
         let t0 = _mm256_unpacklo_ps(r[0], r[1]);
         let t1 = _mm256_unpackhi_ps(r[0], r[1]);
         let t2 = _mm256_unpacklo_ps(r[2], r[3]);
         let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
         [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
         ]
     }
 
@@ -317,7 +315,10 @@ pub(crate) mod avx2 {
         if out_plane == 4 && planes == 8 {
             // Adaptive 2x2, the common small case: the group's 32 outputs are contiguous, so
             // a 4x8 transpose writes them in four full vectors.
-            let v: [__m256; 4] = std::array::from_fn(|k| _mm256_loadu_ps(vals[8 * k..][..8].as_ptr()));
+            let mut v = [_mm256_setzero_ps(); 4];
+            for (k, v) in v.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(vals[8 * k..][..8].as_ptr());
+            }
             for (at, v) in [0, 8, 16, 24].into_iter().zip(transpose4x8(v)) {
                 store(at, v);
             }
@@ -358,20 +359,13 @@ pub(crate) mod avx2 {
     /// `4p..4p + 4` of the result are `v[0..4]` lane `p`.
     #[inline(always)]
     unsafe fn transpose4x8(v: [__m256; 4]) -> [__m256; 4] {
-        let t0 = _mm256_unpacklo_ps(v[0], v[1]);
-        let t1 = _mm256_unpackhi_ps(v[0], v[1]);
-        let t2 = _mm256_unpacklo_ps(v[2], v[3]);
-        let t3 = _mm256_unpackhi_ps(v[2], v[3]);
-        // Each 128-bit half is now one lane's four values: lanes (0 | 4), (1 | 5), (2 | 6), (3 | 7).
-        let p04 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let p15 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let p26 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let p37 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        // Lanes (0 | 4), (1 | 5), (2 | 6), (3 | 7): pair the low halves, then the high ones.
+        let q = transpose_quads(v);
         [
-            _mm256_permute2f128_ps::<0x20>(p04, p15),
-            _mm256_permute2f128_ps::<0x20>(p26, p37),
-            _mm256_permute2f128_ps::<0x31>(p04, p15),
-            _mm256_permute2f128_ps::<0x31>(p26, p37),
+            _mm256_permute2f128_ps::<0x20>(q[0], q[1]),
+            _mm256_permute2f128_ps::<0x20>(q[2], q[3]),
+            _mm256_permute2f128_ps::<0x31>(q[0], q[1]),
+            _mm256_permute2f128_ps::<0x31>(q[2], q[3]),
         ]
     }
 
@@ -561,9 +555,46 @@ pub(crate) mod avx512 {
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
-    /// Whether this CPU runs [`transpose8x8`].
-    pub(crate) fn available() -> bool {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    /// bf16 permutes: f32 lane L of `z[k]` is cell 2k + L / 8, plane L % 8; its high u16 (odd
+    /// slot s = 2L + 1) takes that bf16 (u16 8 * plane + cell of the pair (lo, hi)), its low
+    /// u16 is zeroed by the mask: the exact f32.
+    const BF16_CELLS: [[i16; 32]; 4] = [bf16_cells(0), bf16_cells(1), bf16_cells(2), bf16_cells(3)];
+
+    const fn bf16_cells(k: usize) -> [i16; 32] {
+        let mut idx = [0i16; 32];
+        let mut s = 1;
+        while s < 32 {
+            idx[s] = (8 * (s / 2 % 8) + 2 * k + s / 16) as i16;
+            s += 2;
+        }
+        idx
+    }
+
+    /// f32 stage 1, lane t: cell 4h + t / 4 (h = 0 or 1: cells 0-3 or 4-7), plane t % 4.
+    const F32_QUADS: [[i32; 16]; 2] = [f32_quads(0), f32_quads(1)];
+
+    const fn f32_quads(h: usize) -> [i32; 16] {
+        let mut idx = [0i32; 16];
+        let mut t = 0;
+        while t < 16 {
+            idx[t] = (8 * (t % 4) + 4 * h + t / 4) as i32;
+            t += 1;
+        }
+        idx
+    }
+
+    /// f32 stage 2, lane s: cell c + s / 8 (c = 0 or 2, within stage 1's four), plane s % 8,
+    /// from planes 0-3 (first source) or 4-7 (second) at lane 4 * cell + plane % 4.
+    const F32_CELLS: [[i32; 16]; 2] = [f32_cells(0), f32_cells(2)];
+
+    const fn f32_cells(c: usize) -> [i32; 16] {
+        let mut idx = [0i32; 16];
+        let mut s = 0;
+        while s < 16 {
+            idx[s] = (16 * (s % 8 / 4) + 4 * (c + s / 8) + s % 4) as i32;
+            s += 1;
+        }
+        idx
     }
 
     /// Elements `at..at + 8` of the eight planes at `x` (`plane` elements apart) transposed:
@@ -582,74 +613,58 @@ pub(crate) mod avx512 {
         n: usize,
     ) {
         // Both kinds end in four vectors `z[k]` = cells `2k` and `2k + 1` (eight planes each).
-        let z: [__m512; 4] = match kind {
+        // Plain loops, not closures, around the intrinsics (see `avx2::taps`).
+        let mut z = [_mm512_setzero_ps(); 4];
+        match kind {
             TileKind::Bf16 => {
                 let x = x.cast::<u16>();
-                let row = |p: usize| _mm_loadu_si128(x.add(p * plane + at).cast());
+                let mut rows = [_mm_setzero_si128(); 8];
+                for (p, r) in rows.iter_mut().enumerate() {
+                    *r = _mm_loadu_si128(x.add(p * plane + at).cast());
+                }
                 // Planes 0-3 and 4-7, eight u16 each: element j of plane p is u16 8p + j of
                 // the pair (lo, hi).
-                let mut lo = _mm512_castsi128_si512(row(0));
-                let mut hi = _mm512_castsi128_si512(row(4));
-                lo = _mm512_inserti32x4::<1>(lo, row(1));
-                hi = _mm512_inserti32x4::<1>(hi, row(5));
-                lo = _mm512_inserti32x4::<2>(lo, row(2));
-                hi = _mm512_inserti32x4::<2>(hi, row(6));
-                lo = _mm512_inserti32x4::<3>(lo, row(3));
-                hi = _mm512_inserti32x4::<3>(hi, row(7));
-                // f32 lane L of z[k] is cell 2k + L / 8, plane L % 8: its high u16 (odd
-                // slot) takes that bf16, its low u16 is zeroed by the mask: the exact f32.
-                std::array::from_fn(|k| {
-                    let idx: [i16; 32] = std::array::from_fn(|s| {
-                        if s % 2 == 1 {
-                            (8 * (s / 2 % 8) + 2 * k + s / 16) as i16
-                        } else {
-                            0
-                        }
-                    });
+                let mut lo = _mm512_castsi128_si512(rows[0]);
+                let mut hi = _mm512_castsi128_si512(rows[4]);
+                lo = _mm512_inserti32x4::<1>(lo, rows[1]);
+                hi = _mm512_inserti32x4::<1>(hi, rows[5]);
+                lo = _mm512_inserti32x4::<2>(lo, rows[2]);
+                hi = _mm512_inserti32x4::<2>(hi, rows[6]);
+                lo = _mm512_inserti32x4::<3>(lo, rows[3]);
+                hi = _mm512_inserti32x4::<3>(hi, rows[7]);
+                for (z, idx) in z.iter_mut().zip(&BF16_CELLS) {
                     let idx = _mm512_loadu_si512(idx.as_ptr().cast());
-                    _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xAAAA_AAAA, lo, idx, hi))
-                })
+                    *z = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xAAAA_AAAA, lo, idx, hi));
+                }
             }
             TileKind::F32 => {
                 let x = x.cast::<f32>();
-                let row = |p: usize| _mm256_loadu_ps(x.add(p * plane + at));
-                let pair = |p: usize| {
-                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-                        _mm512_castpd256_pd512(_mm256_castps_pd(row(p))),
-                        _mm256_castps_pd(row(p + 1)),
-                    ))
-                };
                 // a[m] = planes 2m, 2m + 1. Element j of plane p (p < 4) is lane 8p + j of
                 // (a[0], a[1]), likewise of (a[2], a[3]) for plane p + 4.
-                let a = [pair(0), pair(2), pair(4), pair(6)];
-                // Stage 1, lane t: cell 4h + t / 4 (h = 0 or 1: cells 0-3 or 4-7), plane t % 4.
-                let quads = |h: usize| {
-                    let idx: [i32; 16] = std::array::from_fn(|t| (8 * (t % 4) + 4 * h + t / 4) as i32);
-                    _mm512_loadu_si512(idx.as_ptr().cast())
-                };
-                let (i0, i1) = (quads(0), quads(1));
+                let mut a = [_mm512_setzero_ps(); 4];
+                for (m, a) in a.iter_mut().enumerate() {
+                    let first = _mm256_castps_pd(_mm256_loadu_ps(x.add(2 * m * plane + at)));
+                    let second = _mm256_castps_pd(_mm256_loadu_ps(x.add((2 * m + 1) * plane + at)));
+                    *a = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(first), second));
+                }
+                let i0 = _mm512_loadu_si512(F32_QUADS[0].as_ptr().cast());
+                let i1 = _mm512_loadu_si512(F32_QUADS[1].as_ptr().cast());
                 let b = [
                     _mm512_permutex2var_ps(a[0], i0, a[1]),
                     _mm512_permutex2var_ps(a[0], i1, a[1]),
                     _mm512_permutex2var_ps(a[2], i0, a[3]),
                     _mm512_permutex2var_ps(a[2], i1, a[3]),
                 ];
-                // Stage 2, lane s: cell 2k + s / 8, plane s % 8, from planes 0-3 (b[h]) or
-                // 4-7 (b[h + 2]) at lane 4 * (cell - 4h) + plane % 4.
-                let cells = |c: usize| {
-                    let idx: [i32; 16] =
-                        std::array::from_fn(|s| (16 * (s % 8 / 4) + 4 * (c + s / 8) + s % 4) as i32);
-                    _mm512_loadu_si512(idx.as_ptr().cast())
-                };
-                let (c0, c2) = (cells(0), cells(2));
-                [
+                let c0 = _mm512_loadu_si512(F32_CELLS[0].as_ptr().cast());
+                let c2 = _mm512_loadu_si512(F32_CELLS[1].as_ptr().cast());
+                z = [
                     _mm512_permutex2var_ps(b[0], c0, b[2]),
                     _mm512_permutex2var_ps(b[0], c2, b[2]),
                     _mm512_permutex2var_ps(b[1], c0, b[3]),
                     _mm512_permutex2var_ps(b[1], c2, b[3]),
-                ]
+                ];
             }
-        };
+        }
         for (k, &z) in z.iter().enumerate() {
             if 2 * k + 1 < n {
                 _mm512_storeu_ps(out.add(16 * k), z);

@@ -181,7 +181,7 @@ pub(crate) fn streams_output<T: 'static>(y: &[T]) -> bool {
 }
 
 /// One output's window for [`pool_windows`]: taps `h0..h1` step `dh`, `w0..w1` step `dw` (at
-/// least one tap) and, for averages, the divisors (as [`avg_window`]'s).
+/// least one tap) and, for averages, the divisors (see [`pool_windows`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OutputWindow {
     pub(crate) h: (usize, usize, usize),
@@ -220,38 +220,12 @@ pub(crate) unsafe fn max_window<const WITH_INDEX: bool>(
     unsafe { avx2::max_window::<WITH_INDEX>(kind, image, win, c_end, y, index) }
 }
 
-/// Average pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last
-/// window: per channel `((0 + t0) + t1) + ...` over the taps in PyTorch's order (h, then w),
-/// divided by `divisors.0`, then by `divisors.1` unless it is 1 (adaptive pooling divides
-/// twice, by `kh` and `kw`, as PyTorch does; a division by 1 is exact, so it is skipped), and
-/// rounded once, in AVX2 registers (32 channels at a time, then 8). The same operations in the
-/// same order as the portable tiles, so the same bits.
-///
-/// # Safety
-/// As [`max_window`] (without `index`); `divisors` are the f32 accumulator's.
-#[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn avg_window(
-    kind: TileKind,
-    image: *const u8,
-    win: ChannelWindow,
-    c_end: usize,
-    divisors: (f32, f32),
-    y: *mut u8,
-) {
-    // SAFETY: forwarded from this function's contract (AVX2 present, pointers valid); the
-    // wide entry only where the CPU has AVX-512 F and BW (checked).
-    unsafe {
-        if wide_blocks(kind) {
-            avx2::avg_window_wide(kind, image, win, c_end, divisors, y)
-        } else {
-            avx2::avg_window(kind, image, win, c_end, divisors, y)
-        }
-    }
-}
-
 /// Pools channels `0..c_end` (a multiple of 8) of each of `windows` of one channels-last
-/// image (`width` pixels of `c` elements per row): averages as [`avg_window`] with each
-/// window's divisors, max as [`max_window`]. Output `i` goes to element `i * c` of `y` (and
+/// image (`width` pixels of `c` elements per row). Averages: per channel `((0 + t0) + t1) +
+/// ...` over the taps in PyTorch's order (h, then w), divided by `divisors.0`, then by
+/// `divisors.1` unless it is 1 (adaptive pooling divides twice, by `kh` and `kw`, as PyTorch
+/// does; a division by 1 is exact, so it is skipped), rounded once: the same operations in
+/// the same order as the portable tiles, so the same bits. Max as [`max_window`]. Output `i` goes to element `i * c` of `y` (and
 /// of `index`, with indices). One call per output row, so that the loop over outputs runs
 /// inside AVX2 code: per-output calls and window arithmetic cost as much as the taps on
 /// narrow or few channels.
@@ -291,10 +265,13 @@ pub(crate) unsafe fn pool_windows(
 /// register), and max with indices no faster either way.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wide_blocks(kind: TileKind) -> bool {
-    kind == TileKind::Bf16
-        && std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512bw")
-        && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+    kind == TileKind::Bf16 && has_avx512_bw() && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the CPU has AVX-512 F and BW, which every AVX-512 kernel here needs.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512_bw() -> bool {
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
 }
 
 /// Set by tests to run the AVX2 blocks where the CPU has AVX-512 (both give the same bits).
@@ -585,9 +562,40 @@ pub(crate) mod avx2 {
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
+        row_window_sums_body::<false>(kind, row, c, cols, sums)
+    }
+
+    /// [`row_window_sums`] with 32-channel blocks in AVX-512 registers, in their lane order:
+    /// only [`divide_row_sums_wide`] reads these sums.
+    ///
+    /// # Safety
+    /// As [`row_window_sums`], and the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    pub(super) unsafe fn row_window_sums_wide(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        cols: &[(usize, usize)],
+        sums: *mut f32,
+    ) {
+        row_window_sums_body::<true>(kind, row, c, cols, sums)
+    }
+
+    #[inline(always)]
+    unsafe fn row_window_sums_body<const WIDE: bool>(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        cols: &[(usize, usize)],
+        sums: *mut f32,
+    ) {
         for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
-            channel_blocks!(c, |R, c0| sum_columns::<R>(kind, row, c, (w0, w1), c0, out));
+            channel_blocks!(c, |R, c0| if WIDE && R == 4 {
+                super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
+            } else {
+                sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
+            });
         }
     }
 
@@ -612,30 +620,19 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// [`row_window_sums`] with 32-channel blocks in AVX-512 registers, in their lane order:
-    /// only [`divide_row_sums_wide`] reads these sums.
-    ///
-    /// # Safety
-    /// As [`row_window_sums`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
-    pub(super) unsafe fn row_window_sums_wide(
+    /// See [`super::divide_row_sums`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn divide_row_sums(
         kind: TileKind,
-        row: *const u8,
+        rows: &[*const f32],
         c: usize,
-        cols: &[(usize, usize)],
-        sums: *mut f32,
+        divisors: &[f32],
+        (y, stream): (*mut u8, bool),
     ) {
-        for (ow, &(w0, w1)) in cols.iter().enumerate() {
-            let out = sums.add(ow * c);
-            channel_blocks!(c, |R, c0| if R == 4 {
-                super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
-            } else {
-                sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
-            });
-        }
+        divide_row_sums_body::<false>(kind, rows, c, divisors, (y, stream))
     }
 
-    /// [`divide_row_sums`] over [`row_window_sums_wide`]'s sums (ordinary stores).
+    /// [`divide_row_sums`] over [`row_window_sums_wide`]'s sums (ordinary stores only).
     ///
     /// # Safety
     /// As [`divide_row_sums`], and the CPU has AVX-512 F and BW.
@@ -647,20 +644,11 @@ pub(crate) mod avx2 {
         divisors: &[f32],
         y: *mut u8,
     ) {
-        for (ow, &divisor) in divisors.iter().enumerate() {
-            let divisor = _mm256_set1_ps(divisor);
-            let at = ow * c;
-            channel_blocks!(c, |R, c0| if R == 4 {
-                super::avx512::divide_block32(kind, rows, at + c0, divisor, y)
-            } else {
-                divide_block::<R>(kind, rows, at + c0, divisor, (y, false))
-            });
-        }
+        divide_row_sums_body::<true>(kind, rows, c, divisors, (y, false))
     }
 
-    /// See [`super::divide_row_sums`].
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn divide_row_sums(
+    #[inline(always)]
+    unsafe fn divide_row_sums_body<const WIDE: bool>(
         kind: TileKind,
         rows: &[*const f32],
         c: usize,
@@ -670,7 +658,11 @@ pub(crate) mod avx2 {
         for (ow, &divisor) in divisors.iter().enumerate() {
             let divisor = _mm256_set1_ps(divisor);
             let at = ow * c;
-            channel_blocks!(c, |R, c0| divide_block::<R>(kind, rows, at + c0, divisor, (y, stream)));
+            channel_blocks!(c, |R, c0| if WIDE && R == 4 {
+                super::avx512::divide_block32(kind, rows, at + c0, divisor, y)
+            } else {
+                divide_block::<R>(kind, rows, at + c0, divisor, (y, stream))
+            });
         }
         if stream {
             _mm_sfence();
@@ -915,43 +907,6 @@ pub(crate) mod avx2 {
             }
             sums.as_mut_ptr()
         })
-    }
-
-    /// See [`super::avg_window`].
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn avg_window(
-        kind: TileKind,
-        image: *const u8,
-        win: ChannelWindow,
-        c_end: usize,
-        divisors: (f32, f32),
-        y: *mut u8,
-    ) {
-        if divisors.1 == 1.0 {
-            avg_passes::<false, false>(kind, image, win, c_end, divisors, y);
-        } else {
-            avg_passes::<true, false>(kind, image, win, c_end, divisors, y);
-        }
-    }
-
-    /// [`avg_window`] with 32-channel blocks in AVX-512 registers.
-    ///
-    /// # Safety
-    /// As [`avg_window`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
-    pub(super) unsafe fn avg_window_wide(
-        kind: TileKind,
-        image: *const u8,
-        win: ChannelWindow,
-        c_end: usize,
-        divisors: (f32, f32),
-        y: *mut u8,
-    ) {
-        if divisors.1 == 1.0 {
-            avg_passes::<false, true>(kind, image, win, c_end, divisors, y);
-        } else {
-            avg_passes::<true, true>(kind, image, win, c_end, divisors, y);
-        }
     }
 
     #[inline(always)]
