@@ -12,7 +12,7 @@
 //! division by `kh * kw` would be the correctly rounded mean of the sum, at most about an ulp
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
-use super::lanes::{self, LanePlane, LaneWindow};
+use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
 use super::window::{max_channels, MaxScratch, CHANNEL_TILE};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
@@ -74,13 +74,39 @@ fn windows(g: &AdaptiveGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
     ((0..g.out_h).map(|oh| g.rows(oh)).collect(), (0..g.out_w).map(|ow| g.cols(ow)).collect())
 }
 
+/// Output rows' (or columns') input ranges, from [`windows`].
+type Ranges<'a> = &'a [(usize, usize)];
+
+/// Every output's window for [`lanes`], once per call, where NCHW planes of `T` take that path.
+fn lane_pooling<T: FloatElement>(
+    g: &AdaptiveGeometry,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+) -> Option<PlanePooling> {
+    lanes::applies::<T>(g.h * g.w).then(|| {
+        let windows = rows
+            .iter()
+            .flat_map(|&(h0, h1)| {
+                cols.iter().map(move |&(w0, w1)| LaneWindow {
+                    h: (h0, h1, 1),
+                    w: (w0, w1, 1),
+                    first: (h0 * g.w + w0) as i32,
+                    div: ((h1 - h0) as f32, (w1 - w0) as f32),
+                })
+            })
+            .collect();
+        PlanePooling::new(LanePlane::unpadded(g.h, g.w), windows)
+    })
+}
+
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(PLANE_GROUP);
     let (rows, cols) = windows(g);
+    let small = lane_pooling::<T>(g, &rows, &cols);
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| {
-            let done = fast_planes::<T, false, false>(g, &rows, &cols, xs, ys, &mut []);
+            let done = fast_planes::<T, false, false>(g, (&rows, &cols), small.as_ref(), xs, ys, &mut []);
             let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
             let mut scratch = AccScratch::<T>::new();
             let mut acc = vec![T::Acc::zero(); g.out_w];
@@ -274,26 +300,29 @@ fn avg_tile<T: FloatElement, const N: usize>(
 fn max_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(PLANE_GROUP);
+    let (rows, cols) = windows(g);
+    let small = lane_pooling::<T>(g, &rows, &cols);
+    let windows = ((&rows[..], &cols[..]), small.as_ref());
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => {
             ys.zip(xs).zip(ind.par_chunks_mut(out_plane * planes_per_task)).for_each(|((ys, xs), is)| {
-                max_nchw_planes::<T, true>(g, xs, ys, is);
+                max_nchw_planes::<T, true>(g, windows, xs, ys, is);
             })
         }
-        None => ys.zip(xs).for_each(|(ys, xs)| max_nchw_planes::<T, false>(g, xs, ys, &mut [])),
+        None => ys.zip(xs).for_each(|(ys, xs)| max_nchw_planes::<T, false>(g, windows, xs, ys, &mut [])),
     }
 }
 
 fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
     g: &AdaptiveGeometry,
+    ((rows, cols), small): ((Ranges, Ranges), Option<&PlanePooling>),
     xs: &[T],
     ys: &mut [T],
     is: &mut [i64],
 ) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let (rows, cols) = windows(g);
-    let done = fast_planes::<T, true, WITH_INDEX>(g, &rows, &cols, xs, ys, is);
+    let done = fast_planes::<T, true, WITH_INDEX>(g, (rows, cols), small, xs, ys, is);
     let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
     let is = if WITH_INDEX { &mut is[done * out_plane..] } else { is };
     let neg_inf = T::neg_infinity().to_acc();
@@ -306,8 +335,8 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
                 for q in 0..groups {
                     max_planes_direct::<T, PLANE_GROUP, WITH_INDEX>(
                         g,
-                        &rows,
-                        &cols,
+                        rows,
+                        cols,
                         xs,
                         ys,
                         is,
@@ -315,7 +344,7 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
                     );
                 }
                 for p in groups * PLANE_GROUP..ys.len() / out_plane {
-                    max_planes_direct::<T, 1, WITH_INDEX>(g, &rows, &cols, xs, ys, is, p);
+                    max_planes_direct::<T, 1, WITH_INDEX>(g, rows, cols, xs, ys, is, p);
                 }
                 return;
             }
@@ -453,30 +482,20 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
 /// by [`planes8`].
 fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     g: &AdaptiveGeometry,
-    rows: &[(usize, usize)],
-    cols: &[(usize, usize)],
+    (rows, cols): (Ranges, Ranges),
+    small: Option<&PlanePooling>,
     xs: &[T],
     ys: &mut [T],
     is: &mut [i64],
 ) -> usize {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     if lanes::applies::<T>(in_plane) {
-        let windows: Vec<LaneWindow> = rows
-            .iter()
-            .flat_map(|&(h0, h1)| {
-                cols.iter().map(move |&(w0, w1)| LaneWindow {
-                    h: (h0, h1, 1),
-                    w: (w0, w1, 1),
-                    first: (h0 * g.w + w0) as i32,
-                    div: ((h1 - h0) as f32, (w1 - w0) as f32),
-                })
-            })
-            .collect();
-        let layout = LanePlane::unpadded(g.h, g.w);
-        if lanes::pool_planes::<T, T, MAX, WITH_INDEX>(&layout, &windows, xs, ys, is) {
-            return (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1));
-        }
-        return 0;
+        return match small {
+            Some(pooling) if lanes::pool_planes::<T, T, MAX, WITH_INDEX>(pooling, xs, ys, is) => {
+                (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1))
+            }
+            _ => 0,
+        };
     }
     #[cfg(target_arch = "x86_64")]
     {

@@ -18,7 +18,7 @@
 //! (Indices that lie in the plane but outside their output's window are honoured here, as by
 //! PyTorch's CPU kernel, and ignored by the CUDA gather, as by PyTorch's CUDA kernel.)
 
-use super::lanes::{self, LanePlane, LaneWindow};
+use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
 use super::{items_per_task, simd};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
@@ -218,10 +218,11 @@ fn gather_shares_in_lanes<T: FloatElement>(
     let taps = windows.iter().map(|win| (win.h.1 - win.h.0) * (win.w.1 - win.w.0)).sum::<usize>();
     let planes_per_task =
         items_per_task(taps.max(grad_plane), grad_in.len() / grad_plane).next_multiple_of(8);
+    let pooling = PlanePooling::new(layout, windows);
     grad_in
         .par_chunks_mut(grad_plane * planes_per_task)
         .zip(shares.par_chunks(share_plane * planes_per_task))
-        .all(|(g, s)| lanes::pool_planes::<f32, T, false, false>(&layout, &windows, s, g, &mut []))
+        .all(|(g, s)| lanes::pool_planes::<f32, T, false, false>(&pooling, s, g, &mut []))
 }
 
 /// A small ring of expanded share rows keyed by (plane, oh) (see the NCHW gather). A row's

@@ -11,9 +11,12 @@
 //!
 //! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling, and the NCHW average backward's
 //! gather (`backward.rs`, a window over the plane of shares), describe their outputs as
-//! [`LaneWindow`]s and call [`pool_planes`]; f32 and bf16 (accumulated in f32), AVX2 only.
+//! [`LaneWindow`]s in a [`PlanePooling`] and call [`pool_planes`]; f32 and bf16 (accumulated
+//! in f32), AVX2 only. Planes of at most 64 elements whose windows keep most of a 16-lane
+//! gather busy go to [`plane_registers`] instead (AVX-512), which gives the same bits without
+//! the transposes.
 
-use super::simd;
+use super::{plane_registers, simd};
 use crate::dtype::FloatElement;
 
 /// Planes of at most this many elements take the lane path (64 KiB of transposed f32 per
@@ -73,33 +76,61 @@ pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
     }
 }
 
-/// Pools whole planes `xs` (of `U`) into `ys` (of `T`; both f32 or bf16, usually the same,
-/// but the average backward sums f32 shares into bf16 gradients), and `is` when `WITH_INDEX`,
-/// one [`LaneWindow`] per output (row-major): max with PyTorch's rule (`MAX`: -inf start,
-/// `first` as the index, take when greater or NaN) or the sum divided by the window's
-/// divisors. Every plane is done, the last partial group through a zero-padded copy. Returns
-/// `false`, having written nothing, when [`applies`] is false for `U` or `T`, the plane does
-/// not fit its buffer, or a window is empty or leaves the buffer.
-pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
-    layout: &LanePlane,
-    windows: &[LaneWindow],
-    xs: &[U],
-    ys: &mut [T],
-    is: &mut [i64],
-) -> bool {
-    pool_planes_using::<U, T, MAX, WITH_INDEX>(layout, windows, xs, ys, is, true)
+/// Planes of one shape and their windows, prepared once per op for [`pool_planes`] (the
+/// register path's tables are built here, where that path pays).
+pub(crate) struct PlanePooling {
+    layout: LanePlane,
+    windows: Vec<LaneWindow>,
+    registers: Option<plane_registers::Tables>,
 }
 
-/// [`pool_planes`], transposing with AVX-512 when `avx512` and the CPU has it, so tests can
-/// run both transposes on a CPU that has both.
-fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
-    layout: &LanePlane,
-    windows: &[LaneWindow],
+impl PlanePooling {
+    /// One [`LaneWindow`] per output of a `layout` plane, row-major.
+    pub(crate) fn new(layout: LanePlane, windows: Vec<LaneWindow>) -> Self {
+        let registers = if plane_registers::pays(&layout, &windows) {
+            plane_registers::Tables::new(&layout, &windows)
+        } else {
+            None
+        };
+        PlanePooling { layout, windows, registers }
+    }
+}
+
+/// Pools whole planes `xs` (of `U`) into `ys` (of `T`; both f32 or bf16, usually the same,
+/// but the average backward sums f32 shares into bf16 gradients), and `is` when `WITH_INDEX`,
+/// one window per output: max with PyTorch's rule (`MAX`: -inf start, `first` as the index,
+/// take when greater or NaN) or the sum divided by the window's divisors. Every plane is
+/// done: in registers where [`plane_registers::pays`] (and the CPU has AVX-512), else in
+/// lanes, the last partial group through a zero-padded copy. Returns `false`, having written
+/// nothing, when [`applies`] is false for `U` or `T`, the plane does not fit its buffer, or a
+/// window is empty or leaves the buffer.
+pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    pooling: &PlanePooling,
     xs: &[U],
     ys: &mut [T],
     is: &mut [i64],
-    avx512: bool,
 ) -> bool {
+    pool_planes_using::<U, T, MAX, WITH_INDEX>(pooling, xs, ys, is, Path::Fastest)
+}
+
+/// How [`pool_planes_using`] pools: tests pick each path on a CPU that has them all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    /// The register path where the tables were built, else the lanes with AVX-512 transposes
+    /// where the CPU has them.
+    Fastest,
+    /// The lanes, transposing with AVX-512 when `avx512` and the CPU has it.
+    Lanes { avx512: bool },
+}
+
+fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
+    pooling: &PlanePooling,
+    xs: &[U],
+    ys: &mut [T],
+    is: &mut [i64],
+    path: Path,
+) -> bool {
+    let (layout, windows) = (&pooling.layout, &pooling.windows[..]);
     let (plane, out_plane) = (layout.height * layout.width, windows.len());
     let fits = layout.pad.0 + layout.height <= layout.rows && layout.pad.1 + layout.width <= layout.cols;
     if !applies::<T>(layout.buffer_len())
@@ -115,6 +146,11 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
     if !windows.iter().all(|w| inside(w.h, layout.rows) && inside(w.w, layout.cols)) {
         return false;
     }
+    if let (Path::Fastest, Some(tables)) = (path, &pooling.registers) {
+        if plane_registers::pool_planes::<U, T, MAX, WITH_INDEX>(tables, xs, ys, is) {
+            return true;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let (Some(in_kind), Some(kind)) = (simd::avx2_tile_kind::<U>(), simd::avx2_tile_kind::<T>()) else {
@@ -126,7 +162,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         let mut vals = vec![0f32; 8 * out_plane];
         let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
         let mut padded: Vec<U> = Vec::new();
-        let avx512 = avx512 && simd::has_avx512_bw();
+        let avx512 = path != Path::Lanes { avx512: false } && simd::has_avx512_bw();
         for p0 in (0..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
@@ -171,7 +207,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (xs, ys, is, avx512);
+        let _ = (xs, ys, is);
         false
     }
 }
@@ -336,12 +372,12 @@ pub(crate) mod avx2 {
                     TileKind::F32 => {
                         let mut lanes = [0f32; 8];
                         _mm256_storeu_ps(lanes.as_mut_ptr(), v);
-                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), y.cast::<f32>().add(at), rest);
+                        copy_first(&lanes, y.cast::<f32>().add(at), rest);
                     }
                     TileKind::Bf16 => {
                         let mut lanes = [0u16; 8];
                         _mm_storeu_si128(lanes.as_mut_ptr().cast(), crate::cpu::simd::avx2::to_bf16(v));
-                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), y.cast::<u16>().add(at), rest);
+                        copy_first(&lanes, y.cast::<u16>().add(at), rest);
                     }
                 }
             }
@@ -351,6 +387,24 @@ pub(crate) mod avx2 {
                 for p in 0..planes {
                     *index.add(p * out_plane + k) = i64::from(idx[8 * k + p]);
                 }
+            }
+        }
+    }
+
+    /// Copies `lanes[..n]` to `to`, `n < 8`, in at most three fixed-size moves: a copy of
+    /// runtime length compiles to a call to `memmove`, which was a tenth of a 7x7 plane's
+    /// 2x2 max pooling (one call per plane for its ninth output).
+    ///
+    /// # Safety
+    /// `to` is writable for `n` elements, `n < 8`.
+    #[inline(always)]
+    unsafe fn copy_first<E: Copy>(lanes: &[E; 8], to: *mut E, n: usize) {
+        debug_assert!(n < 8);
+        let mut i = 0;
+        for part in [4, 2, 1] {
+            if n & part != 0 {
+                std::ptr::copy_nonoverlapping(lanes[i..].as_ptr(), to.add(i), part);
+                i += part;
             }
         }
     }
@@ -716,9 +770,47 @@ mod tests {
         (ys, is)
     }
 
-    /// Both transposes (AVX2 shuffles, AVX-512 permutes where the CPU has it) give the plain
-    /// loop's bits, for 7x7 planes (eight elements per row load), padded 3x3 windows, adaptive
-    /// 2x2 windows (the 4x8 result transpose), and widths past one 8x8 block.
+    /// Windowed pooling's layout and windows for a `height x width` plane (as `window.rs`
+    /// builds them): square kernel `k`, stride `s`, padding `p`, dilation `d`.
+    fn windowed(
+        height: usize,
+        width: usize,
+        [k, s, p, d]: [usize; 4],
+        identity: f32,
+    ) -> (LanePlane, Vec<LaneWindow>) {
+        let out = |n: usize| (n + 2 * p - d * (k - 1) - 1) / s + 1;
+        let (oh, ow) = (out(height), out(width));
+        let span = (k - 1) * d + 1;
+        let layout = LanePlane {
+            height,
+            width,
+            pad: (p, p),
+            rows: ((oh - 1) * s + span).max(p + height),
+            cols: ((ow - 1) * s + span).max(p + width),
+            identity,
+        };
+        let first_inside =
+            |o: usize, n: usize| (0..k).map(|t| (o * s + t * d).wrapping_sub(p)).find(|&i| i < n).unwrap();
+        let windows = (0..oh * ow)
+            .map(|o| {
+                let (i, j) = (o / ow, o % ow);
+                LaneWindow {
+                    h: (i * s, i * s + span, d),
+                    w: (j * s, j * s + span, d),
+                    first: (first_inside(i, height) * width + first_inside(j, width)) as i32,
+                    div: ((k * k) as f32, 1.0),
+                }
+            })
+            .collect();
+        (layout, windows)
+    }
+
+    /// Every path (both lane transposes, AVX2 shuffles and AVX-512 permutes, the register path
+    /// in groups of four planes and one by one, and the choice between them) gives the plain
+    /// loop's bits where the CPU has it: 7x7 planes (eight elements per
+    /// row load, 49 outputs: four register chunks), padded and dilated windows, adaptive 2x2
+    /// windows (the 4x8 result transpose, two divisions), planes of at most 32 elements (one
+    /// register pair), of exactly 64, and widths past one 8x8 block (lanes only).
     fn all<T: FloatElement<Acc = f32>>() {
         let adaptive_2x2: Vec<LaneWindow> = [(0, 4), (3, 7)]
             .iter()
@@ -731,65 +823,68 @@ mod tests {
                 })
             })
             .collect();
-        let padded_3x3_s2 = |height: usize, width: usize| -> Vec<LaneWindow> {
-            let (oh, ow) = ((height - 1) / 2 + 1, (width - 1) / 2 + 1);
-            (0..oh)
-                .flat_map(|i| {
-                    (0..ow).map(move |j| LaneWindow {
-                        h: (2 * i, 2 * i + 3, 1),
-                        w: (2 * j, 2 * j + 3, 1),
-                        first: 0,
-                        div: (9.0, 1.0),
-                    })
-                })
-                .collect()
-        };
-        let cases = [
-            (LanePlane::unpadded(7, 7), adaptive_2x2, 0.0),
-            (
-                LanePlane { height: 7, width: 7, pad: (1, 1), rows: 9, cols: 9, identity: 0.0 },
-                padded_3x3_s2(7, 7),
-                0.0,
-            ),
-            (
-                LanePlane {
-                    height: 5,
-                    width: 19,
-                    pad: (1, 1),
-                    rows: 7,
-                    cols: 21,
-                    identity: f32::NEG_INFINITY,
-                },
-                padded_3x3_s2(5, 19),
-                f32::NEG_INFINITY,
-            ),
-        ];
-        for (layout, windows, identity) in cases {
-            let max = identity == f32::NEG_INFINITY;
+        let mut cases = vec![(LanePlane::unpadded(7, 7), adaptive_2x2, false)];
+        for (height, width, geometry) in [
+            (7, 7, [3, 2, 1, 1]),
+            (7, 7, [2, 2, 0, 1]),
+            (7, 7, [3, 1, 1, 1]),
+            (5, 5, [3, 2, 1, 1]),
+            (8, 8, [3, 1, 2, 2]),
+            (5, 19, [3, 2, 1, 1]),
+        ] {
+            for max in [false, true] {
+                let identity = if max { f32::NEG_INFINITY } else { 0.0 };
+                let (layout, windows) = windowed(height, width, geometry, identity);
+                cases.push((layout, windows, max));
+            }
+        }
+        for (layout, windows, max) in cases {
             let plane = layout.height * layout.width;
-            // 19 planes: two full groups and a partial one.
+            // 19 planes: two full lane groups and a partial one; four register groups and three
+            // single planes.
             for xs in [random::<T>(19 * plane, 3), special::<T>(19 * plane, 4)] {
                 let (want, want_is) = reference(&layout, &windows, &xs, max);
-                for avx512 in [false, true] {
+                let tables = plane_registers::Tables::new(&layout, &windows);
+                let lanes_only = PlanePooling { layout, windows: windows.clone(), registers: None };
+                let fastest = PlanePooling::new(layout, windows.clone());
+                let paths = [
+                    Some(Path::Lanes { avx512: false }),
+                    Some(Path::Lanes { avx512: true }),
+                    Some(Path::Fastest),
+                    None,
+                ];
+                for path in paths {
                     let mut ys = vec![T::from_f64(7.0); want.len()];
                     let mut is = vec![-1i64; if max { want.len() } else { 0 }];
-                    let done = if max {
-                        pool_planes_using::<T, T, true, true>(
-                            &layout, &windows, &xs, &mut ys, &mut is, avx512,
-                        )
-                    } else {
-                        pool_planes_using::<T, T, false, false>(
-                            &layout, &windows, &xs, &mut ys, &mut is, avx512,
-                        )
+                    let pooling = if path == Some(Path::Fastest) { &fastest } else { &lanes_only };
+                    let done = match (path, max) {
+                        (Some(path), true) => {
+                            pool_planes_using::<T, T, true, true>(pooling, &xs, &mut ys, &mut is, path)
+                        }
+                        (Some(path), false) => {
+                            pool_planes_using::<T, T, false, false>(pooling, &xs, &mut ys, &mut is, path)
+                        }
+                        (None, true) => tables.as_ref().is_some_and(|t| {
+                            plane_registers::pool_planes::<T, T, true, true>(t, &xs, &mut ys, &mut is)
+                        }),
+                        (None, false) => tables.as_ref().is_some_and(|t| {
+                            plane_registers::pool_planes::<T, T, false, false>(t, &xs, &mut ys, &mut is)
+                        }),
                     };
                     if !done {
-                        assert!(
-                            !applies::<T>(layout.rows * layout.cols),
-                            "the lane path declined {layout:?}"
-                        );
+                        match path {
+                            Some(_) => assert!(
+                                !applies::<T>(layout.rows * layout.cols),
+                                "the lanes declined {layout:?}"
+                            ),
+                            None => assert!(
+                                !plane_registers::applies::<T, T>(plane),
+                                "the registers declined {layout:?}"
+                            ),
+                        }
                         continue;
                     }
-                    let what = format!("{:?} {layout:?} avx512 {avx512}", T::DTYPE);
+                    let what = format!("{:?} {layout:?} {path:?} (None: registers)", T::DTYPE);
                     for (k, (a, b)) in ys.iter().zip(&want).enumerate() {
                         assert!(same(*a, *b), "{what}: output {k}: {a:?} vs {b:?}");
                     }
@@ -802,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn both_transposes_match_the_plain_loop_bit_for_bit() {
+    fn every_path_matches_the_plain_loop_bit_for_bit() {
         all::<f32>();
         all::<bf16>();
     }

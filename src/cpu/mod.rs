@@ -8,6 +8,7 @@
 pub mod adaptive;
 pub mod backward;
 pub(crate) mod lanes;
+pub(crate) mod plane_registers;
 pub mod reduce;
 pub(crate) mod simd;
 pub(crate) mod threads;

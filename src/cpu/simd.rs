@@ -1073,7 +1073,7 @@ mod tests {
 /// blocks, so the same bits. Running sums between passes and the separable path's row sums
 /// use this lane order, and only this module reads them back.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::{ChannelWindow, TileKind};
     use std::arch::x86_64::*;
 
@@ -1097,7 +1097,7 @@ mod avx512 {
     /// [`super::avx2::to_bf16`]'s rounding (nearest even, NaN quieted), left in the high 16
     /// bits of each lane.
     #[inline(always)]
-    unsafe fn bf16_in_high_half(v: __m512) -> __m512i {
+    pub(crate) unsafe fn bf16_in_high_half(v: __m512) -> __m512i {
         let bits = _mm512_castps_si512(v);
         let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
         let rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff)), lsb);

@@ -22,7 +22,7 @@
 //! max indices as i32 lanes selected on the value's mask and widened at the store; portable
 //! register tiles otherwise), so the inner loop runs along contiguous channels.
 
-use super::lanes::{self, LanePlane, LaneWindow};
+use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::window::{AvgRule, WindowGeometry};
@@ -240,10 +240,11 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
     if lanes::applies::<T>(layout.rows * layout.cols) {
         let planes_per_task = nchw_planes_per_task(g, true);
         let windows = lane_windows(g, |oh, ow| g.avg_window(oh, ow, rule).divisor as f64 as f32);
+        let pooling = PlanePooling::new(layout, windows);
         let done = y
             .par_chunks_mut(out_plane * planes_per_task)
             .zip(x.par_chunks(in_plane * planes_per_task))
-            .all(|(ys, xs)| lanes::pool_planes::<T, T, false, false>(&layout, &windows, xs, ys, &mut []));
+            .all(|(ys, xs)| lanes::pool_planes::<T, T, false, false>(&pooling, xs, ys, &mut []));
         if done {
             return;
         }
@@ -784,16 +785,14 @@ fn max_nchw_lanes<T: FloatElement>(
     if !lanes::applies::<T>(layout.rows * layout.cols) {
         return false;
     }
-    let windows = lane_windows(g, |_, _| 1.0);
+    let pooling = PlanePooling::new(layout, lane_windows(g, |_, _| 1.0));
     let (ys, xs) = (y.par_chunks_mut(out_plane * planes_per_task), x.par_chunks(in_plane * planes_per_task));
     match indices {
         Some(ind) => ys
             .zip(xs)
             .zip(ind.par_chunks_mut(out_plane * planes_per_task))
-            .all(|((ys, xs), is)| lanes::pool_planes::<T, T, true, true>(&layout, &windows, xs, ys, is)),
-        None => ys
-            .zip(xs)
-            .all(|(ys, xs)| lanes::pool_planes::<T, T, true, false>(&layout, &windows, xs, ys, &mut [])),
+            .all(|((ys, xs), is)| lanes::pool_planes::<T, T, true, true>(&pooling, xs, ys, is)),
+        None => ys.zip(xs).all(|(ys, xs)| lanes::pool_planes::<T, T, true, false>(&pooling, xs, ys, &mut [])),
     }
 }
 
