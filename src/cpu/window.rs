@@ -1276,6 +1276,58 @@ mod tests {
         }
     }
 
+    /// Channels-last inputs starting 0, 16, 32 and 48 bytes past a 64-byte line, so that
+    /// `simd::pool_windows` splits the channels at the first line boundary every way it can
+    /// (a lead of 4 to 12 f32 or 8 to 24 bf16 channels, a body, a last block that overlaps
+    /// it, scalar channels past the last block of 8; too few channels to split): the same
+    /// bits as the direct loops.
+    fn misaligned_inputs<T: FloatElement>() {
+        let rule = AvgRule { count_include_pad: false, divisor_override: None };
+        for shape in [[1, 264, 5, 4], [1, 301, 4, 5], [1, 72, 5, 5]] {
+            for (kernel, stride) in [([3, 3], [2, 2]), ([2, 2], [2, 2])] {
+                let g = geometry(&case(
+                    shape,
+                    kernel,
+                    Some(stride),
+                    [kernel[0] / 2, kernel[1] / 2],
+                    [1, 1],
+                    false,
+                ));
+                let x: Vec<T> = random(g.input_len(), 5);
+                let want_avg = avg_reference(&g, rule, Layout::Nhwc, &x);
+                let (want_max, want_ind) = max_reference(&g, Layout::Nhwc, &x);
+                let mut buffer = vec![T::from_f64(0.0); g.input_len() + 64];
+                let line = (64 - buffer.as_ptr() as usize % 64) % 64 / std::mem::size_of::<T>();
+                for bytes in [0, 16, 32, 48] {
+                    let start = line + bytes / std::mem::size_of::<T>();
+                    let xs = &mut buffer[start..start + g.input_len()];
+                    xs.copy_from_slice(&x);
+                    let xs = &*xs;
+                    let what = format!("{:?} {shape:?} k{kernel:?} at {bytes} bytes past a line", T::DTYPE);
+                    let mut y = vec![T::from_f64(9.0); g.output_len()];
+                    avg_pool2d(&g, rule, Layout::Nhwc, xs, &mut y);
+                    assert_same(&y, &want_avg, &format!("avg {what}"));
+                    let mut ind = vec![-1i64; g.output_len()];
+                    max_pool2d(&g, Layout::Nhwc, xs, &mut y, Some(&mut ind));
+                    assert_same(&y, &want_max, &format!("max with indices {what}"));
+                    assert_eq!(ind, want_ind, "indices {what}");
+                    max_pool2d(&g, Layout::Nhwc, xs, &mut y, None);
+                    assert_same(&y, &want_max, &format!("max {what}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn channels_last_inputs_at_every_line_offset_match_the_direct_loop() {
+        for avx2_only in [false, true] {
+            simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
+            misaligned_inputs::<f32>();
+            misaligned_inputs::<half::bf16>();
+        }
+        simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     #[test]
     fn large_channels_last_outputs_streamed_or_not_match_the_direct_loop() {
         large_outputs::<f32>();
