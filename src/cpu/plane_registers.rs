@@ -326,11 +326,16 @@ mod avx512 {
                         low,
                         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at[q])),
                     );
-                    _mm512_mask_storeu_epi64(
-                        index.add(8),
-                        high,
-                        _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at[q])),
-                    );
+                    // Only where the chunk has outputs 8..16: past them `index + 8` could
+                    // leave the buffer, and forming such a pointer is undefined even if a
+                    // store through it is fully masked.
+                    if high != 0 {
+                        _mm512_mask_storeu_epi64(
+                            index.add(8),
+                            high,
+                            _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at[q])),
+                        );
+                    }
                 }
             }
         }

@@ -1276,14 +1276,14 @@ mod tests {
         }
     }
 
-    /// Channels-last inputs starting 0, 16, 32 and 48 bytes past a 64-byte line, so that
+    /// Channels-last inputs starting at every element of a 64-byte line, so that
     /// `simd::pool_windows` splits the channels at the first line boundary every way it can
-    /// (a lead of 4 to 12 f32 or 8 to 24 bf16 channels, a body, a last block that overlaps
-    /// it, scalar channels past the last block of 8; too few channels to split): the same
-    /// bits as the direct loops.
+    /// (a lead of 1 to 15 f32 or 1 to 31 bf16 channels, a body, a last block that overlaps
+    /// it, scalar channels past the last block of 8, pixel strides of 64 bytes and not; too
+    /// few channels to split): the same bits as the direct loops.
     fn misaligned_inputs<T: FloatElement>() {
         let rule = AvgRule { count_include_pad: false, divisor_override: None };
-        for shape in [[1, 264, 5, 4], [1, 301, 4, 5], [1, 72, 5, 5]] {
+        for shape in [[1, 256, 3, 4], [1, 264, 5, 4], [1, 301, 4, 5], [1, 72, 5, 5]] {
             for (kernel, stride) in [([3, 3], [2, 2]), ([2, 2], [2, 2])] {
                 let g = geometry(&case(
                     shape,
@@ -1298,8 +1298,8 @@ mod tests {
                 let (want_max, want_ind) = max_reference(&g, Layout::Nhwc, &x);
                 let mut buffer = vec![T::from_f64(0.0); g.input_len() + 64];
                 let line = (64 - buffer.as_ptr() as usize % 64) % 64 / std::mem::size_of::<T>();
-                for bytes in [0, 16, 32, 48] {
-                    let start = line + bytes / std::mem::size_of::<T>();
+                for offset in 0..64 / std::mem::size_of::<T>() {
+                    let (start, bytes) = (line + offset, offset * std::mem::size_of::<T>());
                     let xs = &mut buffer[start..start + g.input_len()];
                     xs.copy_from_slice(&x);
                     let xs = &*xs;
