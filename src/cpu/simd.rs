@@ -220,7 +220,8 @@ pub(crate) unsafe fn max_window<const WITH_INDEX: bool>(
     unsafe { avx2::max_window::<WITH_INDEX>(kind, image, win, c_end, y, index) }
 }
 
-/// Channels from which [`pool_windows`] aligns its loads (1 KiB f32, 512 B bf16 pixels).
+/// Channels from which [`line_aligned_blocks`] splits (1 KiB f32, 512 B bf16 pixels).
+#[cfg(target_arch = "x86_64")]
 const SPLIT_MIN_CHANNELS: usize = 256;
 
 /// Pools channels `0..c_end` (a multiple of 8) of each of `windows` of one channels-last
@@ -231,8 +232,8 @@ const SPLIT_MIN_CHANNELS: usize = 256;
 /// the same order as the portable tiles, so the same bits. Max as [`max_window`]. Output `i` goes to element `i * c` of `y` (and
 /// of `index`, with indices). One call per output row, so that the loop over outputs runs
 /// inside AVX2 code: per-output calls and window arithmetic cost as much as the taps on
-/// narrow or few channels. On wide pixels the channels are split at the first 64-byte line,
-/// so that the loads of the rest are aligned.
+/// narrow or few channels. On wide pixels the channels are split at the first 64-byte line
+/// ([`line_aligned_blocks`]), so that the loads of the rest are aligned.
 ///
 /// # Safety
 /// As [`max_window`] for every window, with `y` (and `index` for [`WindowOp::MaxWithIndex`])
@@ -258,8 +259,8 @@ pub(crate) unsafe fn pool_windows(
         let (image, y) = (image.add(c0 * elem), y.add(c0 * elem));
         let index = if op == WindowOp::MaxWithIndex { index.add(c0) } else { index };
         // SAFETY: forwarded from this function's contract (channels `c0..c0 + n` lie within
-        // `0..c_end`, checked by the callers below); the wide entry only where the CPU has
-        // AVX-512 F and BW (checked by `wide_blocks`).
+        // `0..c_end`: `line_aligned_blocks` ranges, `n` a multiple of 8); the wide entry only
+        // where the CPU has AVX-512 F and BW (checked by `wide_blocks`).
         unsafe {
             if wide {
                 avx2::pool_windows_wide(kind, op, image, (width, c), windows, n, y, index)
@@ -268,30 +269,35 @@ pub(crate) unsafe fn pool_windows(
             }
         }
     };
-    // Inputs allocated by `malloc` start 16 bytes past a 64-byte line, and then every other
-    // 32-byte load (every 64-byte one) straddles two lines: a 3x3 stride-2 f32 average on
-    // 2048 channels ran 1.15x faster from an aligned start. So the channels up to the image's
-    // first line boundary go first, in one block of 8 (16 for bf16: its AVX2 tiles load 16)
-    // channels or two, then the rest from the boundary, and the last few again with a block
-    // that ends at `c_end`; the overlapping channels are computed twice, to the same bits.
-    // Where the pixel stride `c` is a multiple of 64 bytes (the common wide cases: 256, 512,
-    // 1280, 2048 channels) every pixel is then aligned; otherwise some are, and the rest are
-    // no worse off. Split this way, 1.05x to 1.14x on f32 and 1.1x to 1.24x on bf16 (64-byte
-    // loads) where the input stays in L2. Only on wide pixels: on 64 channels the extra
-    // blocks made indexed max 2.3x slower.
+    for (c0, n) in line_aligned_blocks(image, elem, c_end) {
+        if n > 0 {
+            blocks(c0, n);
+        }
+    }
+}
+
+/// Channel ranges `(c0, n)` that cover `0..c_end` (a multiple of 8) so that the loads of all
+/// but a few channels start on a 64-byte line of `image`. Inputs allocated by `malloc` start
+/// 16 bytes past a line, and then every other 32-byte load (every 64-byte one) straddles two
+/// lines: a 3x3 stride-2 f32 average on 2048 channels ran 1.15x faster from an aligned start.
+/// So the channels up to the image's first line boundary go first, in one block of 8 (16 for
+/// bf16: its AVX2 tiles load 16) channels or two, then the rest from the boundary, and the
+/// last few again with a block that ends at `c_end` (empty where none are left); overlapping
+/// channels are computed twice, to the same bits. Where the pixel stride is a multiple of 64
+/// bytes (the common wide cases: 256, 512, 1280, 2048 channels) every pixel is then aligned;
+/// otherwise some are, and the rest are no worse off. Split this way, 1.05x to 1.14x on f32
+/// and 1.1x to 1.24x on bf16 (64-byte loads) where the input stays in L2. Only on wide pixels
+/// ([`SPLIT_MIN_CHANNELS`]): on 64 channels the extra blocks made indexed max 2.3x slower.
+#[cfg(target_arch = "x86_64")]
+fn line_aligned_blocks(image: *const u8, elem: usize, c_end: usize) -> [(usize, usize); 3] {
     let lead = (64 - image as usize % 64) % 64 / elem;
-    let step = 32 / elem;
-    let first = lead.next_multiple_of(step);
     if lead == 0 || !(image as usize).is_multiple_of(elem) || c_end < SPLIT_MIN_CHANNELS {
-        blocks(0, c_end);
-        return;
+        return [(0, c_end), (0, 0), (0, 0)];
     }
-    blocks(0, first);
+    let first = lead.next_multiple_of(32 / elem);
     let body = (c_end - lead) / 8 * 8;
-    blocks(lead, body);
-    if lead + body < c_end {
-        blocks(c_end - 8, 8);
-    }
+    let last = if lead + body < c_end { (c_end - 8, 8) } else { (0, 0) };
+    [(0, first), (lead, body), last]
 }
 
 /// Whether channels-last averages and max without indices run 32-channel blocks in AVX-512
@@ -331,12 +337,22 @@ pub(crate) unsafe fn row_window_sums(
     cols: &[(usize, usize)],
     sums: *mut f32,
 ) {
-    // SAFETY: forwarded from this function's contract (`wide` only from `wide_blocks`).
-    unsafe {
-        if wide {
-            avx2::row_window_sums_wide(kind, row, c, cols, sums)
-        } else {
-            avx2::row_window_sums(kind, row, c, cols, sums)
+    if wide {
+        // SAFETY: forwarded from this function's contract (`wide` only from `wide_blocks`).
+        unsafe { avx2::row_window_sums_wide(kind, row, (c, c), cols, sums) };
+        return;
+    }
+    // f32 loads from the row's first 64-byte line on (see `line_aligned_blocks`). Only f32:
+    // a bf16 block keeps its channels in a lane order that `divide_row_sums` reads back in
+    // blocks from channel 0, so its blocks must not move.
+    let ranges =
+        if kind == TileKind::F32 { line_aligned_blocks(row, 4, c) } else { [(0, c), (0, 0), (0, 0)] };
+    let elem = if kind == TileKind::F32 { 4 } else { 2 };
+    for (c0, n) in ranges {
+        if n > 0 {
+            // SAFETY: forwarded from this function's contract: channels `c0..c0 + n` lie in
+            // `0..c`, so the offset row and sums address the same pixels' and windows' channels.
+            unsafe { avx2::row_window_sums(kind, row.add(c0 * elem), (c, n), cols, sums.add(c0)) };
         }
     }
 }
@@ -596,7 +612,7 @@ pub(crate) mod avx2 {
     pub(super) unsafe fn row_window_sums(
         kind: TileKind,
         row: *const u8,
-        c: usize,
+        c: (usize, usize),
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
@@ -612,24 +628,25 @@ pub(crate) mod avx2 {
     pub(super) unsafe fn row_window_sums_wide(
         kind: TileKind,
         row: *const u8,
-        c: usize,
+        c: (usize, usize),
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
         row_window_sums_body::<true>(kind, row, c, cols, sums)
     }
 
+    /// Channels `0..c_end` of pixels `c` elements apart.
     #[inline(always)]
     unsafe fn row_window_sums_body<const WIDE: bool>(
         kind: TileKind,
         row: *const u8,
-        c: usize,
+        (c, c_end): (usize, usize),
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
         for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
-            channel_blocks!(c, |R, c0| if WIDE && R == 4 {
+            channel_blocks!(c_end, |R, c0| if WIDE && R == 4 {
                 super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
             } else {
                 sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
