@@ -489,12 +489,12 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
     is: &mut [i64],
 ) -> usize {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    if lanes::applies::<T>(in_plane) {
-        return match small {
-            Some(pooling) if lanes::pool_planes::<T, T, MAX, WITH_INDEX>(pooling, xs, ys, is) => {
-                (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1))
-            }
-            _ => 0,
+    // `small` exists exactly where the lane path applies (`lane_pooling`).
+    if let Some(pooling) = small {
+        return if lanes::pool_planes::<T, T, MAX, WITH_INDEX>(pooling, xs, ys, is) {
+            (ys.len() / out_plane.max(1)).min(xs.len() / in_plane.max(1))
+        } else {
+            0
         };
     }
     #[cfg(target_arch = "x86_64")]

@@ -76,8 +76,8 @@ pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
     }
 }
 
-/// Planes of one shape and their windows, prepared once per op for [`pool_planes`] (the
-/// register path's tables are built here, where that path pays).
+/// Planes of one shape and their windows, prepared once per op for [`pool_planes`] (with the
+/// register path's tables where that path pays).
 pub(crate) struct PlanePooling {
     layout: LanePlane,
     windows: Vec<LaneWindow>,
@@ -87,11 +87,7 @@ pub(crate) struct PlanePooling {
 impl PlanePooling {
     /// One [`LaneWindow`] per output of a `layout` plane, row-major.
     pub(crate) fn new(layout: LanePlane, windows: Vec<LaneWindow>) -> Self {
-        let registers = if plane_registers::pays(&layout, &windows) {
-            plane_registers::Tables::new(&layout, &windows)
-        } else {
-            None
-        };
+        let registers = plane_registers::Tables::new(&layout, &windows).filter(plane_registers::Tables::pays);
         PlanePooling { layout, windows, registers }
     }
 }
@@ -100,7 +96,7 @@ impl PlanePooling {
 /// but the average backward sums f32 shares into bf16 gradients), and `is` when `WITH_INDEX`,
 /// one window per output: max with PyTorch's rule (`MAX`: -inf start, `first` as the index,
 /// take when greater or NaN) or the sum divided by the window's divisors. Every plane is
-/// done: in registers where [`plane_registers::pays`] (and the CPU has AVX-512), else in
+/// done: in registers where [`plane_registers::Tables::pays`] (and the CPU has AVX-512), else in
 /// lanes, the last partial group through a zero-padded copy. Returns `false`, having written
 /// nothing, when [`applies`] is false for `U` or `T`, the plane does not fit its buffer, or a
 /// window is empty or leaves the buffer.
@@ -468,7 +464,7 @@ pub(crate) mod avx2 {
     ) {
         let (height, width) = (layout.height, layout.width);
         let plane = height * width;
-        let elem = if kind == TileKind::F32 { 4 } else { 2 };
+        let elem = kind.bytes();
         let (group_bytes, ahead) = (8 * plane * elem, PREFETCH_GROUPS * 8 * plane * elem);
         for off in (0..group_bytes).step_by(64) {
             if ahead + off < len * elem {

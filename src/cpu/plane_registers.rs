@@ -15,7 +15,8 @@
 //! (`v > max || isnan(v)`, from -inf, the first in-plane tap's index when none is taken).
 //!
 //! It pays where outputs per plane are few, so that a 16-lane gather is mostly used, and taps
-//! per output are few: [`pays`] says where, from timings on Zen 4 (see docs/BENCHMARKS.md).
+//! per output are few: [`Tables::pays`] says where, from timings on Zen 4 (see
+//! docs/BENCHMARKS.md).
 
 use super::lanes::{LanePlane, LaneWindow};
 use crate::dtype::FloatElement;
@@ -40,22 +41,6 @@ pub(crate) fn applies<U: FloatElement, T: FloatElement>(plane: usize) -> bool {
         let _ = plane;
         false
     }
-}
-
-/// Whether the register path is expected to beat the lane path for these windows: where at
-/// least half of the gathered lanes are taps (each slot gathers 16 lanes for however many of
-/// its outputs have that tap). Measured on Zen 4, one core, 1x2048x7x7 planes: 2x2 stride-2
-/// max (56% of lanes used) 1.4x faster here, 3x3 stride-2 averages (84%) 1.5x-2x, 3x3
-/// stride-1 (63%) 1.2x-1.7x; adaptive 7x7 -> 2x2 (25%) 0.5x-0.9x, so it stays in lanes.
-pub(crate) fn pays(layout: &LanePlane, windows: &[LaneWindow]) -> bool {
-    let inside = |(a, b, step): (usize, usize, usize), pad: usize, n: usize| {
-        (a..b).step_by(step.max(1)).filter(|i| i.wrapping_sub(pad) < n).count()
-    };
-    let taps =
-        |w: &LaneWindow| inside(w.h, layout.pad.0, layout.height) * inside(w.w, layout.pad.1, layout.width);
-    let slots: usize = windows.chunks(16).map(|chunk| chunk.iter().map(taps).max().unwrap_or(0)).sum();
-    let used: usize = windows.iter().map(taps).sum();
-    16 * slots <= 2 * used
 }
 
 /// The plane indices of a window's taps that lie inside the plane, in (h, w) order.
@@ -106,6 +91,22 @@ impl Tables {
         }
         let chunks = windows.chunks(16).map(|chunk| output_chunk(layout, chunk)).collect();
         Some(Tables { plane, out_plane: windows.len(), chunks })
+    }
+
+    /// Whether the register path is expected to beat the lane path for these windows: where
+    /// at least half of the gathered lanes are taps (each slot gathers 16 lanes for however
+    /// many of its outputs have that tap). Measured on Zen 4, one core, 1x2048x7x7 planes: 2x2
+    /// stride-2 max (56% of lanes used) 1.4x faster here, 3x3 stride-2 averages (84%) 1.5x-2x,
+    /// 3x3 stride-1 (63%) 1.2x-1.7x; adaptive 7x7 -> 2x2 (25%) 0.5x-0.9x, so it stays in lanes.
+    pub(crate) fn pays(&self) -> bool {
+        let slots = self.chunks.iter().map(|chunk| chunk.slots.len()).sum::<usize>();
+        let taps = self
+            .chunks
+            .iter()
+            .flat_map(|chunk| &chunk.slots)
+            .map(|s| s.valid.count_ones() as usize)
+            .sum::<usize>();
+        16 * slots <= 2 * taps
     }
 }
 

@@ -132,6 +132,17 @@ pub(crate) enum TileKind {
     Bf16,
 }
 
+impl TileKind {
+    /// Bytes per element.
+    #[inline(always)]
+    pub(crate) fn bytes(self) -> usize {
+        match self {
+            TileKind::F32 => 4,
+            TileKind::Bf16 => 2,
+        }
+    }
+}
+
 /// The [`TileKind`] of `T`, when `T` has one and the CPU has AVX2; `None` sends the caller to
 /// its portable path.
 #[inline(always)]
@@ -251,7 +262,7 @@ pub(crate) unsafe fn pool_windows(
     index: *mut i64,
 ) {
     let wide = op != WindowOp::MaxWithIndex && wide_blocks(kind);
-    let elem = if kind == TileKind::F32 { 4 } else { 2 };
+    let elem = kind.bytes();
     // Channels `c0..c0 + n` of every window: the same windows over an image and outputs that
     // start `c0` channels later (every channel is pooled on its own, so any split of the
     // channels gives the same bits).
@@ -347,12 +358,11 @@ pub(crate) unsafe fn row_window_sums(
     // blocks from channel 0, so its blocks must not move.
     let ranges =
         if kind == TileKind::F32 { line_aligned_blocks(row, 4, c) } else { [(0, c), (0, 0), (0, 0)] };
-    let elem = if kind == TileKind::F32 { 4 } else { 2 };
     for (c0, n) in ranges {
         if n > 0 {
             // SAFETY: forwarded from this function's contract: channels `c0..c0 + n` lie in
             // `0..c`, so the offset row and sums address the same pixels' and windows' channels.
-            unsafe { avx2::row_window_sums(kind, row.add(c0 * elem), (c, n), cols, sums.add(c0)) };
+            unsafe { avx2::row_window_sums(kind, row.add(c0 * kind.bytes()), (c, n), cols, sums.add(c0)) };
         }
     }
 }
@@ -820,7 +830,7 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        let elem = if kind == TileKind::F32 { 4 } else { 2 };
+        let elem = kind.bytes();
         for (i, out) in windows.iter().enumerate() {
             let win = ChannelWindow { width, c, h: out.h, w: out.w };
             let y = y.add(i * c * elem);
@@ -935,7 +945,7 @@ pub(crate) mod avx2 {
     /// tap order, so the result is the same bits.
     #[inline(always)]
     fn row_passes(kind: TileKind, win: &ChannelWindow) -> Option<usize> {
-        let stride_bytes = win.c * if kind == TileKind::F32 { 4 } else { 2 };
+        let stride_bytes = win.c * kind.bytes();
         if !stride_bytes.is_multiple_of(4096) {
             return None;
         }
