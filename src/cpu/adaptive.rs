@@ -4,7 +4,8 @@
 //! while the input rows of its window stream by (converted once per row for f16/bf16). The
 //! accumulators carry across input rows, so each output still sums its window in PyTorch's
 //! order (h ascending, then w ascending). With AVX2, f32 and bf16 planes go eight at a time
-//! instead: small ones through the lane path (`lanes.rs`), larger ones in `planes8`. NHWC:
+//! instead: small ones through the lane path (`lanes.rs`), larger ones in `planes8`, except
+//! max without indices on larger planes, which goes columns first (`by_columns`). NHWC:
 //! rayon over (image, output row), the channels of each output in registers across its window.
 //!
 //! Average: `sum / kh / kw` in `T::Acc`, two divisions, exactly as PyTorch's CPU contiguous
@@ -322,6 +323,9 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
     is: &mut [i64],
 ) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    if !WITH_INDEX && small.is_none() && max_by_columns(g, (rows, cols), xs, ys) {
+        return;
+    }
     let done = fast_planes::<T, true, WITH_INDEX>(g, (rows, cols), small, xs, ys, is);
     let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
     let is = if WITH_INDEX { &mut is[done * out_plane..] } else { is };
@@ -372,6 +376,188 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
             }
         },
     );
+}
+
+/// NCHW adaptive max without indices, plane by plane, columns first (see [`by_columns`]):
+/// f32 and bf16 planes at least 8 wide, with AVX2. Returns `false`, having written nothing,
+/// where it does not apply.
+fn max_by_columns<T: FloatElement>(
+    g: &AdaptiveGeometry,
+    (rows, cols): (Ranges, Ranges),
+    xs: &[T],
+    ys: &mut [T],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(kind) = simd::avx2_tile_kind::<T>() else { return false };
+        if g.w < 8 {
+            return false;
+        }
+        let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+        let mut column_max = vec![0f32; g.w];
+        let mut vals = vec![0f32; out_plane];
+        for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+            // SAFETY: `avx2_tile_kind` found AVX2 and that `T` is the f32 or bf16 named by
+            // `kind`; `xp` is one whole `g.h x g.w` plane, at least 8 wide (checked); PyTorch's
+            // windows lie inside it; `column_max` holds `g.w` and `vals` `out_plane` f32.
+            unsafe {
+                by_columns::max_plane(
+                    kind,
+                    xp.as_ptr().cast(),
+                    (g.h, g.w),
+                    rows,
+                    cols,
+                    &mut column_max,
+                    &mut vals,
+                )
+            };
+            for (y, &v) in yp.iter_mut().zip(&vals) {
+                // Exact: `v` is one of the plane's values, and `T::Acc` is f32.
+                *y = simd::store::<T>(acc_from_f64(f64::from(v)));
+            }
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, rows, cols, xs, ys);
+        false
+    }
+}
+
+/// Adaptive max over NCHW planes, columns first. The scalar rule (`v > max || isnan(v)` in
+/// (h, w) order) picks the largest value, and only order decides between values that compare
+/// equal yet differ in bits: +0 and -0 (the first one seen wins) and NaNs (the last one wins).
+/// So each output row's band of input rows is first reduced down the columns, eight columns
+/// per vector, in any order, then each output takes the largest of its window's column
+/// maxima; the outputs where order could matter are redone in PyTorch's order: every output of
+/// a band that holds a NaN (found by a running sum per column, which a NaN makes NaN; an
+/// inf - inf makes a false alarm, which costs only time) and every output whose maximum is a
+/// zero. The result is the scalar loop's, bit for bit. Against the eight-plane transposes of
+/// `planes8` this loads each input vector once with no shuffles and spends one maximum and one
+/// addition per eight inputs, instead of a compare-blend per input.
+#[cfg(target_arch = "x86_64")]
+mod by_columns {
+    use super::Ranges;
+    use crate::cpu::simd::avx2::{load1, load8};
+    use crate::cpu::simd::TileKind;
+    use std::arch::x86_64::*;
+
+    /// Every output of one plane at `x` (`height x width` elements of `kind`, `width >= 8`)
+    /// into `vals[oh * cols.len() + ow]`, as f32 (exact for both kinds).
+    ///
+    /// # Safety
+    /// AVX2; `x` readable for `height * width` elements of `kind`; every window inside the
+    /// plane; `column_max` holds `width` and `vals` `rows.len() * cols.len()` f32.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn max_plane(
+        kind: TileKind,
+        x: *const u8,
+        (height, width): (usize, usize),
+        rows: Ranges,
+        cols: Ranges,
+        column_max: &mut [f32],
+        vals: &mut [f32],
+    ) {
+        debug_assert!(width >= 8 && column_max.len() >= width && vals.len() >= rows.len() * cols.len());
+        debug_assert!(rows.iter().all(|&(h0, h1)| h0 < h1 && h1 <= height));
+        let column_max = column_max.as_mut_ptr();
+        for (oh, &(h0, h1)) in rows.iter().enumerate() {
+            // Columns in vectors of eight, four at a time while four fit; a last partial vector
+            // is the plane's last eight columns again (a maximum may see a column twice).
+            let mut nan = _mm256_setzero_ps();
+            let mut w = 0;
+            while w < width {
+                if w + 32 <= width {
+                    nan = _mm256_or_ps(nan, band_columns::<4>(kind, x, width, (h0, h1), w, column_max));
+                    w += 32;
+                } else {
+                    let at = w.min(width - 8);
+                    nan = _mm256_or_ps(nan, band_columns::<1>(kind, x, width, (h0, h1), at, column_max));
+                    w = at + 8;
+                }
+            }
+            let band_has_nan = _mm256_movemask_ps(nan) != 0;
+            for (ow, &(w0, w1)) in cols.iter().enumerate() {
+                let m = if band_has_nan { 0.0 } else { window_max(column_max, (w0, w1)) };
+                // A zero maximum may be +0 or -0 in PyTorch's order; NaNs as above.
+                vals[oh * cols.len() + ow] =
+                    if m == 0.0 || band_has_nan { in_order(kind, x, width, (h0, h1), (w0, w1)) } else { m };
+            }
+        }
+    }
+
+    /// Columns `at..at + 8 * R` of rows `h0..h1`: their maxima (in any order) stored at
+    /// `column_max + at`; returns the lanes whose running sums are NaN (all-ones), which
+    /// include every column holding a NaN.
+    #[inline(always)]
+    unsafe fn band_columns<const R: usize>(
+        kind: TileKind,
+        x: *const u8,
+        width: usize,
+        (h0, h1): (usize, usize),
+        at: usize,
+        column_max: *mut f32,
+    ) -> __m256 {
+        let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); R];
+        let mut sum = [_mm256_setzero_ps(); R];
+        for h in h0..h1 {
+            for r in 0..R {
+                let v = load8(kind, x, h * width + at + 8 * r);
+                max[r] = _mm256_max_ps(max[r], v);
+                sum[r] = _mm256_add_ps(sum[r], v);
+            }
+        }
+        let mut nan = _mm256_setzero_ps();
+        for r in 0..R {
+            _mm256_storeu_ps(column_max.add(at + 8 * r), max[r]);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(sum[r], sum[r]));
+        }
+        nan
+    }
+
+    /// The largest of `column_max[w0..w1]` (no NaNs among them), eight at a time where eight fit.
+    #[inline(always)]
+    unsafe fn window_max(column_max: *const f32, (w0, w1): (usize, usize)) -> f32 {
+        if w1 - w0 < 8 {
+            let mut m = f32::NEG_INFINITY;
+            for w in w0..w1 {
+                m = m.max(*column_max.add(w));
+            }
+            return m;
+        }
+        let mut v = _mm256_loadu_ps(column_max.add(w1 - 8));
+        let mut w = w0;
+        while w + 8 < w1 {
+            v = _mm256_max_ps(v, _mm256_loadu_ps(column_max.add(w)));
+            w += 8;
+        }
+        let v = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+        let v = _mm_max_ss(v, _mm_shuffle_ps::<1>(v, v));
+        _mm_cvtss_f32(v)
+    }
+
+    /// One window in PyTorch's order with its rule (`v > max || isnan(v)`, from -inf).
+    #[inline(always)]
+    unsafe fn in_order(
+        kind: TileKind,
+        x: *const u8,
+        width: usize,
+        (h0, h1): (usize, usize),
+        (w0, w1): (usize, usize),
+    ) -> f32 {
+        let mut m = f32::NEG_INFINITY;
+        for h in h0..h1 {
+            for w in w0..w1 {
+                let v = load1(kind, x, h * width + w);
+                if v > m || v.is_nan() {
+                    m = v;
+                }
+            }
+        }
+        m
+    }
 }
 
 /// Planes `p0..p0 + P` of a task (`xs`, `ys`, `is`): each output's window scanned directly in
@@ -506,23 +692,40 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
         if in_plane > i32::MAX as usize {
             return 0;
         }
+        // bf16 only: f32 measured 0.95x with them (its AVX2 transpose has no widening to save).
+        let avx512 = kind == simd::TileKind::Bf16 && simd::has_avx512_bw();
         for q in 0..groups {
             let xg = &xs[8 * q * in_plane..];
             // SAFETY: AVX2 was detected by `avx2_tile_kind`, which also checked that `T` is the f32 or
             // bf16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
             // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
-            // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked).
+            // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked); the
+            // AVX-512 entry only where the CPU has AVX-512 F and BW (`has_avx512_bw`).
             unsafe {
-                planes8::run::<MAX, WITH_INDEX, 4>(
-                    kind,
-                    xg.as_ptr().cast(),
-                    xg.len(),
-                    (g.h, g.w),
-                    rows,
-                    cols,
-                    &mut vals,
-                    &mut idx,
-                )
+                let (x, len) = (xg.as_ptr().cast(), xg.len());
+                if avx512 {
+                    planes8::run_avx512::<MAX, WITH_INDEX, 4>(
+                        kind,
+                        x,
+                        len,
+                        (g.h, g.w),
+                        rows,
+                        cols,
+                        &mut vals,
+                        &mut idx,
+                    )
+                } else {
+                    planes8::run::<MAX, WITH_INDEX, 4>(
+                        kind,
+                        x,
+                        len,
+                        (g.h, g.w),
+                        rows,
+                        cols,
+                        &mut vals,
+                        &mut idx,
+                    )
+                }
             };
             let ys = &mut ys[8 * q * out_plane..][..8 * out_plane];
             let is = if WITH_INDEX { &mut is[8 * q * out_plane..][..8 * out_plane] } else { &mut is[..0] };
@@ -558,6 +761,7 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
 #[cfg(target_arch = "x86_64")]
 mod planes8 {
     use crate::cpu::lanes::avx2::taps;
+    use crate::cpu::lanes::avx512;
     use crate::cpu::simd::avx2::max_tap;
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
@@ -574,6 +778,42 @@ mod planes8 {
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
+        kind: TileKind,
+        x: *const u8,
+        len: usize,
+        (height, width): (usize, usize),
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        vals: &mut [f32],
+        idx: &mut [i32],
+    ) {
+        run_body::<MAX, WITH_INDEX, OB, false>(kind, x, len, (height, width), rows, cols, vals, idx)
+    }
+
+    /// [`run`] with AVX-512's two-source permutes for the 8x8 transposes
+    /// (`lanes::avx512::taps`, the same bits): for bf16 four permutes instead of 24 shuffles,
+    /// eight widenings and eight shifts (bf16 112x112 -> 7x7 average 1.075x).
+    ///
+    /// # Safety
+    /// As [`run`], and the CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn run_avx512<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
+        kind: TileKind,
+        x: *const u8,
+        len: usize,
+        (height, width): (usize, usize),
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        vals: &mut [f32],
+        idx: &mut [i32],
+    ) {
+        run_body::<MAX, WITH_INDEX, OB, true>(kind, x, len, (height, width), rows, cols, vals, idx)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_body<const MAX: bool, const WITH_INDEX: bool, const OB: usize, const AVX512: bool>(
         kind: TileKind,
         x: *const u8,
         len: usize,
@@ -601,7 +841,14 @@ mod planes8 {
                         let mut w = w0;
                         while w < w1 {
                             let n = (w1 - w).min(8);
-                            let t = taps(kind, x, len, plane, h * width + w, n);
+                            let cell = h * width + w;
+                            // SAFETY (AVX-512 loads): the eight planes' cells `cell..cell + 8`
+                            // lie inside `len` (checked here).
+                            let t = if AVX512 && 7 * plane + cell + 8 <= len {
+                                avx512::taps(kind, x, plane, cell)
+                            } else {
+                                taps(kind, x, len, plane, cell, n)
+                            };
                             for (j, &v) in t.iter().enumerate().take(n) {
                                 if MAX {
                                     let here = _mm256_set1_epi32((h * width + w + j) as i32);
@@ -635,7 +882,7 @@ mod planes8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special};
+    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special, Lcg};
     use crate::ops::adaptive::{plan_adaptive_pool, AdaptiveKind};
 
     fn outputs(g: &AdaptiveGeometry) -> impl Iterator<Item = [usize; 4]> + '_ {
@@ -678,8 +925,22 @@ mod tests {
         (avg, max, ind)
     }
 
+    /// No value above zero: +0 and -0, -1 and -inf, so that maxima of large windows are
+    /// zeros of either sign (the first one in PyTorch's order wins), and a NaN about once in
+    /// 4096 values.
+    fn zeros_at_most<T: FloatElement>(len: usize, seed: u64) -> Vec<T> {
+        let mut r = Lcg::new(seed);
+        let values = [0.0, -0.0, -1.0, f64::NEG_INFINITY];
+        (0..len)
+            .map(|_| {
+                let u = r.next_u32();
+                T::from_f64(if u.is_multiple_of(4096) { f64::NAN } else { values[(u >> 12) as usize % 4] })
+            })
+            .collect()
+    }
+
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 17] = [
+        let shapes: [([usize; 4], [usize; 2]); 20] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -703,6 +964,13 @@ mod tests {
             // NCHW planes too large for the lane path: one AVX2 group of eight (`planes8`,
             // results transposed back eight outputs at a time plus one), then three planes.
             ([1, 11, 48, 50], [7, 7]),
+            // Max without indices on planes too large for the lane path, columns first
+            // (`by_columns`): 16-wide windows (vectors of 8, four at a time); overlapping
+            // windows 7 and 8 wide over a width that is no multiple of 8 (a scalar window
+            // maximum, a vector one, the last vector overlapping); 100-wide windows.
+            ([1, 3, 112, 112], [7, 7]),
+            ([2, 3, 45, 61], [5, 9]),
+            ([1, 2, 9, 300], [2, 3]),
         ];
         for (shape, out) in shapes {
             let g = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
@@ -710,6 +978,7 @@ mod tests {
                 random::<T>(g.input_len(), 5),
                 special::<T>(g.input_len(), 11),
                 rare_nan::<T>(g.input_len(), 13),
+                zeros_at_most::<T>(g.input_len(), 17),
             ] {
                 for layout in [Layout::Nchw, Layout::Nhwc] {
                     let what = format!("{:?} {shape:?}->{out:?} {layout:?}", T::DTYPE);

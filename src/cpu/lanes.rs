@@ -662,7 +662,36 @@ pub(crate) mod avx512 {
         out: *mut f32,
         n: usize,
     ) {
-        // Both kinds end in four vectors `z[k]` = cells `2k` and `2k + 1` (eight planes each).
+        let z = transposed_pairs(kind, x, plane, at);
+        for (k, &z) in z.iter().enumerate() {
+            if 2 * k + 1 < n {
+                _mm512_storeu_ps(out.add(16 * k), z);
+            } else if 2 * k < n {
+                _mm256_storeu_ps(out.add(16 * k), _mm512_castps512_ps256(z));
+            }
+        }
+    }
+
+    /// [`transpose8x8`] in registers: lane `p` of result `j` is element `at + j` of plane `p`
+    /// (the eight planes' taps that `avx2::taps` returns, for the same bits).
+    ///
+    /// # Safety
+    /// As [`transpose8x8`] (no `out`).
+    #[inline(always)]
+    pub(crate) unsafe fn taps(kind: TileKind, x: *const u8, plane: usize, at: usize) -> [__m256; 8] {
+        let z = transposed_pairs(kind, x, plane, at);
+        let mut t = [_mm256_setzero_ps(); 8];
+        for (k, &z) in z.iter().enumerate() {
+            t[2 * k] = _mm512_castps512_ps256(z);
+            t[2 * k + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z)));
+        }
+        t
+    }
+
+    /// Four vectors `z[k]`: cells `at + 2k` (low half) and `at + 2k + 1` (high half) of the
+    /// eight planes, as f32.
+    #[inline(always)]
+    unsafe fn transposed_pairs(kind: TileKind, x: *const u8, plane: usize, at: usize) -> [__m512; 4] {
         // Plain loops, not closures, around the intrinsics (see `avx2::taps`).
         let mut z = [_mm512_setzero_ps(); 4];
         match kind {
@@ -715,13 +744,7 @@ pub(crate) mod avx512 {
                 ];
             }
         }
-        for (k, &z) in z.iter().enumerate() {
-            if 2 * k + 1 < n {
-                _mm512_storeu_ps(out.add(16 * k), z);
-            } else if 2 * k < n {
-                _mm256_storeu_ps(out.add(16 * k), _mm512_castps512_ps256(z));
-            }
-        }
+        z
     }
 }
 
