@@ -193,14 +193,21 @@ fn gather_shares<T: FloatElement>(
 /// cols[iw]` of the plane of shares, summed from +0 in ascending (oh, ow) order and rounded
 /// once, exactly the gather's terms in the gather's order, so the same bits. Returns `false`,
 /// having written nothing, where the lane path does not apply (an f64 accumulator, f16, share
-/// planes larger than [`lanes::SMALL_PLANE`], gradient planes larger than
-/// [`LANE_GATHER_MAX_PLANE`], no AVX2) or some input element has no covering output (an empty
-/// window).
-/// Gradient planes larger than this gather by rows, not in lanes: the lanes hold all eight
-/// planes' gradients (`8 * H * W` f32) before the transpose back, and past L2 that costs more
-/// than it saves (adaptive 112x112 -> 7x7 backward: 2.5x to 3x faster by rows in f32, 1.3x to
-/// 2x in bf16; 56x56 -> 7x7 stays 1.0x to 1.5x faster in lanes).
+/// planes larger than [`lanes::SMALL_PLANE`], large gradient planes of large windows (see
+/// [`LANE_GATHER_MAX_PLANE`]), no AVX2) or some input element has no covering output (an
+/// empty window).
+/// Gradient planes larger than this, with at least [`ROWS_MIN_INPUTS_PER_SHARE`] gradient
+/// elements per share (large windows: adaptive pooling to a small map), gather by rows, not in
+/// lanes. The lanes pay a reduction, a division and a transpose back per gradient element and
+/// eight planes; by rows each expanded share row serves every input row of its window, so on
+/// large windows the rows win: adaptive backward by rows 2.5x to 3x faster from 112x112 to
+/// 7x7, 14x14 and 28x28 (f32; bf16 1.3x to 2.2x), 1.4x to 3x from 80x80 to 7x7 and 96x96 to
+/// 24x24. The lanes stay faster on smaller planes (56x56 -> 7x7: 1.0x to 1.5x) and on small
+/// windows (a 3x3 stride-2 average's backward on 80x80 planes, 4 gradient elements per
+/// share: 1.0x to 1.5x).
 const LANE_GATHER_MAX_PLANE: usize = 4096;
+/// See [`LANE_GATHER_MAX_PLANE`].
+const ROWS_MIN_INPUTS_PER_SHARE: usize = 16;
 
 fn gather_shares_in_lanes<T: FloatElement>(
     (h, w, out_h, out_w): (usize, usize, usize, usize),
@@ -211,7 +218,7 @@ fn gather_shares_in_lanes<T: FloatElement>(
 ) -> bool {
     if TypeId::of::<T::Acc>() != TypeId::of::<f32>()
         || rows.iter().chain(cols).any(|r| r.is_empty())
-        || h * w > LANE_GATHER_MAX_PLANE
+        || (h * w > LANE_GATHER_MAX_PLANE && h * w >= ROWS_MIN_INPUTS_PER_SHARE * out_h * out_w)
     {
         return false;
     }
@@ -656,7 +663,8 @@ mod tests {
                 "{shape:?}"
             );
         }
-        // Gradient planes on both sides of `LANE_GATHER_MAX_PLANE` (lanes, then rows).
+        // Gradient planes on both sides of `LANE_GATHER_MAX_PLANE` (lanes, then rows; 4550
+        // gradient elements for 35 shares).
         let adaptive = [
             ([2usize, 11, 7, 7], [2usize, 2]),
             ([1, 8, 12, 10], [5, 3]),
