@@ -188,14 +188,6 @@ fn gather_shares<T: FloatElement>(
     }
 }
 
-/// The NCHW gather on small planes of shares, eight planes at a time in AVX2 lanes
-/// ([`lanes`]): the outputs covering input element (ih, iw) are the window `rows[ih] x
-/// cols[iw]` of the plane of shares, summed from +0 in ascending (oh, ow) order and rounded
-/// once, exactly the gather's terms in the gather's order, so the same bits. Returns `false`,
-/// having written nothing, where the lane path does not apply (an f64 accumulator, f16, share
-/// planes larger than [`lanes::SMALL_PLANE`], large gradient planes of large windows (see
-/// [`LANE_GATHER_MAX_PLANE`]), no AVX2) or some input element has no covering output (an
-/// empty window).
 /// Gradient planes larger than this, with at least [`ROWS_MIN_INPUTS_PER_SHARE`] gradient
 /// elements per share (large windows: adaptive pooling to a small map), gather by rows, not in
 /// lanes. The lanes pay a reduction, a division and a transpose back per gradient element and
@@ -209,6 +201,14 @@ const LANE_GATHER_MAX_PLANE: usize = 4096;
 /// See [`LANE_GATHER_MAX_PLANE`].
 const ROWS_MIN_INPUTS_PER_SHARE: usize = 16;
 
+/// The NCHW gather on small planes of shares, eight planes at a time in AVX2 lanes
+/// ([`lanes`]): the outputs covering input element (ih, iw) are the window `rows[ih] x
+/// cols[iw]` of the plane of shares, summed from +0 in ascending (oh, ow) order and rounded
+/// once, exactly the gather's terms in the gather's order, so the same bits. Returns `false`,
+/// having written nothing, where the lane path does not apply (an f64 accumulator, f16, share
+/// planes larger than [`lanes::SMALL_PLANE`], large gradient planes of large windows (see
+/// [`LANE_GATHER_MAX_PLANE`]), no AVX2) or some input element has no covering output (an
+/// empty window).
 fn gather_shares_in_lanes<T: FloatElement>(
     (h, w, out_h, out_w): (usize, usize, usize, usize),
     rows: &[Range<usize>],
