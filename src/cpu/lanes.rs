@@ -595,7 +595,8 @@ pub(crate) mod avx2 {
     }
 }
 
-/// The 8x8 block transposes of [`avx2::transpose_group_avx512`]: AVX-512's two-source
+/// The 8x8 block transposes of [`avx2::transpose_group_avx512`] (and, in registers through
+/// [`avx512::taps`], of the bf16 eight-plane groups in `adaptive.rs`): AVX-512's two-source
 /// permutes (`vpermt2w`, `vpermt2ps`) move eight planes' eight elements into place in four
 /// (bf16, widening for free: the zeroing mask fills the low half of every f32) or eight (f32)
 /// instructions, where AVX2 needs 24 shuffles plus, for bf16, a widening shuffle and a shift
