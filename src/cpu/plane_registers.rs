@@ -111,23 +111,25 @@ impl Tables {
 }
 
 fn output_chunk(layout: &LanePlane, chunk: &[LaneWindow]) -> OutputChunk {
-    let taps: Vec<Vec<i32>> = chunk.iter().map(|w| in_plane_taps(layout, w).collect()).collect();
-    let slots = taps.iter().map(Vec::len).max().unwrap_or(0);
-    let slots = (0..slots)
-        .map(|j| {
-            let mut slot = TapSlot { index: [0; 16], valid: 0, high: 0 };
-            for (o, taps) in taps.iter().enumerate() {
-                if let Some(&at) = taps.get(j) {
-                    slot.index[o] = at;
-                    slot.valid |= 1 << o;
-                    if at >= 32 {
-                        slot.high |= 1 << o;
-                    }
+    // Slot `j` takes each output's next tap, until no output has one left.
+    let mut taps: Vec<_> = chunk.iter().map(|w| in_plane_taps(layout, w)).collect();
+    let mut slots = Vec::new();
+    loop {
+        let mut slot = TapSlot { index: [0; 16], valid: 0, high: 0 };
+        for (o, taps) in taps.iter_mut().enumerate() {
+            if let Some(at) = taps.next() {
+                slot.index[o] = at;
+                slot.valid |= 1 << o;
+                if at >= 32 {
+                    slot.high |= 1 << o;
                 }
             }
-            slot
-        })
-        .collect();
+        }
+        if slot.valid == 0 {
+            break;
+        }
+        slots.push(slot);
+    }
     let (mut first, mut div) = ([0; 16], ([1.0; 16], [1.0; 16]));
     for (o, w) in chunk.iter().enumerate() {
         first[o] = w.first;
