@@ -437,6 +437,15 @@ def adaptive_cases():
         fwd(F_, f"{op}_batch0_nhwc", op, {"output_size": [2, 2]}, make("a1", (0, 2, 4, 4), channels_last=True), True)
     fwd(F_, "adaptive_avg_pool2d_channels0", "adaptive_avg_pool2d", {"output_size": [2, 2]}, make("a2", (1, 0, 4, 4)))
     fwd(F_, "adaptive_max_pool2d_with_indices_3d_channels0", "adaptive_max_pool2d_with_indices", {"output_size": [2, 2]}, make("a3", (0, 4, 4)))
+    # NCHW planes past the CPU's lane path (2048 elements): max without indices columns first
+    # (large windows); eight-plane groups (bf16: AVX-512 permutes) for averages and indices
+    for dt in ("f32", "bf16"):
+        x = make(f"alarge_{dt}", (1, 1, 46, 46), dt, "int", specials=[(5, NAN), (700, -INF), (701, INF)])
+        for out in ((2, 2), (3, 5)):
+            fwd(F_, f"large_plane_o{out[0]}x{out[1]}_{dt}", "adaptive_max_pool2d", {"output_size": list(out)}, x)
+    x = make("large_planes8_bf16", (1, 8, 46, 46), "bf16")
+    for op in ("adaptive_avg_pool2d", "adaptive_max_pool2d_with_indices"):
+        fwd(F_, f"{op}_large_planes8_bf16", op, {"output_size": [7, 7]}, x)
     # ties, NaN, inf
     for dt in DTYPES:
         for cl in (False, True):
@@ -559,6 +568,10 @@ def backward_cases():
     bwd("max_plane300x1_f32", "max_pool2d_backward", M((4, 1), (3, 1), (2, 0)), make("bp", (1, 2, 300, 1)))
     bwd("adaptive_avg_plane13x17_f32", "adaptive_avg_pool2d_backward", {"output_size": [5, 7]}, make("bp", (1, 2, 13, 17)))
     bwd("mean_plane1x4099_f32", "mean_backward", {"dims": [2, 3], "keepdim": False}, make("bp", (1, 1, 1, 4099)))
+    # NCHW gradient planes past 4096 elements with many per share: gathered by rows on the CPU
+    for dt in ("f32", "bf16"):
+        name = f"adaptive_avg_plane65x64_o2x2_{dt}"
+        bwd(name, "adaptive_avg_pool2d_backward", {"output_size": [2, 2]}, make(name, (1, 1, 65, 64), dt))
 
 
 def error_cases():
