@@ -13,6 +13,7 @@
 //! division by `kh * kw` would be the correctly rounded mean of the sum, at most about an ulp
 //! away; we keep PyTorch's arithmetic since PyTorch is the reference.)
 
+use super::exact_sums;
 use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
 use super::window::{max_channels, MaxScratch, CHANNEL_TILE};
 use super::{acc_from_f64, items_per_task, simd, AccScratch};
@@ -102,54 +103,95 @@ fn lane_pooling<T: FloatElement>(
 
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(PLANE_GROUP);
+    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(exact_sums::GROUP_PLANES);
     let (rows, cols) = windows(g);
-    let small = lane_pooling::<T>(g, &rows, &cols);
+    let four = four_windows::<T>(g, &rows, &cols);
+    // The lane path's tables cost a few microseconds to build, as much as a whole batch-1 op
+    // takes order-free, so with `four` only a group that fails its check builds them.
+    let small = std::sync::OnceLock::new();
+    let small = || small.get_or_init(|| lane_pooling::<T>(g, &rows, &cols)).as_ref();
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
-        |(ys, xs)| {
-            let done = fast_planes::<T, false, false>(g, (&rows, &cols), small.as_ref(), xs, ys, &mut []);
-            let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
-            let mut scratch = AccScratch::<T>::new();
-            let mut acc = vec![T::Acc::zero(); g.out_w];
-            simd::dispatch(
-                #[inline(always)]
-                || {
-                    if in_plane <= SMALL_PLANE && simd::converts_inline::<T>() {
-                        // Small planes (7x7 -> 2x2): per-plane loop overhead dominates row
-                        // streaming, so each output sums its window directly, for
-                        // `PLANE_GROUP` planes at once (independent chains that overlap).
-                        let mut yg = ys.chunks_exact_mut(out_plane * PLANE_GROUP);
-                        let mut xg = xs.chunks_exact(in_plane * PLANE_GROUP);
-                        for (yp, xp) in (&mut yg).zip(&mut xg) {
-                            avg_planes_direct::<T, PLANE_GROUP>(g, &rows, &cols, xp, yp);
-                        }
-                        let (yr, xr) = (yg.into_remainder(), xg.remainder());
-                        for (yp, xp) in yr.chunks_exact_mut(out_plane).zip(xr.chunks_exact(in_plane)) {
-                            avg_planes_direct::<T, 1>(g, &rows, &cols, xp, yp);
-                        }
-                        return;
-                    }
-                    for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
-                        // Per output row, every output accumulates at once while the input rows
-                        // of its window stream by: each output still sums rows then columns
-                        // (PyTorch's order), and the outputs' chains overlap.
-                        for (yrow, &(h0, h1)) in yp.chunks_exact_mut(g.out_w).zip(&rows) {
-                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                            for h in h0..h1 {
-                                let row = scratch.view(&xp[h * g.w..(h + 1) * g.w]);
-                                for (a, &(w0, w1)) in acc.iter_mut().zip(&cols) {
-                                    for &v in &row[w0..w1] {
-                                        *a += v;
-                                    }
-                                }
+        |(ys, xs)| match &four {
+            Some(four) => {
+                four.avg_planes(xs, ys, |xs, ys| avg_nchw_in_order(g, (&rows, &cols), small(), xs, ys))
+            }
+            None => avg_nchw_in_order(g, (&rows, &cols), small(), xs, ys),
+        },
+    );
+}
+
+/// The order-free sums of [`exact_sums`] for bf16 planes pooled to four outputs, where they
+/// apply (once per op).
+fn four_windows<T: FloatElement>(
+    g: &AdaptiveGeometry,
+    rows: Ranges,
+    cols: Ranges,
+) -> Option<exact_sums::FourWindows> {
+    if !simd::is_bf16::<T>() || rows.len() * cols.len() != 4 || !exact_sums::FourWindows::available() {
+        return None;
+    }
+    let window = |k: usize| (rows[k / cols.len()], cols[k % cols.len()]);
+    let div = |k: usize| {
+        let ((h0, h1), (w0, w1)) = window(k);
+        ((h1 - h0) as f32, (w1 - w0) as f32)
+    };
+    exact_sums::FourWindows::new((g.h, g.w), std::array::from_fn(window), std::array::from_fn(div))
+}
+
+/// NCHW planes `xs` into `ys`, each output's window summed in PyTorch's order: eight planes at
+/// a time where [`fast_planes`] can, the rest here.
+fn avg_nchw_in_order<T: FloatElement>(
+    g: &AdaptiveGeometry,
+    (rows, cols): (Ranges, Ranges),
+    small: Option<&PlanePooling>,
+    xs: &[T],
+    ys: &mut [T],
+) {
+    let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let done = fast_planes::<T, false, false>(g, (rows, cols), small, xs, ys, &mut []);
+    let (ys, xs) = (&mut ys[done * out_plane..], &xs[(done * in_plane).min(xs.len())..]);
+    if ys.is_empty() {
+        return;
+    }
+    let mut scratch = AccScratch::<T>::new();
+    let mut acc = vec![T::Acc::zero(); g.out_w];
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            if in_plane <= SMALL_PLANE && simd::converts_inline::<T>() {
+                // Small planes (7x7 -> 2x2): per-plane loop overhead dominates row
+                // streaming, so each output sums its window directly, for
+                // `PLANE_GROUP` planes at once (independent chains that overlap).
+                let mut yg = ys.chunks_exact_mut(out_plane * PLANE_GROUP);
+                let mut xg = xs.chunks_exact(in_plane * PLANE_GROUP);
+                for (yp, xp) in (&mut yg).zip(&mut xg) {
+                    avg_planes_direct::<T, PLANE_GROUP>(g, rows, cols, xp, yp);
+                }
+                let (yr, xr) = (yg.into_remainder(), xg.remainder());
+                for (yp, xp) in yr.chunks_exact_mut(out_plane).zip(xr.chunks_exact(in_plane)) {
+                    avg_planes_direct::<T, 1>(g, rows, cols, xp, yp);
+                }
+                return;
+            }
+            for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
+                // Per output row, every output accumulates at once while the input rows
+                // of its window stream by: each output still sums rows then columns
+                // (PyTorch's order), and the outputs' chains overlap.
+                for (yrow, &(h0, h1)) in yp.chunks_exact_mut(g.out_w).zip(rows) {
+                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                    for h in h0..h1 {
+                        let row = scratch.view(&xp[h * g.w..(h + 1) * g.w]);
+                        for (a, &(w0, w1)) in acc.iter_mut().zip(cols) {
+                            for &v in &row[w0..w1] {
+                                *a += v;
                             }
-                            for (o, (&a, &(w0, w1))) in yrow.iter_mut().zip(acc.iter().zip(&cols)) {
-                                *o = simd::store::<T>(adaptive_mean(a, h1 - h0, w1 - w0));
-                            }
                         }
                     }
-                },
-            );
+                    for (o, (&a, &(w0, w1))) in yrow.iter_mut().zip(acc.iter().zip(cols)) {
+                        *o = simd::store::<T>(adaptive_mean(a, h1 - h0, w1 - w0));
+                    }
+                }
+            }
         },
     );
 }

@@ -7,6 +7,7 @@
 
 pub mod adaptive;
 pub mod backward;
+pub(crate) mod exact_sums;
 pub(crate) mod lanes;
 pub(crate) mod plane_registers;
 pub mod reduce;

@@ -52,7 +52,7 @@ pub(crate) fn prefetch<T>(data: &[T]) {
 
 /// Whether `T` is bf16 with an f32 accumulator, whose conversion is a 16-bit shift.
 #[inline(always)]
-fn is_bf16<T: FloatElement>() -> bool {
+pub(crate) fn is_bf16<T: FloatElement>() -> bool {
     TypeId::of::<T>() == TypeId::of::<half::bf16>() && TypeId::of::<T::Acc>() == TypeId::of::<f32>()
 }
 

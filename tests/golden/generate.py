@@ -446,6 +446,16 @@ def adaptive_cases():
     x = make("large_planes8_bf16", (1, 8, 46, 46), "bf16")
     for op in ("adaptive_avg_pool2d", "adaptive_max_pool2d_with_indices"):
         fwd(F_, f"{op}_large_planes8_bf16", op, {"output_size": [7, 7]}, x)
+    # bf16 NCHW averages to four outputs: groups of 16 planes whose sums are exact in any
+    # order take the CPU's order-free kernel, the others PyTorch's order (a -0 plane, a mix
+    # of zeros, an inf, a value too small and values too large for the check).
+    specials = [(3 * 49 + i, -0.0) for i in range(49)] + [(5 * 49 + i, (-0.0, 0.0)[i % 2]) for i in range(49)]
+    specials += [(20 * 49 + 7, INF), (50 * 49 + 30, 1e-30), (60 * 49 + 1, 1e30), (70 * 49 + 9, 3e38), (70 * 49 + 10, 3e38)]
+    x = make("exact_sums_bf16", (2, 40, 7, 7), "bf16", specials=specials)
+    fwd(F_, "adaptive_avg_pool2d_exact_sums_o2x2_bf16", "adaptive_avg_pool2d", {"output_size": [2, 2]}, x)
+    for plane, out in (((8, 8), (2, 2)), ((6, 5), (2, 2)), ((5, 7), (1, 4))):
+        name = f"adaptive_avg_pool2d_exact_sums_plane{plane[0]}x{plane[1]}_o{out[0]}x{out[1]}_bf16"
+        fwd(F_, name, "adaptive_avg_pool2d", {"output_size": list(out)}, make(name, (1, 21) + plane, "bf16", "pos"))
     # ties, NaN, inf
     for dt in DTYPES:
         for cl in (False, True):
