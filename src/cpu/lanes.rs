@@ -158,9 +158,12 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         };
         let planes = (xs.len() / plane).min(ys.len() / out_plane);
         let is = if WITH_INDEX { &mut is[..planes * out_plane] } else { &mut is[..0] };
-        let mut lanes = vec![layout.identity; 8 * layout.buffer_len()];
-        let mut vals = vec![0f32; 8 * out_plane];
-        let mut idx = vec![0i32; if WITH_INDEX { 8 * out_plane } else { 0 }];
+        let mut buffers = BUFFERS.take();
+        let LaneBuffers { lanes, vals, idx } = &mut buffers;
+        lanes.clear();
+        lanes.resize(8 * layout.buffer_len(), layout.identity);
+        vals.resize(8 * out_plane, 0.0);
+        idx.resize(if WITH_INDEX { 8 * out_plane } else { 0 }, 0);
         let mut padded: Vec<U> = Vec::new();
         let avx512 = path != Path::Lanes { avx512: false } && simd::has_avx512_bw();
         for p0 in (0..planes).step_by(8) {
@@ -175,16 +178,17 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // SAFETY: `avx2_tile_kind` found AVX2 and that `U` is the f32 or bf16 named by
             // `in_kind`; `xg` holds at least 8 planes of `U` (sliced or padded above); `lanes`
             // holds 8 buffers, the plane fits its buffer and every window lies inside the
-            // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane` entries; plane
+            // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
+            // `8 * out_plane` entries; plane
             // indices fit i32 (`buffer_len <= SMALL_PLANE`); with `avx512`, the CPU has
             // AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
             unsafe {
                 if avx512 {
-                    avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                    avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, lanes);
                 } else {
-                    avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, &mut lanes);
+                    avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, lanes);
                 }
-                avx2::reduce_windows::<MAX, WITH_INDEX>(&lanes, layout, windows, &mut vals, &mut idx);
+                avx2::reduce_windows::<MAX, WITH_INDEX>(lanes, layout, windows, vals, idx);
             }
             let ys = &mut ys[p0 * out_plane..][..group * out_plane];
             let is = if WITH_INDEX { &mut is[p0 * out_plane..][..group * out_plane] } else { &mut is[..0] };
@@ -194,8 +198,8 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             unsafe {
                 avx2::scatter_group::<WITH_INDEX>(
                     kind,
-                    &vals,
-                    &idx,
+                    vals,
+                    idx,
                     out_plane,
                     group,
                     ys.as_mut_ptr().cast(),
@@ -203,6 +207,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
                 );
             }
         }
+        BUFFERS.set(buffers);
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -210,6 +215,21 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         let _ = (xs, ys, is);
         false
     }
+}
+
+/// [`pool_planes_using`]'s buffers, kept per thread between calls: a batch-1 op calls it once
+/// per rayon task, and the order-free path of `exact_sums.rs` hands it runs of planes several
+/// times per task, where allocating (and zeroing) them each time measured a twentieth of the
+/// time.
+#[derive(Default)]
+struct LaneBuffers {
+    lanes: Vec<f32>,
+    vals: Vec<f32>,
+    idx: Vec<i32>,
+}
+
+std::thread_local! {
+    static BUFFERS: std::cell::Cell<LaneBuffers> = std::cell::Cell::new(LaneBuffers::default());
 }
 
 #[cfg(target_arch = "x86_64")]
