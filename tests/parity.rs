@@ -129,6 +129,24 @@ fn parity_gap() {
     forward_family("gap");
 }
 
+/// The CPU's bf16 NCHW averages to four outputs sum in whatever order is fastest where every
+/// partial sum is exact (`src/cpu/exact_sums.rs`), and in PyTorch's order elsewhere: either
+/// way PyTorch's bits, which these cases (planes that pass and fail that check) hold it to.
+#[test]
+fn cpu_adaptive_averages_to_four_outputs_are_pytorchs_bits() {
+    let cases = common::load_cases("adaptive");
+    let exact: Vec<&Value> = cases
+        .iter()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("adaptive_avg_pool2d_exact_sums")))
+        .collect();
+    assert_eq!(exact.len(), 4);
+    for case in exact {
+        let x = tensor(&Device::cpu(), &case["input"]).unwrap();
+        let y = x.adaptive_avg_pool2d(pair(&case["params"]["output_size"])).unwrap();
+        compare(&y, &case["expected"], Match::Exact).unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
+    }
+}
+
 fn backward_of(op: &'static str) -> impl Fn(&Value) -> bool {
     move |case| case["op"].as_str() == Some(op)
 }

@@ -106,10 +106,21 @@ fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(exact_sums::GROUP_PLANES);
     let (rows, cols) = windows(g);
     let four = four_windows::<T>(g, &rows, &cols);
-    // The lane path's tables cost a few microseconds to build, as much as a whole batch-1 op
-    // takes order-free, so with `four` only a group that fails its check builds them.
-    let small = std::sync::OnceLock::new();
-    let small = || small.get_or_init(|| lane_pooling::<T>(g, &rows, &cols)).as_ref();
+    // The lane path's tables take a few microseconds to build, as long as a whole batch-1 op
+    // takes order-free: with `four` they are built only once a group fails its check. A task
+    // that finds them missing builds them itself rather than wait for another's build (a
+    // blocked thread waits for a wake-up, tens of microseconds on a VM: waiting on a shared
+    // build made the f32 batch-1 7x7 -> 2x2 run at half speed).
+    let tables = std::sync::OnceLock::new();
+    if four.is_none() {
+        let _ = tables.set(lane_pooling::<T>(g, &rows, &cols));
+    }
+    let small = || {
+        if tables.get().is_none() {
+            let _ = tables.set(lane_pooling::<T>(g, &rows, &cols));
+        }
+        tables.get().and_then(Option::as_ref)
+    };
     y.par_chunks_mut(out_plane * planes_per_task).zip(x.par_chunks(in_plane * planes_per_task)).for_each(
         |(ys, xs)| match &four {
             Some(four) => {
