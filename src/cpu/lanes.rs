@@ -179,9 +179,8 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // `in_kind`; `xg` holds at least 8 planes of `U` (sliced or padded above); `lanes`
             // holds 8 buffers, the plane fits its buffer and every window lies inside the
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
-            // `8 * out_plane` entries; plane
-            // indices fit i32 (`buffer_len <= SMALL_PLANE`); with `avx512`, the CPU has
-            // AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
+            // `8 * out_plane` entries; plane indices fit i32 (`buffer_len <= SMALL_PLANE`); with
+            // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
             unsafe {
                 if avx512 {
                     avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, lanes);
@@ -207,7 +206,11 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
                 );
             }
         }
-        BUFFERS.set(buffers);
+        // Outputs may outnumber the inputs many times over (adaptive pooling to a larger
+        // size): a thread keeps only buffers of ordinary size.
+        if buffers.vals.capacity() <= 1 << 16 {
+            BUFFERS.set(buffers);
+        }
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
