@@ -78,8 +78,9 @@ impl SumRange {
 /// `kw`).
 pub(crate) struct FourWindows {
     plane: usize,
-    width: usize,
-    windows: [((usize, usize), (usize, usize)); 4],
+    /// Each output's taps in PyTorch's order (row by row), as cells of the plane.
+    tap_cells: [[u8; MAX_TAPS]; 4],
+    tap_counts: [usize; 4],
     /// Each output's divisors, in PyTorch's order.
     divisors: [(f32, f32); 4],
     taps: usize,
@@ -118,10 +119,13 @@ impl FourWindows {
         let multiply = div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
         let mut cells = [[0i16; 32]; 4];
         let mut used = [0u32; 4];
+        let (mut tap_cells, mut tap_counts) = ([[0u8; MAX_TAPS]; 4], [0usize; 4]);
         let mut taps = 0;
         for (o, &((h0, h1), (w0, w1))) in windows.iter().enumerate() {
             let window = (h0..h1).flat_map(|h| (w0..w1).map(move |w| h * width + w));
             for (t, cell) in window.enumerate() {
+                tap_cells[o][t] = cell as u8;
+                tap_counts[o] = t + 1;
                 // Tap `t` of output `o`: permute `t / 4`, lane `4 (t % 4) + o`, its high half.
                 let slot = 2 * (4 * (t % 4) + o) + 1;
                 cells[t / 4][slot] = cell as i16;
@@ -131,8 +135,8 @@ impl FourWindows {
         }
         Some(FourWindows {
             plane,
-            width,
-            windows,
+            tap_cells,
+            tap_counts,
             divisors: div,
             taps,
             cells,
@@ -148,15 +152,21 @@ impl FourWindows {
 
     /// One plane's four outputs in PyTorch's order (each window row by row from +0 in f32,
     /// then the two divisions, rounded to bf16 as `simd::store` does): the kernel's answer
-    /// for a plane that fails its check inside a group that passes mostly.
+    /// for a plane that fails its check inside a group that passes mostly. The four sums go
+    /// side by side, so their chains of additions overlap.
     fn plane_in_order(&self, plane: &[bf16], out: &mut [bf16]) {
-        for ((o, &((h0, h1), (w0, w1))), &(kh, kw)) in out.iter_mut().zip(&self.windows).zip(&self.divisors) {
-            let mut sum = 0f32;
-            for row in plane[h0 * self.width..h1 * self.width].chunks_exact(self.width) {
-                for &v in &row[w0..w1] {
-                    sum += v.to_f32();
+        let plane = &plane[..self.plane];
+        let mut sums = [0f32; 4];
+        for t in 0..self.taps {
+            for (o, sum) in sums.iter_mut().enumerate() {
+                if t < self.tap_counts[o] {
+                    // bf16 -> f32 is exact: the bits, shifted.
+                    *sum +=
+                        f32::from_bits(u32::from(plane[usize::from(self.tap_cells[o][t])].to_bits()) << 16);
                 }
             }
+        }
+        for ((o, sum), &(kh, kw)) in out.iter_mut().zip(sums).zip(&self.divisors) {
             *o = super::simd::store::<bf16>(sum / kh / kw);
         }
     }
