@@ -105,9 +105,10 @@ fn lane_pooling<T: FloatElement>(
 
 fn avg_nchw<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
     let (in_plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(exact_sums::GROUP_PLANES);
     let (rows, cols) = windows(g);
     let four = four_windows::<T>(g, &rows, &cols);
+    let group = if four.is_some() { exact_sums::GROUP_PLANES } else { PLANE_GROUP };
+    let planes_per_task = items_per_task(plane_work(g), g.n * g.c).next_multiple_of(group);
     // The lane path's tables take a few microseconds to build, as long as a whole batch-1 op
     // takes order-free: with `four` they are built only once a group fails its check. A task
     // that finds them missing builds them itself rather than wait for another's build (a

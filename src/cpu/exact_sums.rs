@@ -12,9 +12,11 @@
 //! - A sum of at most `2^c` values is below `2^c * 2^(f_max - 126)` in magnitude, so that
 //!   integer is below `2^(8 + (f_max - f_min) + c)`.
 //! - f32 holds every such multiple exactly when that integer fits its 24-bit significand and
-//!   the sum stays below `2^128`: `f_max - f_min <= 16 - c` and `f_max <= 254 - c`. (Tiny sums
-//!   are fine: f32's subnormals are multiples of `2^-149`, and `f_min >= 1` keeps to
-//!   `2^-133`. No flush-to-zero is in play: Rust leaves MXCSR at its default.)
+//!   the sum stays below `2^128`: `f_max - f_min <= 16 - c` and `f_max <= 254 - c`.
+//! - `f_min >= 8` keeps every nonzero partial sum at `2^-126` or more, a normal f32: so the
+//!   result holds even where a host process has turned on flush-to-zero (MXCSR is inherited
+//!   by threads; `torch.set_flush_denormal` sets it), which would flush a subnormal partial
+//!   sum in one order and not in another.
 //! - A sum that is exactly zero: PyTorch starts from +0 and `+0 + -0 = +0`, so it gets +0.
 //!   Another order gets -0 only when every tap is -0, so the result gets `+ 0.0` (which changes
 //!   nothing else).
@@ -37,6 +39,9 @@
 use super::simd::is_bf16;
 use crate::dtype::FloatElement;
 use half::bf16;
+
+/// A window: input rows `h0..h1`, columns `w0..w1`, as `((h0, h1), (w0, w1))`.
+pub(crate) type Window = ((usize, usize), (usize, usize));
 
 /// Planes checked (and then summed, or handed back) together.
 pub(crate) const GROUP_PLANES: usize = 16;
@@ -62,13 +67,14 @@ impl SumRange {
     }
 
     /// Whether every sum of at most `taps` of these values, added in any order, is exact in
-    /// f32 (the module's doc has the argument): no inf, NaN or subnormal, and exponent fields
-    /// at most `16 - c` apart and at most `254 - c`, where `2^c >= taps`.
+    /// f32, each nonzero partial sum a normal f32 (the module's doc has the argument): no inf
+    /// or NaN, exponent fields from 8, at most `16 - c` apart and at most `254 - c`, where
+    /// `2^c >= taps`.
     pub(crate) fn sums_are_exact(&self, taps: usize) -> bool {
         let Some(min) = self.min_nonzero_abs else { return true };
         let c = taps.max(1).next_power_of_two().trailing_zeros() as i32;
         let (f_max, f_min) = (i32::from(self.max_abs >> 7), i32::from(min >> 7));
-        f_min >= 1 && f_max <= 254 - c && f_max - f_min <= 16 - c
+        f_min >= 8 && f_max <= 254 - c && f_max - f_min <= 16 - c
     }
 }
 
@@ -104,11 +110,11 @@ impl FourWindows {
     /// where the plane or a window is too large, or a window is empty.
     pub(crate) fn new(
         (height, width): (usize, usize),
-        windows: [((usize, usize), (usize, usize)); 4],
+        windows: [Window; 4],
         div: [(f32, f32); 4],
     ) -> Option<Self> {
         let plane = height * width;
-        let valid = |&((h0, h1), (w0, w1)): &((usize, usize), (usize, usize))| {
+        let valid = |&((h0, h1), (w0, w1)): &Window| {
             h0 < h1 && h1 <= height && w0 < w1 && w1 <= width && (h1 - h0) * (w1 - w0) <= MAX_TAPS
         };
         if plane == 0 || plane > 64 || !windows.iter().all(valid) {
@@ -193,10 +199,25 @@ impl FourWindows {
         &self,
         xs: &[T],
         ys: &mut [T],
-        mut in_order: impl FnMut(&[T], &mut [T]),
+        in_order: impl FnMut(&[T], &mut [T]),
     ) {
+        self.avg_planes_using(xs, ys, in_order, Self::available());
+    }
+
+    /// [`FourWindows::avg_planes`] with the kernel when `kernel` (and `T` is bf16): tests ask
+    /// for it directly, since other tests switch [`FourWindows::available`] off and on while
+    /// they run.
+    fn avg_planes_using<T: FloatElement>(
+        &self,
+        xs: &[T],
+        ys: &mut [T],
+        mut in_order: impl FnMut(&[T], &mut [T]),
+        kernel: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        let kernel = kernel && super::simd::has_avx512_bw();
         let planes = (xs.len() / self.plane).min(ys.len() / 4);
-        let order_free = is_bf16::<T>() && Self::available();
+        let order_free = is_bf16::<T>() && kernel;
         // Planes handed to `in_order` (see below). Data that fails one group tends to fail
         // the next ones too, and each hand-off has a cost of its own: on data where every
         // plane fails, one group at a time ran at 0.42x the lanes' speed, doubling runs at
@@ -246,6 +267,9 @@ mod avx512 {
     /// AVX-512 F and BW.
     #[target_feature(enable = "avx2,avx512f,avx512bw")]
     pub(super) unsafe fn sum_range(x: &[bf16]) -> SumRange {
+        if x.is_empty() {
+            return SumRange { max_abs: 0, min_nonzero_abs: None };
+        }
         let (mut high, mut low) = (_mm512_setzero_si512(), _mm512_set1_epi16(-1));
         let two = _mm512_set1_epi16(2);
         let mut step = |v: __m512i| {
@@ -314,9 +338,10 @@ mod avx512 {
             }
             let at = x.as_ptr().add(p * s.plane).cast::<i16>();
             // SAFETY: plane `p < planes` has `s.plane` elements at `at`; the masks cover
-            // exactly those (masked-off words are not read).
+            // exactly those (masked-off words are not read). `wrapping_add`: with `second`
+            // empty, `at + 32` may lie past the allocation.
             let (lo, hi) =
-                (_mm512_maskz_loadu_epi16(first, at), _mm512_maskz_loadu_epi16(second, at.add(32)));
+                (_mm512_maskz_loadu_epi16(first, at), _mm512_maskz_loadu_epi16(second, at.wrapping_add(32)));
             let tap =
                 |j: usize| _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(s.used[j], lo, cells[j], hi));
             _mm512_add_ps(_mm512_add_ps(tap(0), tap(1)), _mm512_add_ps(tap(2), tap(3)))
@@ -415,11 +440,7 @@ mod tests {
     }
 
     /// PyTorch's order: the window's taps row by row from +0 in f32, `/ kh / kw`, then bf16.
-    fn in_order(
-        plane: &[bf16],
-        width: usize,
-        ((h0, h1), (w0, w1)): ((usize, usize), (usize, usize)),
-    ) -> bf16 {
+    fn in_order(plane: &[bf16], width: usize, ((h0, h1), (w0, w1)): Window) -> bf16 {
         let mut sum = 0f32;
         for h in h0..h1 {
             for w in w0..w1 {
@@ -514,7 +535,22 @@ mod tests {
                     // SAFETY: AVX-512 F and BW, just checked.
                     assert_eq!(unsafe { avx512::sum_range(&v) }, SumRange::of(&v), "{v:?}");
                 }
+                // Constant inputs (all zeros, all -0, extremes), alone and with one 1.0 last.
+                for pattern in [0u16, 0x8000, 0x0001, 0x8001, 0x7FFF, 0xFFFF, 0x7F80, 0xFF80, 0x0080] {
+                    let mut v = vec![bf16::from_bits(pattern); len];
+                    // SAFETY: AVX-512 F and BW, just checked.
+                    assert_eq!(unsafe { avx512::sum_range(&v) }, SumRange::of(&v), "{pattern:#x} x {len}");
+                    v[len - 1] = bf16::ONE;
+                    // SAFETY: as above.
+                    assert_eq!(
+                        unsafe { avx512::sum_range(&v) },
+                        SumRange::of(&v),
+                        "{pattern:#x} x {len}, 1.0"
+                    );
+                }
             }
+            // SAFETY: as above.
+            assert_eq!(unsafe { avx512::sum_range(&[]) }, SumRange { max_abs: 0, min_nonzero_abs: None });
         }
     }
 
@@ -554,6 +590,53 @@ mod tests {
             .collect()
     }
 
+    /// Whether the CPU runs the kernel (tests ask for it whatever `AVX2_ONLY` says).
+    fn kernel_present() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            crate::cpu::simd::has_avx512_bw()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The windows of adaptive pooling from `(h, w)` to `(oh, ow)` (four outputs), and their
+    /// `FourWindows` where it takes them.
+    fn adaptive_four((h, w): (usize, usize), (oh, ow): (usize, usize)) -> ([Window; 4], Option<FourWindows>) {
+        let (rows, cols) = (bounds(h, oh), bounds(w, ow));
+        let windows: [_; 4] = std::array::from_fn(|k| (rows[k / ow], cols[k % ow]));
+        let div = windows.map(|((h0, h1), (w0, w1))| ((h1 - h0) as f32, (w1 - w0) as f32));
+        (windows, FourWindows::new((h, w), windows, div))
+    }
+
+    /// Pools `x` (planes of width `w`) with the kernel where the CPU has it, the groups handed
+    /// back in PyTorch's order; checks every output against PyTorch's order bit for bit and
+    /// returns how many hand-offs there were.
+    fn check(four: &FourWindows, w: usize, windows: &[Window; 4], x: &[bf16], what: &str) -> usize {
+        let plane = four.plane;
+        let want: Vec<bf16> = x.chunks(plane).flat_map(|p| windows.map(|win| in_order(p, w, win))).collect();
+        let mut y = vec![bf16::from_f32(7.0); want.len()];
+        let mut handed_back = 0;
+        let in_order_path = |xs: &[bf16], ys: &mut [bf16]| {
+            handed_back += 1;
+            for (p, out) in xs.chunks(plane).zip(ys.chunks_mut(4)) {
+                for (o, &win) in out.iter_mut().zip(windows) {
+                    *o = in_order(p, w, win);
+                }
+            }
+        };
+        four.avg_planes_using(x, &mut y, in_order_path, true);
+        for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{what} at {i}: {a:?} vs {b:?}"
+            );
+        }
+        handed_back
+    }
+
     #[test]
     fn four_windows_give_pytorchs_bits() {
         let shapes = [
@@ -566,35 +649,16 @@ mod tests {
             ((3, 3), (2, 2)),
             ((4, 16), (4, 1)),
         ];
-        for ((h, w), (oh, ow)) in shapes {
-            let (rows, cols) = (bounds(h, oh), bounds(w, ow));
-            let windows: [_; 4] = std::array::from_fn(|k| (rows[k / ow], cols[k % ow]));
-            let div = windows.map(|((h0, h1), (w0, w1))| ((h1 - h0) as f32, (w1 - w0) as f32));
-            let four = FourWindows::new((h, w), windows, div).expect("four windows of at most 16 taps");
+        for ((h, w), out) in shapes {
+            let (windows, four) = adaptive_four((h, w), out);
+            let four = four.expect("four windows of at most 16 taps");
             for planes in [1, 3, 4, 5, 16, 17, 33, 38] {
                 for kind in 0..4 {
                     let x = data(kind, planes * h * w, h * w, (planes * 10 + kind) as u64);
-                    let want: Vec<bf16> =
-                        x.chunks(h * w).flat_map(|p| windows.map(|win| in_order(p, w, win))).collect();
-                    let mut y = vec![bf16::from_f32(7.0); 4 * planes];
-                    let mut handed_back = 0;
-                    four.avg_planes(&x, &mut y, |xs, ys| {
-                        handed_back += 1;
-                        for (p, out) in xs.chunks(h * w).zip(ys.chunks_mut(4)) {
-                            for (o, &win) in out.iter_mut().zip(&windows) {
-                                *o = in_order(p, w, win);
-                            }
-                        }
-                    });
-                    let what = format!("{h}x{w} -> {oh}x{ow}, {planes} planes, data {kind}");
-                    for (i, (a, b)) in y.iter().zip(&want).enumerate() {
-                        assert!(
-                            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-                            "{what} at {i}: {a:?} vs {b:?}"
-                        );
-                    }
+                    let what = format!("{h}x{w} -> {out:?}, {planes} planes, data {kind}");
+                    let handed_back = check(&four, w, &windows, &x, &what);
                     // The order-free kernel did the passing groups (where the CPU has it).
-                    if FourWindows::available() && kind != 2 {
+                    if kernel_present() && kind != 2 {
                         assert_eq!(handed_back, 0, "{what}");
                     }
                     // Data 2 fails most planes of 16 elements or more: whole groups go back.
@@ -604,6 +668,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every plane shape up to 64 elements pooled to 2x2, 1x4 and 4x1, planes of random bf16
+    /// over the whole exponent range (fields 1 to 254, 0 to 19 binades apart within a plane or
+    /// a whole input), zeros of both signs and random bit patterns (NaN, inf, subnormals):
+    /// groups that pass, fail plane by plane and go back, partial last groups, divisors that
+    /// are powers of two and not. (A review found `x * (1 / 3)` for `x / 3` passing the other
+    /// tests; this one catches it.)
+    #[test]
+    fn random_planes_of_every_shape_give_pytorchs_bits() {
+        let mut r = Lcg::new(99);
+        let mut value = |base: u32, span: u32| match r.next_u32() % 16 {
+            0 => bf16::ZERO,
+            1 => bf16::NEG_ZERO,
+            2 if r.next_u32().is_multiple_of(8) => bf16::from_bits(r.next_u32() as u16),
+            _ => {
+                let field = (base + r.next_u32() % (span + 1)).clamp(1, 254) as u16;
+                bits(r.next_u32().is_multiple_of(2), field, (r.next_u32() % 128) as u16)
+            }
+        };
+        let mut r = Lcg::new(7);
+        let mut outputs = 0;
+        for h in 1..=64 {
+            for w in (1..=64).filter(|w| h * w <= 64) {
+                for out in [(2, 2), (1, 4), (4, 1)] {
+                    if out.0 > h || out.1 > w {
+                        continue;
+                    }
+                    let (windows, Some(four)) = adaptive_four((h, w), out) else { continue };
+                    for trial in 0..6 {
+                        let planes = 1 + (r.next_u32() % 80) as usize;
+                        let shared_base = 1 + r.next_u32() % 254;
+                        let mut x = Vec::with_capacity(planes * h * w);
+                        for _ in 0..planes {
+                            let base = if trial % 2 == 0 { shared_base } else { 1 + r.next_u32() % 254 };
+                            let span = r.next_u32() % 20;
+                            x.extend((0..h * w).map(|_| value(base, span)));
+                        }
+                        check(&four, w, &windows, &x, &format!("{h}x{w} -> {out:?}, trial {trial}"));
+                        outputs += 4 * planes;
+                    }
+                }
+            }
+        }
+        assert!(outputs > 100_000, "{outputs}");
+    }
+
+    /// With flush-to-zero on (a host process may set it), a window whose partial sums go
+    /// subnormal in one order and not in another would differ: such values fail the check
+    /// (exponent fields from 8), so the bits still match PyTorch's order under the same flags.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    fn flush_to_zero_cannot_change_the_bits() {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        let (windows, four) = adaptive_four((4, 4), (2, 2));
+        let four = four.unwrap();
+        let mut x = vec![bf16::ZERO; 16];
+        x[0] = bf16::from_f32(1.5 * 2f32.powi(-126));
+        x[1] = bf16::from_f32(-(2f32.powi(-126)));
+        x[4] = bf16::from_f32(2f32.powi(-120));
+        // SAFETY: reads and then sets this thread's MXCSR: only flush-to-zero (bit 15) is
+        // added, and the saved value is restored before anything else runs on this thread.
+        let saved = unsafe { _mm_getcsr() };
+        unsafe { _mm_setcsr(saved | 0x8000) };
+        let (mut fast, mut reference) = ([bf16::ZERO; 4], [bf16::ZERO; 4]);
+        four.avg_planes_using(&x, &mut fast, |_, _| panic!("one plane never goes back"), true);
+        four.plane_in_order(&x, &mut reference);
+        // SAFETY: as above.
+        unsafe { _mm_setcsr(saved) };
+        assert_eq!(fast.map(bf16::to_bits), reference.map(bf16::to_bits), "{windows:?}");
     }
 
     #[test]
