@@ -757,42 +757,19 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
         }
         // bf16 only: f32 measured 0.95x with them (its AVX2 transpose has no widening to save).
         // Tests set `AVX2_ONLY` to run the AVX2 transposes too (the same bits).
-        let avx512 = kind == simd::TileKind::Bf16
-            && simd::has_avx512_bw()
-            && !simd::AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+        let run = if kind == simd::TileKind::Bf16 && simd::avx512_allowed() {
+            planes8::run_avx512::<MAX, WITH_INDEX, 4>
+        } else {
+            planes8::run::<MAX, WITH_INDEX, 4>
+        };
         for q in 0..groups {
             let xg = &xs[8 * q * in_plane..];
             // SAFETY: AVX2 was detected by `avx2_tile_kind`, which also checked that `T` is the f32 or
             // bf16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
             // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
             // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked); the
-            // AVX-512 entry only where the CPU has AVX-512 F and BW (`has_avx512_bw`).
-            unsafe {
-                let (x, len) = (xg.as_ptr().cast(), xg.len());
-                if avx512 {
-                    planes8::run_avx512::<MAX, WITH_INDEX, 4>(
-                        kind,
-                        x,
-                        len,
-                        (g.h, g.w),
-                        rows,
-                        cols,
-                        &mut vals,
-                        &mut idx,
-                    )
-                } else {
-                    planes8::run::<MAX, WITH_INDEX, 4>(
-                        kind,
-                        x,
-                        len,
-                        (g.h, g.w),
-                        rows,
-                        cols,
-                        &mut vals,
-                        &mut idx,
-                    )
-                }
-            };
+            // AVX-512 entry only where the CPU has AVX-512 F and BW (`avx512_allowed`).
+            unsafe { run(kind, xg.as_ptr().cast(), xg.len(), (g.h, g.w), rows, cols, &mut vals, &mut idx) };
             let ys = &mut ys[8 * q * out_plane..][..8 * out_plane];
             let is = if WITH_INDEX { &mut is[8 * q * out_plane..][..8 * out_plane] } else { &mut is[..0] };
             // SAFETY: AVX2 and `kind` as above; `vals`/`idx` hold `8 * out_plane` entries; `ys`

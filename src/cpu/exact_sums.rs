@@ -89,7 +89,6 @@ pub(crate) struct FourWindows {
     tap_counts: [usize; 4],
     /// Each output's divisors, in PyTorch's order.
     divisors: [(f32, f32); 4],
-    taps: usize,
     /// Permute `j`'s word index per 16-bit slot: f32 lane `L` (its high half, slot `2L + 1`)
     /// takes tap `4j + L / 4` of output `L % 4`; a plane's cells `0..32` are the first source,
     /// `32..64` the second.
@@ -126,7 +125,6 @@ impl FourWindows {
         let mut cells = [[0i16; 32]; 4];
         let mut used = [0u32; 4];
         let (mut tap_cells, mut tap_counts) = ([[0u8; MAX_TAPS]; 4], [0usize; 4]);
-        let mut taps = 0;
         for (o, &((h0, h1), (w0, w1))) in windows.iter().enumerate() {
             let window = (h0..h1).flat_map(|h| (w0..w1).map(move |w| h * width + w));
             for (t, cell) in window.enumerate() {
@@ -136,7 +134,6 @@ impl FourWindows {
                 let slot = 2 * (4 * (t % 4) + o) + 1;
                 cells[t / 4][slot] = cell as i16;
                 used[t / 4] |= 1 << slot;
-                taps = taps.max(t + 1);
             }
         }
         Some(FourWindows {
@@ -144,7 +141,6 @@ impl FourWindows {
             tap_cells,
             tap_counts,
             divisors: div,
-            taps,
             cells,
             used,
             div: if multiply {
@@ -163,7 +159,7 @@ impl FourWindows {
     fn plane_in_order(&self, plane: &[bf16], out: &mut [bf16]) {
         let plane = &plane[..self.plane];
         let mut sums = [0f32; 4];
-        for t in 0..self.taps {
+        for t in 0..self.widest() {
             for (o, sum) in sums.iter_mut().enumerate() {
                 if t < self.tap_counts[o] {
                     // bf16 -> f32 is exact: the bits, shifted.
@@ -177,12 +173,17 @@ impl FourWindows {
         }
     }
 
+    /// The most taps of any output's window (what the exactness check allows for).
+    fn widest(&self) -> usize {
+        self.tap_counts.into_iter().max().unwrap_or(0)
+    }
+
     /// Whether [`FourWindows::avg_planes`] runs its kernel on this CPU (AVX-512 F and BW, and
     /// tests have not asked for AVX2 only).
     pub(crate) fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            super::simd::has_avx512_bw() && !super::simd::AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+            super::simd::avx512_allowed()
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -346,15 +347,16 @@ mod avx512 {
                 |j: usize| _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(s.used[j], lo, cells[j], hi));
             _mm512_add_ps(_mm512_add_ps(tap(0), tap(1)), _mm512_add_ps(tap(2), tap(3)))
         };
+        let taps = s.widest();
         let mut p0 = 0;
         while p0 < planes {
             let group = (planes - p0).min(super::GROUP_PLANES);
             let xg = &x[p0 * s.plane..(p0 + group) * s.plane];
             // Planes of the group (bit `i`: plane `p0 + i`) whose own range fails the check.
             let mut in_order = 0u32;
-            if !sum_range(xg).sums_are_exact(s.taps) {
+            if !sum_range(xg).sums_are_exact(taps) {
                 for (i, plane) in xg.chunks_exact(s.plane).enumerate() {
-                    if !sum_range(plane).sums_are_exact(s.taps) {
+                    if !sum_range(plane).sums_are_exact(taps) {
                         in_order |= 1 << i;
                         if in_order.count_ones() as usize > super::GROUP_PLANES / 4 {
                             return p0;

@@ -320,7 +320,14 @@ fn line_aligned_blocks(image: *const u8, elem: usize, c_end: usize) -> [(usize, 
 /// register), and max with indices no faster either way.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wide_blocks(kind: TileKind) -> bool {
-    kind == TileKind::Bf16 && has_avx512_bw() && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+    kind == TileKind::Bf16 && avx512_allowed()
+}
+
+/// Whether AVX-512 kernels may run: the CPU has AVX-512 F and BW, and tests have not asked
+/// for the AVX2 paths ([`AVX2_ONLY`]).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512_allowed() -> bool {
+    has_avx512_bw() && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether the CPU has AVX-512 F and BW, which every AVX-512 kernel here needs.
