@@ -1380,6 +1380,63 @@ mod tests {
         simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// bf16 channels-last max with indices compares the bits as integer keys (`simd.rs`,
+    /// `max_block_bf16_keys`): random bit patterns of every exponent, both signs and
+    /// subnormals; ties of signed zeros, the smallest subnormals and infinities; rare NaNs of
+    /// both signs (their blocks fall back to the f32 rule); and a plane of 66,000 pixels,
+    /// where the windows past index 65535 take the f32 rule too.
+    #[test]
+    fn channels_last_bf16_max_by_integer_keys_matches_the_direct_loop() {
+        use crate::cpu::test_util::Lcg;
+        use half::bf16;
+        let is_nan = |bits: u16| bits & 0x7fff > 0x7f80;
+        let bits = |len: usize, seed: u64, pick: &dyn Fn(u32) -> u16| -> Vec<bf16> {
+            let mut r = Lcg::new(seed);
+            (0..len).map(|_| bf16::from_bits(pick(r.next_u32()))).collect()
+        };
+        let any_but_nan = |u: u32| {
+            let b = (u >> 7) as u16;
+            if is_nan(b) {
+                b & 0x807f
+            } else {
+                b
+            }
+        };
+        let ties =
+            |u: u32| [0x0000, 0x8000, 0x0001, 0x8001, 0x7f80, 0xff80, 0x3f80, 0xbf80][(u >> 8) as usize % 8];
+        let rare_nans = |u: u32| match u % 509 {
+            0 => 0x7fc1,
+            1 => 0xffc0,
+            _ => any_but_nan(u),
+        };
+        let cases = [
+            case([2, 64, 7, 7], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
+            case([3, 104, 6, 5], [2, 3], Some([1, 2]), [1, 1], [2, 1], true),
+            case([1, 32, 2, 33_000], [2, 3], Some([1, 2]), [0, 1], [1, 1], false),
+        ];
+        for avx2_only in [false, true] {
+            simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
+            for c in &cases {
+                let g = geometry(c);
+                let len = g.input_len();
+                for (kind, x) in [
+                    ("bits", bits(len, 1, &any_but_nan)),
+                    ("ties", bits(len, 2, &ties)),
+                    ("rare NaN", bits(len, 3, &rare_nans)),
+                ] {
+                    let what = format!("{kind} {:?} avx2_only {avx2_only}", c.shape);
+                    let (want, want_ind) = max_reference(&g, Layout::Nhwc, &x);
+                    let mut y = vec![bf16::from_f32(9.0); g.output_len()];
+                    let mut ind = vec![-7i64; g.output_len()];
+                    max_pool2d(&g, Layout::Nhwc, &x, &mut y, Some(&mut ind));
+                    assert_same(&y, &want, &what);
+                    assert_eq!(ind, want_ind, "{what} indices");
+                }
+            }
+        }
+        simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     #[test]
     fn max_pool_special_windows() {
         // One plane 2x4, kernel 2x2, stride 2: windows {0,1,4,5} and {2,3,6,7}.
