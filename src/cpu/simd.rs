@@ -1086,7 +1086,7 @@ pub(crate) mod avx2 {
     /// with -0 and +0 equal; so `key(v) > key(max)` is PyTorch's `v > max` wherever no tap is
     /// NaN, and the kept value is the taken tap's own bits, as PyTorch keeps it. Indices stay
     /// u16 in the lanes (planes up to 65536 elements, checked by the caller). A running max of
-    /// the magnitudes probes for NaN (a magnitude above `0x7f80`); a window with one returns
+    /// the magnitudes probes for NaN (a magnitude above `0x7f80`); a block that saw one returns
     /// `false`, having written nothing, and the caller redoes it with the exact f32 rule.
     /// Per tap and 16 channels: seven integer operations, against thirteen widened to f32
     /// (1.35x to 1.5x on 3x3 stride-2 windows). AVX-512 masks for the f32 rule measured no
