@@ -743,6 +743,73 @@ mod tests {
         assert_eq!(fast.map(bf16::to_bits), reference.map(bf16::to_bits), "{windows:?}");
     }
 
+    /// The kernel's masked loads and stores stay inside the planes: the input and the output
+    /// each end where an inaccessible page begins, for every plane of at most 64 elements
+    /// pooled to 2x2, with plane counts that leave partial groups and partial quads. A full
+    /// 64-byte load or store past the last plane would fault.
+    #[test]
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn loads_and_stores_stay_inside_the_planes() {
+        if !kernel_present() {
+            return;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+        // Pages: input, guard, output, guard.
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let base = base.cast::<u8>();
+        for guard in [1, 3] {
+            // SAFETY: page `guard` lies inside the mapping made above.
+            assert_eq!(unsafe { libc::mprotect(base.add(guard * page).cast(), page, libc::PROT_NONE) }, 0);
+        }
+        let mut cases = 0;
+        for h in 2..=32 {
+            for w in (2..=32).filter(|w| h * w <= 64) {
+                let (windows, Some(four)) = adaptive_four((h, w), (2, 2)) else { continue };
+                let plane = h * w;
+                for planes in [1, 2, 3, 5, 16, 17, 22, 31].into_iter().filter(|p| 2 * p * plane <= page) {
+                    let values = data(0, planes * plane, plane, (plane * 100 + planes) as u64);
+                    let want: Vec<bf16> =
+                        values.chunks(plane).flat_map(|p| windows.map(|win| in_order(p, w, win))).collect();
+                    // SAFETY: both slices lie in the writable pages 0 and 2 and end exactly
+                    // at the guard pages after them; bf16 has alignment 2 and every offset
+                    // here is even; nothing else refers to the mapping while they live.
+                    let (x, y) = unsafe {
+                        let x = base.add(page - 2 * values.len()).cast::<bf16>();
+                        let y = base.add(3 * page - 2 * want.len()).cast::<bf16>();
+                        (
+                            std::slice::from_raw_parts_mut(x, values.len()),
+                            std::slice::from_raw_parts_mut(y, want.len()),
+                        )
+                    };
+                    x.copy_from_slice(&values);
+                    y.fill(bf16::from_f32(7.0));
+                    four.avg_planes_using(x, y, |_, _| panic!("data 0 passes the check"), true);
+                    assert_eq!(
+                        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{h}x{w}, {planes} planes"
+                    );
+                    cases += 1;
+                }
+            }
+        }
+        // SAFETY: the mapping made above; the slices into it are gone.
+        assert_eq!(unsafe { libc::munmap(base.cast(), 4 * page) }, 0);
+        assert!(cases > 300, "{cases}");
+    }
+
     #[test]
     fn windows_it_cannot_take() {
         let one = ((1.0, 1.0), ((0, 1), (0, 1)));
