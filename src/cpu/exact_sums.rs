@@ -162,9 +162,7 @@ impl FourWindows {
         for t in 0..self.widest() {
             for (o, sum) in sums.iter_mut().enumerate() {
                 if t < self.tap_counts[o] {
-                    // bf16 -> f32 is exact: the bits, shifted.
-                    *sum +=
-                        f32::from_bits(u32::from(plane[usize::from(self.tap_cells[o][t])].to_bits()) << 16);
+                    *sum += super::simd::load(plane[usize::from(self.tap_cells[o][t])]);
                 }
             }
         }
@@ -256,6 +254,7 @@ impl FourWindows {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::simd::avx512::finite_bf16_in_high_half;
     use super::{FourWindows, SumRange};
     use half::bf16;
     use std::arch::x86_64::*;
@@ -382,14 +381,8 @@ mod avx512 {
                 } else {
                     _mm512_div_ps(_mm512_div_ps(total, div0), div1)
                 };
-                // Round to nearest even (the means are finite: no NaN to quiet).
-                let bits = _mm512_castps_si512(mean);
-                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-                let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
-                    bits,
-                    _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)),
-                ));
-                let out = _mm512_cvtepi32_epi16(rounded);
+                // The means are finite (the check passed no inf or NaN).
+                let out = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(finite_bf16_in_high_half(mean)));
                 let n = (planes - q).min(4);
                 if n == 4 {
                     // SAFETY: outputs `4q..4q + 16` exist (planes `q..q + 4` do).

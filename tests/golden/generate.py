@@ -330,6 +330,13 @@ def avg_cases():
         fwd(F_, name, F_, P((2, 2)), make(name, (0, 3, 4, 4), channels_last=cl), cl)
 
 
+def keys_input():
+    """Channels-last bf16 (2, 72, 7, 7): small integers, -0 and +0 scattered, one NaN."""
+    n = 2 * 72 * 49
+    specials = [(i, -0.0) for i in range(0, n, 7)] + [(i, 0.0) for i in range(3, n, 11)] + [(40 * 49 + 10, NAN)]
+    return make("keys_bf16", (2, 72, 7, 7), "bf16", "int", channels_last=True, specials=specials)
+
+
 def max_cases():
     F_ = "max_pool2d"
     P = max_params
@@ -391,6 +398,12 @@ def max_cases():
             for tag, p in [("k2", P((2, 2))), ("k3_s2_p1_ceil", P((3, 3), (2, 2), (1, 1), (1, 1), True))]:
                 name = f"nan_inf_{tag}_{dt}_{'nhwc' if cl else 'nchw'}"
                 fwd(F_, name, "max_pool2d_with_indices", p, x, cl)
+    # channels-last bf16 with indices in blocks of 32 channels (72: two blocks and 8 over),
+    # where the CPU compares the bits as integer keys: ties of small integers and of both
+    # zeros, a NaN in one block (that block takes the f32 rule)
+    x = keys_input()
+    for tag, p in [("k3_s2_p1", P((3, 3), (2, 2), (1, 1))), ("k2", P((2, 2)))]:
+        fwd(F_, f"keys_{tag}_bf16_nhwc", "max_pool2d_with_indices", p, x, True)
     # padded windows of negative values: padding must not win (it is not 0)
     x = -make("negpad", (1, 1, 5, 5), kind="pos")
     fwd(F_, "negative_with_padding", "max_pool2d_with_indices", P((3, 3), (2, 2), (1, 1)), x)
@@ -469,6 +482,8 @@ def adaptive_cases():
                 fwd(F_, name, "adaptive_avg_pool2d", {"output_size": list(out)}, x, cl)
     x = torch.full((1, 1, 4, 4), -INF)
     fwd(F_, "all_neg_inf", "adaptive_max_pool2d_with_indices", {"output_size": [2, 3]}, x)
+    # channels-last bf16 in blocks of 32 channels compared as integer keys (see max_cases)
+    fwd(F_, "keys_o2x2_bf16_nhwc", "adaptive_max_pool2d_with_indices", {"output_size": [2, 2]}, keys_input(), True)
 
 
 def reduce_cases():
