@@ -6,13 +6,21 @@
 //
 //   avg_pool2d_backward_{nchw,nhwc}            adds g / divisor (PyTorch's rule) per output
 //   max_pool2d_backward_{nchw,nhwc}            adds g where indices[o] == h * W + w
+//   max_pool2d_backward_audit_{nchw,nhwc}      checks the indices first (below)
 //   adaptive_avg_pool2d_backward_{nchw,nhwc}   adds g / (kh * kw)
-//   adaptive_max_pool2d_backward_{nchw,nhwc}   as max, over adaptive windows
+//   adaptive_max_pool2d_backward_{nchw,nhwc}   as max, over adaptive windows (and its audit)
 //   broadcast_divide                           grad_in[i] = grad_out[strided(i)] / divisor
 //
-// Max variants check every index they read (each output is read by at least one thread: the
-// first tap of its window is in bounds) and store 1 to `flag` when one lies outside [0, H*W).
-// Several threads may store the same 1: a benign race on the flag only, never on data.
+// Max backward is a scatter (grad_in[indices[o]] += g, as PyTorch's CPU kernel and the CPU
+// backend add): the gather sees only the outputs whose window covers its element, so an index
+// outside its output's window would be lost (PyTorch's CUDA kernels lose it). That happens with
+// indices a caller made up, and with max_pool2d's own where a dilated window holds no input
+// element at all (PyTorch then names the element at its first in-bounds row and column, which
+// lies outside the window). So each max backward first runs `*_audit`, one thread per output:
+// it stores 1 to `flag` for an index outside [0, H*W), and 1 to `orphans[plane]` for one
+// outside its window; the gather's threads in such a plane then scan every output of it, in
+// the same ascending order (the same bits). Several threads may store the same 1: a benign
+// race on those flags only, never on data.
 // Launch planning is in src/cuda/backward.rs; BackwardParams mirrors its #[repr(C)] struct.
 #include "common.cuh"
 
@@ -101,22 +109,23 @@ CUPOOL_DEV i64 col_factor(const BackwardParams& p, i64 ow, i64 iw) {
 // One input element (or `V` channels of one position). `go`/`ind` point at the output plane
 // (NCHW, stride 1 per output, `ostride` = 1) or the image's first output channel group (NHWC,
 // `ostride` = C). `self_index` = ih * W + iw.
+// `scan_all` (max kinds, a plane with an index outside its window): every output of the plane,
+// not only the covering ones.
 template <class D, int K, int V>
 CUPOOL_DEV Lanes<V, typename D::T> gather_one(const BackwardParams& p, const typename D::T* go, const i64* ind, i64 ostride,
-                                             i64 ih, i64 iw, i64* flag) {
+                                             i64 ih, i64 iw, bool scan_all) {
     typedef typename D::Acc Acc;
     Acc acc[V];
 CUPOOL_UNROLL
     for (int k = 0; k < V; ++k) acc[k] = (Acc)0;
-    i64 oh0, oh1, ow0, ow1;
-    covering<K>(p, ih, iw, oh0, oh1, ow0, ow1);
+    i64 oh0 = 0, oh1 = p.out_h, ow0 = 0, ow1 = p.out_w;
+    if (!scan_all) covering<K>(p, ih, iw, oh0, oh1, ow0, ow1);
     const i64 self_index = ih * p.w + iw;
-    const i64 plane = p.h * p.w;
     for (i64 oh = oh0; oh < oh1; ++oh) {
-        const i64 rf = row_factor<K>(p, oh, ih);
+        const i64 rf = scan_all ? 1 : row_factor<K>(p, oh, ih);
         if (rf == 0) continue;
         for (i64 ow = ow0; ow < ow1; ++ow) {
-            const i64 cf = col_factor<K>(p, ow, iw);
+            const i64 cf = scan_all ? 1 : col_factor<K>(p, ow, iw);
             if (cf == 0) continue;
             const i64 o = (oh * p.out_w + ow) * ostride;
             const Lanes<V, typename D::T> g = load_lanes<V>(go + o);
@@ -128,7 +137,6 @@ CUPOOL_UNROLL
                 const Lanes<V, i64> idx = load_lanes<V>(ind + o);
 CUPOOL_UNROLL
                 for (int k = 0; k < V; ++k) {
-                    if (idx.e[k] < 0 || idx.e[k] >= plane) gstore(flag, (i64)1);
                     if (idx.e[k] == self_index) acc[k] += D::to_acc(g.e[k]);
                 }
             }
@@ -140,24 +148,27 @@ CUPOOL_UNROLL
     return r;
 }
 
+// `orphans`: per plane (n * C + c), nonzero where the audit found an index outside its window;
+// null for the average kinds.
 template <class D, int K>
-CUPOOL_DEV void backward_nchw(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
-                              i64* flag) {
+CUPOOL_DEV void backward_nchw(const BackwardParams& p, const typename D::T* go, const i64* ind, const i64* orphans,
+                              typename D::T* gi) {
     const i64 step = (i64)gridDim.x * (i64)blockDim.x;
     for (i64 t = global_thread_index(); t < p.total; t += step) {
         const i64 iw = t % p.w;
         const i64 ih = (t / p.w) % p.h;
         const i64 plane = t / (p.w * p.h);
         const i64 obase = plane * p.out_h * p.out_w;
+        const bool scan_all = orphans && gload(orphans + plane) != 0;
         const Lanes<1, typename D::T> r =
-            gather_one<D, K, 1>(p, go + obase, ind ? ind + obase : ind, 1, ih, iw, flag);
+            gather_one<D, K, 1>(p, go + obase, ind ? ind + obase : ind, 1, ih, iw, scan_all);
         gstore(gi + t, r.e[0]);
     }
 }
 
 template <class D, int K, int V>
-CUPOOL_DEV void backward_nhwc_v(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
-                                i64* flag) {
+CUPOOL_DEV void backward_nhwc_v(const BackwardParams& p, const typename D::T* go, const i64* ind, const i64* orphans,
+                                typename D::T* gi) {
     const i64 groups = p.c / V;
     const i64 step = (i64)gridDim.x * (i64)blockDim.x;
     for (i64 t = global_thread_index(); t < p.total; t += step) {
@@ -167,21 +178,73 @@ CUPOOL_DEV void backward_nhwc_v(const BackwardParams& p, const typename D::T* go
         const i64 ih = (pos / p.w) % p.h;
         const i64 n = pos / (p.w * p.h);
         const i64 obase = n * p.out_h * p.out_w * p.c + cg * V;
+        bool scan_all = false;
+        if (orphans) {
+CUPOOL_UNROLL
+            for (int k = 0; k < V; ++k) scan_all = scan_all || gload(orphans + n * p.c + cg * V + k) != 0;
+        }
         const Lanes<V, typename D::T> r =
-            gather_one<D, K, V>(p, go + obase, ind ? ind + obase : ind, p.c, ih, iw, flag);
+            gather_one<D, K, V>(p, go + obase, ind ? ind + obase : ind, p.c, ih, iw, scan_all);
         store_lanes<V>(gi + pos * p.c + cg * V, r);
     }
 }
 
 template <class D, int K>
-CUPOOL_DEV void backward_nhwc(const BackwardParams& p, const typename D::T* go, const i64* ind, typename D::T* gi,
-                              i64* flag) {
+CUPOOL_DEV void backward_nhwc(const BackwardParams& p, const typename D::T* go, const i64* ind, const i64* orphans,
+                              typename D::T* gi) {
     if (p.vec == 4) {
-        backward_nhwc_v<D, K, 4>(p, go, ind, gi, flag);
+        backward_nhwc_v<D, K, 4>(p, go, ind, orphans, gi);
     } else {
-        backward_nhwc_v<D, K, 1>(p, go, ind, gi, flag);
+        backward_nhwc_v<D, K, 1>(p, go, ind, orphans, gi);
     }
 }
+
+// Whether input element `index` (in [0, H*W)) lies in output (oh, ow)'s window: the extent the
+// gather's `covering` uses, so exactly the indices it sees.
+template <int K>
+CUPOOL_DEV bool in_window(const BackwardParams& p, i64 oh, i64 ow, i64 index) {
+    const i64 ih = index / p.w, iw = index % p.w;
+    if (K == MAX) {
+        const i64 hs = oh * p.sh - p.ph, ws = ow * p.sw - p.pw;
+        return hs <= ih && ih < hs + (p.kh - 1) * p.dh + 1 && ws <= iw && iw < ws + (p.kw - 1) * p.dw + 1;
+    }
+    return adaptive_start(oh, p.out_h, p.h) <= ih && ih < adaptive_end(oh, p.out_h, p.h) &&
+           adaptive_start(ow, p.out_w, p.w) <= iw && iw < adaptive_end(ow, p.out_w, p.w);
+}
+
+// One thread per output element (`p.total` of them, NCHW or NHWC order as `nhwc`): see the
+// header. Reads every index once.
+template <int K>
+CUPOOL_DEV void audit_indices(const BackwardParams& p, bool nhwc, const i64* ind, i64* flag, i64* orphans) {
+    const i64 step = (i64)gridDim.x * (i64)blockDim.x;
+    const i64 plane_size = p.h * p.w;
+    for (i64 t = global_thread_index(); t < p.total; t += step) {
+        i64 plane, oh, ow;
+        if (nhwc) {
+            const i64 c = t % p.c, pos = t / p.c;
+            ow = pos % p.out_w;
+            oh = (pos / p.out_w) % p.out_h;
+            plane = (pos / (p.out_w * p.out_h)) * p.c + c;
+        } else {
+            ow = t % p.out_w;
+            oh = (t / p.out_w) % p.out_h;
+            plane = t / (p.out_w * p.out_h);
+        }
+        const i64 index = gload(ind + t);
+        if (index < 0 || index >= plane_size) {
+            gstore(flag, (i64)1);
+        } else if (!in_window<K>(p, oh, ow, index)) {
+            gstore(orphans + plane, (i64)1);
+        }
+    }
+}
+
+#define CUPOOL_AUDIT_KERNEL(name, K, NHWC)                                                                       \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS name(BackwardParams p, const i64* __restrict__ ind, i64* flag, \
+                                                      i64* orphans) {                                            \
+        audit_indices<K>(p, NHWC, ind, flag, orphans);                                                           \
+    }                                                                                                            \
+    CUPOOL_REGISTER_KERNEL(name);
 
 // Mirrors BroadcastParams in src/cuda/backward.rs: row-major `shape` (dims merged, size-1 dims
 // dropped by the planner), grad_out strides per dim (0 = broadcast).
@@ -221,46 +284,48 @@ CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* 
 #define CUPOOL_BACKWARD_KERNELS(sfx, D)                                                                          \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS avg_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               D::T* __restrict__ gi) {                           \
-        backward_nchw<D, AVG>(p, go, 0, gi, 0);                                                                  \
+        backward_nchw<D, AVG>(p, go, 0, 0, gi);                                                                  \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nchw_##sfx);                                                      \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC avg_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               D::T* __restrict__ gi) {                           \
-        backward_nhwc<D, AVG>(p, go, 0, gi, 0);                                                                  \
+        backward_nhwc<D, AVG>(p, go, 0, 0, gi);                                                                  \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nhwc_##sfx);                                                      \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_avg_pool2d_backward_nchw_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
-        backward_nchw<D, ADAPTIVE_AVG>(p, go, 0, gi, 0);                                                         \
+        backward_nchw<D, ADAPTIVE_AVG>(p, go, 0, 0, gi);                                                         \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nchw_##sfx);                                             \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_avg_pool2d_backward_nhwc_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
-        backward_nhwc<D, ADAPTIVE_AVG>(p, go, 0, gi, 0);                                                         \
+        backward_nhwc<D, ADAPTIVE_AVG>(p, go, 0, 0, gi);                                                         \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nhwc_##sfx);                                             \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS max_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               const i64* __restrict__ ind,                       \
-                                                              D::T* __restrict__ gi, i64* flag) {                \
-        backward_nchw<D, MAX>(p, go, ind, gi, flag);                                                             \
+                                                              const i64* __restrict__ orphans,                   \
+                                                              D::T* __restrict__ gi) {                           \
+        backward_nchw<D, MAX>(p, go, ind, orphans, gi);                                                          \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nchw_##sfx);                                                      \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC max_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               const i64* __restrict__ ind,                       \
-                                                              D::T* __restrict__ gi, i64* flag) {                \
-        backward_nhwc<D, MAX>(p, go, ind, gi, flag);                                                             \
+                                                              const i64* __restrict__ orphans,                   \
+                                                              D::T* __restrict__ gi) {                           \
+        backward_nhwc<D, MAX>(p, go, ind, orphans, gi);                                                          \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nhwc_##sfx);                                                      \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_max_pool2d_backward_nchw_##sfx(                                          \
-        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind, D::T* __restrict__ gi,       \
-        i64* flag) {                                                                                             \
-        backward_nchw<D, ADAPTIVE_MAX>(p, go, ind, gi, flag);                                                    \
+        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind,                              \
+        const i64* __restrict__ orphans, D::T* __restrict__ gi) {                                                \
+        backward_nchw<D, ADAPTIVE_MAX>(p, go, ind, orphans, gi);                                                 \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_max_pool2d_backward_nchw_##sfx);                                             \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_max_pool2d_backward_nhwc_##sfx(                                          \
-        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind, D::T* __restrict__ gi,       \
-        i64* flag) {                                                                                             \
-        backward_nhwc<D, ADAPTIVE_MAX>(p, go, ind, gi, flag);                                                    \
+        BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind,                              \
+        const i64* __restrict__ orphans, D::T* __restrict__ gi) {                                                \
+        backward_nhwc<D, ADAPTIVE_MAX>(p, go, ind, orphans, gi);                                                 \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_max_pool2d_backward_nhwc_##sfx);                                             \
     extern "C" __global__ void CUPOOL_BWD_BOUNDS broadcast_divide_##sfx(BroadcastParams p, const D::T* __restrict__ go,            \
@@ -270,3 +335,8 @@ CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* 
     CUPOOL_REGISTER_KERNEL(broadcast_divide_##sfx);
 
 CUPOOL_FOR_EACH_DTYPE(CUPOOL_BACKWARD_KERNELS)
+
+CUPOOL_AUDIT_KERNEL(max_pool2d_backward_audit_nchw, MAX, false)
+CUPOOL_AUDIT_KERNEL(max_pool2d_backward_audit_nhwc, MAX, true)
+CUPOOL_AUDIT_KERNEL(adaptive_max_pool2d_backward_audit_nchw, ADAPTIVE_MAX, false)
+CUPOOL_AUDIT_KERNEL(adaptive_max_pool2d_backward_audit_nhwc, ADAPTIVE_MAX, true)

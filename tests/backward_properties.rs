@@ -146,8 +146,42 @@ fn check_max_pool2d_backward(dev: Dev, case: &GradCase<WindowCase>) -> CaseResul
             &want_abs,
             terms,
         )?;
+        let what = format!("max_pool2d_backward {layout}");
+        check_stray_indices(&what, &input, &g, &g_shape, |i| input.max_pool2d_backward(&go, i, &spec))?;
     }
     Ok(())
+}
+
+/// Max backward is a scatter (`grad_in[indices[o]] += g[o]`, PyTorch's CPU rule), whatever the
+/// indices: with indices spread over the whole plane, most outside their output's window, each
+/// gradient must still land where its index says, on every device (a gather over each
+/// element's windows would miss them; kernels/backward.cu audits the indices for that).
+fn check_stray_indices(
+    what: &str,
+    input: &CudaTensor,
+    g: &ndarray::Array4<f64>,
+    out_shape: &[usize],
+    backward: impl Fn(&CudaTensor) -> cupool::Result<CudaTensor>,
+) -> CaseResult {
+    let (n, c, plane_out) = (g.shape()[0], g.shape()[1], g.shape()[2] * g.shape()[3]);
+    let dims = input.shape();
+    let plane = dims[dims.len() - 2] * dims[dims.len() - 1];
+    let x_dim = (n, c, dims[dims.len() - 2], dims[dims.len() - 1]);
+    let values: Vec<i64> =
+        (0..out_shape.iter().product::<usize>()).map(|o| ((o * 7919 + 13) % plane) as i64).collect();
+    let idx = ArrayD::from_shape_vec(IxDyn(out_shape), values).expect("indices shape");
+    let stray = ok("from_array", CudaTensor::from_array(input.device(), &idx))?;
+    let stray = if input.rank() == 4 && input.is_channels_last() && !input.is_contiguous() {
+        ok("to_channels_last", stray.to_channels_last())?
+    } else {
+        stray
+    };
+    let idx = as4(&idx);
+    let want = naive::max_backward(x_dim, g, &idx).into_dyn();
+    let want_abs = naive::max_backward(x_dim, &g.mapv(f64::abs), &idx).into_dyn();
+    let got = ok(what, backward(&stray))?;
+    let again = ok(what, backward(&stray))?;
+    check_grad_input(&format!("{what}, stray indices"), input, &got, &again, &want, &want_abs, plane_out)
 }
 
 /// The most adaptive windows that can cover one input along an axis of `input` pooled to
@@ -192,6 +226,8 @@ fn check_adaptive_max_pool2d_backward(dev: Dev, case: &GradCase<AdaptiveCase>) -
         let again = ok("adaptive_max_pool2d_backward", input.adaptive_max_pool2d_backward(&go, &indices))?;
         let what = format!("adaptive_max_pool2d_backward {layout}");
         check_grad_input(&what, &input, &got, &again, &want, &want_abs, terms)?;
+        let g_shape = output_shape(&f.upload_shape(), f.output);
+        check_stray_indices(&what, &input, &g, &g_shape, |i| input.adaptive_max_pool2d_backward(&go, i))?;
     }
     Ok(())
 }

@@ -144,7 +144,8 @@ fn window_params(g: &WindowGeometry) -> Result<BackwardParams> {
     Ok(p)
 }
 
-/// Plans one gather kernel `{op}_{layout}_{dtype}` over the input.
+/// Plans one gather kernel `{op}_{layout}_{dtype}` over the input; with indices, after the
+/// audit `{op}_audit_{layout}` over them (kernels/backward.cu).
 fn plan_gather(
     op: &str,
     pb: Problem,
@@ -170,17 +171,30 @@ fn plan_gather(
             ("nhwc", input_len / p.vec as usize)
         }
     };
-    p.total = to_i64(items, "work items")?;
-    let mut args = vec![KernelArg::params(&p), KernelArg::Buffer(BufferId::Input(0))];
+    let mut launches = Vec::with_capacity(2);
+    let mut scratch_bytes = Vec::new();
+    let mut args = vec![KernelArg::params(&BackwardParams { total: to_i64(items, "work items")?, ..p })];
+    args.push(KernelArg::Buffer(BufferId::Input(0)));
     if with_indices {
+        // The audit (kernels/backward.cu): every index checked against its plane (the error
+        // flag, Output(1)) and its window (a zeroed per-plane scratch the gather reads).
+        let audit = vec![
+            KernelArg::params(&BackwardParams { total: to_i64(output_len, "outputs")?, ..p }),
+            KernelArg::Buffer(BufferId::Input(1)),
+            KernelArg::Buffer(BufferId::Output(1)),
+            KernelArg::Buffer(BufferId::Scratch(0)),
+        ];
+        if output_len > 0 {
+            launches.push(grid_stride_launch(format!("{op}_audit_{tag}"), output_len, audit, limits));
+        }
+        scratch_bytes.push(pb.n * pb.c * std::mem::size_of::<i64>());
         args.push(KernelArg::Buffer(BufferId::Input(1)));
+        args.push(KernelArg::Buffer(BufferId::Scratch(0)));
     }
     args.push(KernelArg::Buffer(BufferId::Output(0)));
-    if with_indices {
-        args.push(KernelArg::Buffer(BufferId::Output(1)));
-    }
     let kernel = format!("{op}_{tag}_{}", dtype.kernel_suffix());
-    Ok(OpPlan { launches: vec![grid_stride_launch(kernel, items, args, limits)], scratch_bytes: vec![] })
+    launches.push(grid_stride_launch(kernel, items, args, limits));
+    Ok(OpPlan { launches, scratch_bytes })
 }
 
 /// Plans the gradient of `avg_pool2d`.
@@ -201,7 +215,7 @@ pub fn plan_avg_pool2d_backward(
     plan_gather("avg_pool2d_backward", pb, p, layout, dtype, false, limits)
 }
 
-/// Plans the gradient of `max_pool2d` (indices routed, checked in the kernel).
+/// Plans the gradient of `max_pool2d` (indices audited, then routed).
 pub fn plan_max_pool2d_backward(
     g: &WindowGeometry,
     layout: Layout,
@@ -326,7 +340,9 @@ mod tests {
     fn nhwc_vectorises_over_four_channels() {
         let g = plan_window_pool("t", &[2, 8, 5, 5], [2, 2], None, [0, 0], [1, 1], false).unwrap();
         let plan = plan_max_pool2d_backward(&g, Layout::Nhwc, DType::F16, &DeviceLimits::HOPPER).unwrap();
-        let l = &plan.launches[0];
+        assert_eq!(plan.launches[0].kernel, "max_pool2d_backward_audit_nhwc");
+        assert_eq!(plan.scratch_bytes, vec![2 * 8 * 8]);
+        let l = &plan.launches[1];
         assert_eq!(l.kernel, "max_pool2d_backward_nhwc_f16");
         assert_eq!(l.args.len(), 5);
         let rule = AvgRule { count_include_pad: true, divisor_override: None };

@@ -359,6 +359,38 @@ pub fn out_of_plane_index_is_an_error_on_both_devices() {
     }
 }
 
+/// A dilated window can hold no input element at all: here (H, W) = (3, 1), one row, columns
+/// -1 and 1. PyTorch's forward then gives -inf and the index of its first in-bounds row and
+/// column, (0, 1): flat index 1, the element (1, 0), outside the window. Its CPU backward adds
+/// the gradient there (its CUDA gather, which only visits each element's windows, drops it);
+/// both devices here add it, as the golden case `max_dilated_window_past_the_edge` holds the
+/// CPU to. No input element's gather visits that output, so its index is audited apart: an
+/// index outside the plane there is an error on both devices too.
+#[test]
+pub fn window_with_no_input_element_routes_its_index_on_both_devices() {
+    let d = devices();
+    let shape = [1usize, 2, 3, 1];
+    let spec = MaxPool2d::new([1, 2]).stride([3, 3]).padding([0, 1]).dilation([2, 2]).ceil_mode(true);
+    for dev in [&d.cpu, &d.emu] {
+        let x = tensor(dev, &shape, 21, DType::F32, false);
+        let (values, indices) = x.max_pool2d_with_indices(&spec).unwrap();
+        assert_eq!(values.shape(), &[1, 2, 1, 1]);
+        assert!(as_f64(&values).iter().all(|&v| v == f64::NEG_INFINITY), "{}", dev.name());
+        assert_eq!(indices.to_array::<i64>().unwrap().iter().copied().collect::<Vec<_>>(), vec![1, 1]);
+        let g = CudaTensor::from_array(
+            dev,
+            &ArrayD::from_shape_vec(IxDyn(&[1, 2, 1, 1]), vec![2.5f32, -4.0]).unwrap(),
+        )
+        .unwrap();
+        let grad = x.max_pool2d_backward(&g, &indices, &spec).unwrap();
+        assert_eq!(as_f64(&grad), vec![0.0, 2.5, 0.0, 0.0, -4.0, 0.0], "{}", dev.name());
+        for bad in [-1i64, 3] {
+            let ind = CudaTensor::from_array(dev, &ArrayD::from_elem(IxDyn(&[1, 2, 1, 1]), bad)).unwrap();
+            assert!(x.max_pool2d_backward(&g, &ind, &spec).is_err(), "{} index {bad}", dev.name());
+        }
+    }
+}
+
 #[test]
 pub fn large_input_takes_the_grid_stride_loop() {
     // 1.28 M input elements: more than the planner's 132 SMs x 32 blocks x 256 threads.

@@ -220,6 +220,17 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn"):
         expected = acc.reshape(x.shape).to(x.dtype)
         if channels_last:
             expected = expected.contiguous(memory_format=torch.channels_last)
+    if op in ("avg_pool2d_backward", "adaptive_avg_pool2d_backward") and x.dtype in (torch.float16, torch.bfloat16):
+        # The same for averages: PyTorch's 16-bit CPU kernels (and its CUDA adaptive one) add
+        # each share into the 16-bit grad_input; cupool sums the shares in f32 and rounds once.
+        # Where many windows overlap (adaptive pooling to a larger map) the two differ by
+        # several ulps, so the reference is torch's own f32 computation, rounded once.
+        xf = x.detach().float().requires_grad_(True)
+        yf, _ = call_op(BACKWARD_OF[op], xf, params)
+        yf.backward(g.float())
+        expected = xf.grad.to(x.dtype)
+        if channels_last:
+            expected = expected.contiguous(memory_format=torch.channels_last)
     case = {
         "name": name,
         "op": op,
@@ -230,6 +241,32 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn"):
     }
     if idx is not None:
         case["indices"] = {"shape": list(idx.shape), "data": hexdata(idx)}
+    add("backward", case)
+
+
+def bwd_stray_indices(name, params, x, channels_last):
+    """max_pool2d_backward with indices spread over each whole plane, most outside their
+    output's window, through the aten op (PyTorch's CPU scatter). f32, so no rounding rule
+    matters."""
+    y, _ = call_max(x, params)
+    n_out = y.numel()
+    plane = x.shape[-2] * x.shape[-1]
+    idx = (torch.arange(n_out, dtype=torch.int64) * 7919 + 13).remainder(plane).reshape(y.shape)
+    g = make(name, tuple(y.shape), NAMES[x.dtype], salt="/grad")
+    if channels_last:
+        idx = idx.contiguous(memory_format=torch.channels_last)
+        g = g.contiguous(memory_format=torch.channels_last)
+    expected = torch.ops.aten.max_pool2d_with_indices_backward(
+        g, x, params["kernel"], params["stride"] or [], params["padding"], params["dilation"], params["ceil_mode"], idx)
+    case = {
+        "name": name,
+        "op": "max_pool2d_backward",
+        "params": params,
+        "input": input_record(x, channels_last),
+        "grad_out": input_record(g, channels_last),
+        "expected": record(expected),
+        "indices": {"shape": list(idx.shape), "data": hexdata(idx)},
+    }
     add("backward", case)
 
 
@@ -404,6 +441,12 @@ def max_cases():
     x = keys_input()
     for tag, p in [("k3_s2_p1", P((3, 3), (2, 2), (1, 1))), ("k2", P((2, 2)))]:
         fwd(F_, f"keys_{tag}_bf16_nhwc", "max_pool2d_with_indices", p, x, True)
+    # a dilated window past the edge holds no input element (columns -1 and 1 of W = 1):
+    # -inf, and the index of the first in-bounds row and column, (0, 1), an element outside
+    # the window (flat index 1)
+    for cl in (False, True):
+        name = f"dilated_window_past_the_edge_{'nhwc' if cl else 'nchw'}"
+        fwd(F_, name, "max_pool2d_with_indices", P((1, 2), (3, 3), (0, 1), (2, 2), True), make(name, (1, 2, 3, 1), channels_last=cl), cl)
     # padded windows of negative values: padding must not win (it is not 0)
     x = -make("negpad", (1, 1, 5, 5), kind="pos")
     fwd(F_, "negative_with_padding", "max_pool2d_with_indices", P((3, 3), (2, 2), (1, 1)), x)
@@ -581,6 +624,23 @@ def backward_cases():
             bwd(f"max_nan_inf_{dt}_{lay}", "max_pool2d_backward", M((2, 2)), x, cl)
             bwd(f"max_nan_inf_overlap_{dt}_{lay}", "max_pool2d_backward", M((3, 3), (1, 1), (1, 1)), x, cl)
             bwd(f"adaptive_max_nan_inf_{dt}_{lay}", "adaptive_max_pool2d_backward", {"output_size": [4, 4]}, x, cl)
+    # many overlapping windows in 16 bits: PyTorch's own 16-bit result is several ulps from the
+    # f32 reference here (see bwd), more than the tolerance
+    for dt in ("f16", "bf16"):
+        for cl in (False, True):
+            lay = "nhwc" if cl else "nchw"
+            name = f"adaptive_avg_overlap_o17x17_{dt}_{lay}"
+            bwd(name, "adaptive_avg_pool2d_backward", {"output_size": [17, 17]}, make(name, (1, 8, 9, 9), dt, channels_last=cl), cl)
+            name = f"avg_overlap_k5_s1_p2_{dt}_{lay}"
+            bwd(name, "avg_pool2d_backward", A((5, 5), (1, 1), (2, 2)), make(name, (1, 8, 9, 9), dt, channels_last=cl), cl)
+    # max backward is a scatter: the index of a window with no input element (see max_cases)
+    # gets that output's gradient, and so do indices a caller made up, anywhere in the plane
+    for cl in (False, True):
+        lay = "nhwc" if cl else "nchw"
+        name = f"max_dilated_window_past_the_edge_{lay}"
+        bwd(name, "max_pool2d_backward", M((1, 2), (3, 3), (0, 1), (2, 2), True), make(name, (1, 2, 3, 1), channels_last=cl), cl)
+        name = f"max_stray_indices_{lay}"
+        bwd_stray_indices(name, M((3, 3), (2, 2), (1, 1)), make(name, (2, 3, 7, 6), channels_last=cl), cl)
     # 3-D inputs and other ranks
     bwd("avg_3d_f32", "avg_pool2d_backward", A((3, 3), (2, 2), (1, 1)), make("b3d", (3, 7, 6)))
     bwd("max_3d_f32", "max_pool2d_backward", M((3, 3), (2, 2), (1, 1)), make("b3d", (3, 7, 6)))
