@@ -146,7 +146,7 @@ def main():
                 _, idx = g.call_max(x, p)
                 if idx.numel() and (idx.min() < 0 or idx.max() >= x.shape[-2] * x.shape[-1]):
                     continue
-            g.bwd(name, op, p, x, cl)
+            g.bwd(name, op, p, x, cl, grad_channels_last=(not cl) if x.dim() == 4 and rng.random() < 0.3 else None)
     for i in range(per_op):
         name = f"fuzz{seed}_mean_backward_{i}"
         dt, cl = rng.choice(dtypes), rng.random() < 0.5

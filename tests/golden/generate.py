@@ -197,14 +197,17 @@ BACKWARD_OF = {
 }
 
 
-def bwd(name, op, params, x, channels_last=False, grad_kind="randn"):
+def bwd(name, op, params, x, channels_last=False, grad_kind="randn", grad_channels_last=None):
+    """A backward case; `grad_out` (and the indices) laid out like the input unless
+    `grad_channels_last` says otherwise."""
     xr = x.detach().clone().requires_grad_(True)
     if channels_last:
         # clone() keeps the channels-last strides; the gradient obeys the input's layout.
         assert xr.is_contiguous(memory_format=torch.channels_last)
     y, idx = call_op(BACKWARD_OF[op], xr, params)
     g = make(name, tuple(y.shape), NAMES[x.dtype], grad_kind, salt="/grad")
-    if channels_last and g.dim() == 4:
+    grad_cl = (channels_last if grad_channels_last is None else grad_channels_last) and g.dim() == 4
+    if grad_cl:
         g = g.contiguous(memory_format=torch.channels_last)
     y.backward(g)
     expected = xr.grad
@@ -236,7 +239,7 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn"):
         "op": op,
         "params": params,
         "input": input_record(x, channels_last),
-        "grad_out": input_record(g, channels_last and g.dim() == 4),
+        "grad_out": input_record(g, grad_cl),
         "expected": record(expected),
     }
     if idx is not None:
