@@ -103,7 +103,7 @@ def main():
             # Sums of signed values cancel, and then any two summation orders differ by more
             # than a tolerance relative to the result: reductions get positive data, as in
             # generate.py (the property tests bound their error by the sum of |x| instead).
-            kinds = ("pos", "int") if family in ("reduce", "gap") else ("randn", "randn", "int", "pos")
+            kinds = ("pos", "int") if family in ("reduce", "gap") else ("randn", "randn", "int", "pos", "wide")
             x, cl = draw_input(rng, name, dt, cl, kinds=kinds)
             h, w = x.shape[-2], x.shape[-1]
             if op == "avg_pool2d":

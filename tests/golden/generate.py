@@ -53,7 +53,8 @@ def seed_of(name):
 
 def make(name, shape, dtype="f32", kind="randn", channels_last=False, specials=(), salt=""):
     """A deterministic input. kinds: randn, pos (uniform 0.5..1.5, for long sums without
-    cancellation), int (small integers, so windows tie)."""
+    cancellation), int (small integers, so windows tie), wide (magnitudes over most of the
+    dtype's range, for fuzz.py)."""
     g = torch.Generator().manual_seed(seed_of(name + salt))
     if kind == "randn":
         t = torch.randn(shape, generator=g, dtype=torch.float64)
@@ -61,6 +62,11 @@ def make(name, shape, dtype="f32", kind="randn", channels_last=False, specials=(
         t = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
     elif kind == "int":
         t = torch.randint(-2, 3, shape, generator=g).to(torch.float64)
+    elif kind == "wide":
+        # magnitudes over most of the dtype's range, subnormals and overflow to inf included
+        span = {"f16": 26, "bf16": 140, "f32": 140, "f64": 300}[dtype]
+        e = torch.randint(-span, span // 6 if dtype == "f16" else span - 12, shape, generator=g)
+        t = torch.randn(shape, generator=g, dtype=torch.float64) * torch.pow(2.0, e.to(torch.float64))
     else:
         raise ValueError(kind)
     t = t.to(DTYPES[dtype])
