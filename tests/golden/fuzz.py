@@ -10,12 +10,13 @@ The committed cases use two or three channels; these draw channel counts and pla
 that reach the CPU's vector paths too (blocks of 8 and 32 channels, eight-plane lanes, groups
 of sixteen planes), with random options, every dtype and layout, ties, signed zeros, NaN and
 infinities. Calls that PyTorch rejects go to errors.json, so they are checked as errors.
-Reductions draw positive data (sums of signed values cancel, and then any two summation orders
-differ by more than a tolerance relative to the result). Max backward skips windows that hold
+Reductions draw positive values or small integers (sums of other signed values cancel, and then
+any two summation orders differ by more than a tolerance relative to the result). Max backward skips windows that hold
 no input element where PyTorch's index then lies outside the plane (its CPU backward writes
 past the plane there).
 """
 
+import json
 import os
 import random
 import sys
@@ -29,6 +30,7 @@ CHANNELS = (1, 2, 3, 7, 8, 9, 16, 17, 24, 31, 32, 33, 40, 64, 72, 96)
 SIDES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 14, 16, 17, 23, 28, 31)
 # `large`: planes past the CPU's small-plane paths (lanes, register tables, order-free sums)
 LARGE_SIDES = (7, 14, 28, 33, 48, 56, 65, 80, 112)
+LARGE = len(sys.argv) > 4 and sys.argv[4] == "large"
 
 
 def draw_input(rng, name, dtype, cl, max_elems=24000, kinds=("randn", "randn", "int", "pos")):
@@ -75,9 +77,6 @@ def accepted(op, x, p):
         return False
 
 
-LARGE = len(sys.argv) > 4 and sys.argv[4] == "large"
-
-
 def main():
     out = sys.argv[1]
     per_op = int(sys.argv[2]) if len(sys.argv) > 2 else 60
@@ -101,8 +100,9 @@ def main():
             name = f"fuzz{seed}_{op}_{i}"
             dt, cl = rng.choice(dtypes), rng.random() < 0.5
             # Sums of signed values cancel, and then any two summation orders differ by more
-            # than a tolerance relative to the result: reductions get positive data, as in
-            # generate.py (the property tests bound their error by the sum of |x| instead).
+            # than a tolerance relative to the result: reductions get positive values (as in
+            # generate.py) or small integers, whose sums are exact (the property tests bound
+            # the error by the sum of |x| instead).
             kinds = ("pos", "int") if family in ("reduce", "gap") else ("randn", "randn", "int", "pos", "wide")
             x, cl = draw_input(rng, name, dt, cl, kinds=kinds)
             h, w = x.shape[-2], x.shape[-1]
@@ -156,8 +156,6 @@ def main():
         g.bwd(name, "mean_backward", {"dims": dims, "keepdim": rng.random() < 0.5}, x, cl)
     g.FILES["errors"] = g.ERRORS
     meta = {"torch_version": torch.__version__, "generator": f"tests/golden/fuzz.py seed {seed}"}
-    import json
-
     for family in ("avg_pool2d", "max_pool2d", "adaptive", "reduce", "gap", "backward", "errors"):
         cases = g.FILES.get(family, [])
         with open(os.path.join(out, family + ".json"), "w") as f:
