@@ -173,18 +173,20 @@ fn plan_gather(
     };
     let mut launches = Vec::with_capacity(2);
     let mut scratch_bytes = Vec::new();
-    let mut args = vec![KernelArg::params(&BackwardParams { total: to_i64(items, "work items")?, ..p })];
-    args.push(KernelArg::Buffer(BufferId::Input(0)));
+    let mut args = vec![
+        KernelArg::params(&BackwardParams { total: to_i64(items, "work items")?, ..p }),
+        KernelArg::Buffer(BufferId::Input(0)),
+    ];
     if with_indices {
         // The audit (kernels/backward.cu): every index checked against its plane (the error
         // flag, Output(1)) and its window (a zeroed per-plane scratch the gather reads).
-        let audit = vec![
-            KernelArg::params(&BackwardParams { total: to_i64(output_len, "outputs")?, ..p }),
-            KernelArg::Buffer(BufferId::Input(1)),
-            KernelArg::Buffer(BufferId::Output(1)),
-            KernelArg::Buffer(BufferId::Scratch(0)),
-        ];
         if output_len > 0 {
+            let audit = vec![
+                KernelArg::params(&BackwardParams { total: to_i64(output_len, "outputs")?, ..p }),
+                KernelArg::Buffer(BufferId::Input(1)),
+                KernelArg::Buffer(BufferId::Output(1)),
+                KernelArg::Buffer(BufferId::Scratch(0)),
+            ];
             launches.push(grid_stride_launch(format!("{op}_audit_{tag}"), output_len, audit, limits));
         }
         scratch_bytes.push(pb.n * pb.c * std::mem::size_of::<i64>());

@@ -218,7 +218,8 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn", grad_channe
         g = g.contiguous(memory_format=torch.channels_last)
     y.backward(g)
     expected = xr.grad
-    if idx is not None and x.dtype in (torch.float16, torch.bfloat16):
+    sixteen_bit = x.dtype in (torch.float16, torch.bfloat16)
+    if idx is not None and sixteen_bit:
         # PyTorch's CPU max-pool backward adds into a 16-bit grad_input, rounding after every
         # add; its CUDA kernels (and cupool, by the numerics contract) sum in f32 and round
         # once. Overlapping windows make the two differ by more than the f16 tolerance, so the
@@ -228,9 +229,7 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn", grad_channe
         src = g.float().reshape(-1, g.shape[-2] * g.shape[-1])
         acc.scatter_add_(1, idx.reshape(src.shape), src)
         expected = acc.reshape(x.shape).to(x.dtype)
-        if channels_last:
-            expected = expected.contiguous(memory_format=torch.channels_last)
-    if op in ("avg_pool2d_backward", "adaptive_avg_pool2d_backward") and x.dtype in (torch.float16, torch.bfloat16):
+    elif op in ("avg_pool2d_backward", "adaptive_avg_pool2d_backward") and sixteen_bit:
         # The same for averages: PyTorch's 16-bit CPU kernels (and its CUDA adaptive one) add
         # each share into the 16-bit grad_input; cupool sums the shares in f32 and rounds once.
         # Where many windows overlap (adaptive pooling to a larger map) the two differ by
@@ -239,8 +238,14 @@ def bwd(name, op, params, x, channels_last=False, grad_kind="randn", grad_channe
         yf, _ = call_op(BACKWARD_OF[op], xf, params)
         yf.backward(g.float())
         expected = xf.grad.to(x.dtype)
-        if channels_last:
-            expected = expected.contiguous(memory_format=torch.channels_last)
+    if expected is not xr.grad and channels_last:
+        expected = expected.contiguous(memory_format=torch.channels_last)
+    add_backward(name, op, params, x, channels_last, g, grad_cl, expected, idx)
+
+
+def add_backward(name, op, params, x, channels_last, g, grad_cl, expected, idx):
+    """Records a backward case: the input, `grad_out` (channels-last where `grad_cl`), the
+    expected gradient and, for max backward, the indices."""
     case = {
         "name": name,
         "op": op,
@@ -259,25 +264,15 @@ def bwd_stray_indices(name, params, x, channels_last):
     output's window, through the aten op (PyTorch's CPU scatter). f32, so no rounding rule
     matters."""
     y, _ = call_max(x, params)
-    n_out = y.numel()
     plane = x.shape[-2] * x.shape[-1]
-    idx = (torch.arange(n_out, dtype=torch.int64) * 7919 + 13).remainder(plane).reshape(y.shape)
+    idx = (torch.arange(y.numel(), dtype=torch.int64) * 7919 + 13).remainder(plane).reshape(y.shape)
     g = make(name, tuple(y.shape), NAMES[x.dtype], salt="/grad")
     if channels_last:
         idx = idx.contiguous(memory_format=torch.channels_last)
         g = g.contiguous(memory_format=torch.channels_last)
     expected = torch.ops.aten.max_pool2d_with_indices_backward(
         g, x, params["kernel"], params["stride"] or [], params["padding"], params["dilation"], params["ceil_mode"], idx)
-    case = {
-        "name": name,
-        "op": "max_pool2d_backward",
-        "params": params,
-        "input": input_record(x, channels_last),
-        "grad_out": input_record(g, channels_last),
-        "expected": record(expected),
-        "indices": {"shape": list(idx.shape), "data": hexdata(idx)},
-    }
-    add("backward", case)
+    add_backward(name, "max_pool2d_backward", params, x, channels_last, g, channels_last, expected, idx)
 
 
 ERRORS = []
