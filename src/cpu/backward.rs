@@ -314,6 +314,12 @@ fn shares<T: FloatElement>(
     out
 }
 
+/// The gradient where there is no output: no output's gradient reaches any input element.
+fn fill_zero<T: FloatElement>(grad_in: &mut [T]) {
+    let zero = simd::store::<T>(T::Acc::zero());
+    grad_in.par_iter_mut().for_each(|v| *v = zero);
+}
+
 /// Gradient of `avg_pool2d`: each input element sums `g / divisor` over the outputs whose
 /// clipped window contains it (PyTorch's divisor rule, as in the forward pass).
 pub fn avg_pool2d_backward<T: FloatElement>(
@@ -323,7 +329,8 @@ pub fn avg_pool2d_backward<T: FloatElement>(
     grad_out: &[T],
     grad_in: &mut [T],
 ) {
-    if grad_in.is_empty() || g.output_len() == 0 {
+    if g.output_len() == 0 {
+        fill_zero(grad_in);
         return;
     }
     let divisors: Vec<T::Acc> = g.avg_divisors(rule).into_iter().map(acc_from::<T::Acc, i64>).collect();
@@ -343,7 +350,8 @@ pub fn adaptive_avg_pool2d_backward<T: FloatElement>(
     grad_out: &[T],
     grad_in: &mut [T],
 ) {
-    if grad_in.is_empty() || g.output_len() == 0 {
+    if g.output_len() == 0 {
+        fill_zero(grad_in);
         return;
     }
     let divisors: Vec<T::Acc> = (0..g.out_h * g.out_w)
@@ -358,10 +366,12 @@ pub fn adaptive_avg_pool2d_backward<T: FloatElement>(
     gather_shares::<T>(g.c, (g.h, g.w, g.out_h, g.out_w), layout, &rows, &cols, &shares, grad_in);
 }
 
-/// Whether any index lies outside `[0, plane)`.
-fn any_index_out_of_plane(indices: &[i64], plane: usize) -> bool {
-    let plane = plane as i64;
-    indices.par_chunks(1 << 14).any(|chunk| chunk.iter().fold(false, |bad, &i| bad | (i < 0) | (i >= plane)))
+/// Whether any index lies outside `[0, plane)` (a negative index wraps to a huge `u64`, so one
+/// unsigned compare covers both ends; the fold has no early exit, so it vectorises).
+#[inline(always)]
+fn any_index_outside(indices: &[i64], plane: usize) -> bool {
+    let plane = plane as u64;
+    indices.iter().fold(false, |bad, &i| bad | (i as u64 >= plane))
 }
 
 /// `x` as accumulator values when `T` is its own accumulator (f32, f64); `None` otherwise.
@@ -376,85 +386,147 @@ fn acc_view_mut<T: FloatElement>(x: &mut [T]) -> Option<&mut [T::Acc]> {
     }
 }
 
-/// The scatter shared by both max-pooling backwards (indices already validated).
+/// Accumulator elements the 16-bit scatter zeroes, fills and converts at a time: small enough
+/// to stay in L1 between those three passes.
+const SCATTER_BLOCK: usize = 4096;
+
+/// Scatters whole planes (NCHW) or images (NHWC), each `item` input elements long with `outs`
+/// outputs, into `dst`, a block of whole items at a time: `add_block` zeroes a block's
+/// accumulators and adds every output's gradient at its index, each item in ascending output
+/// order. f32/f64 accumulate straight into `dst`; 16-bit types accumulate into `acc` and are
+/// rounded once per block, so small planes (7x7) share one vectorised conversion instead of
+/// each ending in a scalar tail.
+#[inline(always)]
+fn scatter_items<T: FloatElement>(
+    (item, outs): (usize, usize),
+    add_block: impl Fn(&mut [T::Acc], &[T], &[i64]),
+    grad_out: &[T],
+    indices: &[i64],
+    dst: &mut [T],
+    acc: &mut Vec<T::Acc>,
+) {
+    let per_block = (SCATTER_BLOCK / item).max(1);
+    let blocks = dst
+        .chunks_mut(per_block * item)
+        .zip(grad_out.chunks(per_block * outs).zip(indices.chunks(per_block * outs)));
+    for (dst, (go, idx)) in blocks {
+        if let Some(dst) = acc_view_mut(dst) {
+            add_block(dst, go, idx);
+            continue;
+        }
+        acc.resize(acc.len().max(dst.len()), T::Acc::zero());
+        let acc = &mut acc[..dst.len()];
+        add_block(acc, go, idx);
+        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+            *d = simd::store::<T>(a);
+        }
+    }
+}
+
+/// The scatter shared by both max-pooling backwards: validates each task's indices, then
+/// scatters its planes (NCHW) or images (NHWC). Returns `true` when some index lies outside
+/// `[0, h*w)`; a task holding one writes nothing, the others complete (the caller discards
+/// the gradient then).
 fn scatter_max<T: FloatElement>(
     (c, h, w, out_len_plane): (usize, usize, usize, usize),
     layout: Layout,
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
-) {
+) -> bool {
     let plane = h * w;
-    match layout {
-        Layout::Nchw => {
-            let planes_per_task = super::items_per_task(plane + out_len_plane, grad_in.len() / plane.max(1));
-            grad_in
-                .par_chunks_mut(plane)
-                .zip(grad_out.par_chunks(out_len_plane).zip(indices.par_chunks(out_len_plane)))
-                .with_min_len(planes_per_task)
-                .for_each_init(Vec::new, |acc, (dst, (go, idx))| {
-                    simd::dispatch(
-                        #[inline(always)]
-                        || {
-                            if let Some(dst) = acc_view_mut(dst) {
-                                // f32/f64: the same adds in the same order, straight into
-                                // the output (no buffer, no conversion pass).
-                                dst.fill(T::Acc::zero());
-                                for (&g, &i) in go.iter().zip(idx) {
-                                    dst[i as usize] += g.to_acc();
-                                }
-                                return;
-                            }
-                            acc.resize(plane, T::Acc::zero());
-                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                            for (&g, &i) in go.iter().zip(idx) {
-                                // Validated: 0 <= i < plane.
-                                acc[i as usize] += g.to_acc();
-                            }
-                            for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                                *d = simd::store::<T>(a);
-                            }
-                        },
-                    )
-                });
-        }
-        Layout::Nhwc => {
-            grad_in
-                .par_chunks_mut(plane * c)
-                .zip(grad_out.par_chunks(out_len_plane * c).zip(indices.par_chunks(out_len_plane * c)))
-                .for_each_init(Vec::new, |acc, (dst, (go, idx))| {
-                    simd::dispatch(
-                        #[inline(always)]
-                        || {
-                            if let Some(dst) = acc_view_mut(dst) {
-                                // f32/f64: as NCHW, straight into the output.
-                                dst.fill(T::Acc::zero());
-                                for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-                                    for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
-                                        dst[i as usize * c + ch] += g.to_acc();
+    let (item, outs) = match layout {
+        Layout::Nchw => (plane, out_len_plane),
+        Layout::Nhwc => (plane * c, out_len_plane * c),
+    };
+    if item == 0 {
+        return false;
+    }
+    if outs == 0 {
+        fill_zero(grad_in);
+        return false;
+    }
+    let per_task = items_per_task(item + outs, grad_in.len() / item);
+    grad_in
+        .par_chunks_mut(item * per_task)
+        .zip(grad_out.par_chunks(outs * per_task).zip(indices.par_chunks(outs * per_task)))
+        .map_init(Vec::new, |acc, (dst, (go, idx))| {
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    if any_index_outside(idx, plane) {
+                        return true;
+                    }
+                    match layout {
+                        Layout::Nchw => {
+                            let add = |a: &mut [T::Acc], go: &[T], idx: &[i64]| {
+                                a.fill(T::Acc::zero());
+                                // Four planes in step: their adds are independent, so a plane
+                                // whose outputs share a maximum (a dependency through memory)
+                                // does not stall the others. Each plane's order is unchanged.
+                                let mut quads = a.chunks_exact_mut(4 * item);
+                                let mut go_quads = go.chunks_exact(4 * outs);
+                                let mut idx_quads = idx.chunks_exact(4 * outs);
+                                for (a, (go, idx)) in
+                                    quads.by_ref().zip(go_quads.by_ref().zip(idx_quads.by_ref()))
+                                {
+                                    for o in 0..outs {
+                                        for p in 0..4 {
+                                            let (g, i) = (go[p * outs + o], idx[p * outs + o]);
+                                            // SAFETY: validated above, `0 <= i < plane == item`,
+                                            // and `p < 4`, so the sum is below `a.len()`.
+                                            unsafe {
+                                                *a.get_unchecked_mut(p * item + i as usize) += simd::load(g)
+                                            };
+                                        }
                                     }
                                 }
-                                return;
-                            }
-                            acc.resize(plane * c, T::Acc::zero());
-                            acc.iter_mut().for_each(|a| *a = T::Acc::zero());
-                            for (gpos, ipos) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-                                for (ch, (&g, &i)) in gpos.iter().zip(ipos).enumerate() {
-                                    acc[i as usize * c + ch] += g.to_acc();
+                                let rest = quads.into_remainder();
+                                for (a, (go, idx)) in rest.chunks_exact_mut(item).zip(
+                                    go_quads
+                                        .remainder()
+                                        .chunks_exact(outs)
+                                        .zip(idx_quads.remainder().chunks_exact(outs)),
+                                ) {
+                                    for (&g, &i) in go.iter().zip(idx) {
+                                        // SAFETY: validated above, `0 <= i < plane == a.len()`.
+                                        unsafe { *a.get_unchecked_mut(i as usize) += simd::load(g) };
+                                    }
                                 }
-                            }
-                            for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                                *d = simd::store::<T>(a);
-                            }
-                        },
-                    )
-                });
-        }
-    }
+                            };
+                            scatter_items((item, outs), add, go, idx, dst, acc)
+                        }
+                        Layout::Nhwc => {
+                            let add = |a: &mut [T::Acc], go: &[T], idx: &[i64]| {
+                                a.fill(T::Acc::zero());
+                                let images = a
+                                    .chunks_exact_mut(item)
+                                    .zip(go.chunks_exact(outs).zip(idx.chunks_exact(outs)));
+                                for (a, (go, idx)) in images {
+                                    for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                                        for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+                                            // SAFETY: validated above, `0 <= i < plane`, and
+                                            // `ch < c`, so `i * c + ch < plane * c == a.len()`.
+                                            unsafe {
+                                                *a.get_unchecked_mut(i as usize * c + ch) += simd::load(g)
+                                            };
+                                        }
+                                    }
+                                }
+                            };
+                            scatter_items((item, outs), add, go, idx, dst, acc)
+                        }
+                    }
+                    false
+                },
+            )
+        })
+        .reduce(|| false, |a, b| a | b)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
-/// Returns `true` (and writes nothing) when some index lies outside `[0, H*W)`.
+/// Returns `true` when some index lies outside `[0, H*W)`; `grad_in` is then unspecified (but
+/// nothing outside it is written).
 pub fn max_pool2d_backward<T: FloatElement>(
     g: &WindowGeometry,
     layout: Layout,
@@ -462,14 +534,7 @@ pub fn max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if any_index_out_of_plane(indices, g.h * g.w) {
-        return true;
-    }
-    if grad_in.is_empty() || g.output_len() == 0 {
-        return false;
-    }
-    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in);
-    false
+    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
 
 /// Gradient of `adaptive_max_pool2d`, routed through `indices` as [`max_pool2d_backward`].
@@ -480,14 +545,7 @@ pub fn adaptive_max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if any_index_out_of_plane(indices, g.h * g.w) {
-        return true;
-    }
-    if grad_in.is_empty() || g.output_len() == 0 {
-        return false;
-    }
-    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in);
-    false
+    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
 
 /// `grad_in` (row-major over `shape`) at multi-index `i` = `grad_out[sum_d i_d * strides[d]] /
@@ -928,7 +986,24 @@ mod tests {
     }
 
     #[test]
-    fn out_of_plane_indices_are_reported_not_written() {
+    fn an_empty_output_gives_a_zero_gradient() {
+        // The tensor API rejects such a grad_out as PyTorch does; the kernels still write every
+        // element (their output buffer may be a reused one holding stale values).
+        for out in [[0, 0], [2, 0], [0, 3]] {
+            let g = plan_adaptive_pool(AdaptiveKind::Avg, &[1, 2, 4, 4], out).unwrap();
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                let mut gi = vec![f32::NAN; g.input_len()];
+                adaptive_avg_pool2d_backward(&g, layout, &[], &mut gi);
+                assert!(gi.iter().all(|&v| v == 0.0), "adaptive avg {out:?} {layout:?}");
+                let mut gi = vec![half::bf16::NAN; g.input_len()];
+                assert!(!adaptive_max_pool2d_backward(&g, layout, &[], &[], &mut gi));
+                assert!(gi.iter().all(|&v| v == half::bf16::ZERO), "adaptive max {out:?} {layout:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_plane_indices_are_reported() {
         let g = plan_window_pool("t", &[1, 2, 4, 4], [2, 2], None, [0, 0], [1, 1], false).unwrap();
         let go = vec![1f32; g.output_len()];
         for bad in [-1i64, 16, i64::MAX, i64::MIN] {

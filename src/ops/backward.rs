@@ -66,12 +66,19 @@ fn check_index_flag(x: &CudaTensor, flag: Option<Storage>, op: &str, plane: usiz
 
 /// The output plane (oh, ow) an adaptive backward's `grad_out` implies; its full shape is
 /// checked against the forward output by `check_grad`.
+/// PyTorch's adaptive backward rejects a `grad_out` with an empty non-batch dimension (the
+/// forward accepts an empty output size, so such a gradient can arise).
 fn adaptive_grad_plane(x: &CudaTensor, op: &str, grad_out: &CudaTensor) -> Result<[usize; 2]> {
-    match grad_out.shape() {
+    let shape = grad_out.shape();
+    if let Some(i) = (1..shape.len()).find(|&i| shape[i] == 0) {
+        shape_err!(
+            "{op}(): Expected grad_output to have non-zero size for non-batch dimensions, but grad_output has sizes {shape:?} with dimension {i} being empty"
+        );
+    }
+    match shape {
         [.., oh, ow] if grad_out.rank() == x.rank() => Ok([*oh, *ow]),
         _ => shape_err!(
-            "{op}: grad_output of shape {:?} does not match the input of shape {:?}",
-            grad_out.shape(),
+            "{op}: grad_output of shape {shape:?} does not match the input of shape {:?}",
             x.shape()
         ),
     }

@@ -705,6 +705,10 @@ def error_cases():
     err("adaptive_avg_backward_grad_wrong_n", "adaptive_avg_pool2d_backward", {"output_size": [2, 2]}, x4, grad_shape=(1, 3, 2, 2))
     err("adaptive_avg_backward_grad_wrong_rank", "adaptive_avg_pool2d_backward", {"output_size": [2, 2]}, x4, grad_shape=(2, 3, 2))
     err("adaptive_max_backward_grad_wrong_w", "adaptive_max_pool2d_backward", {"output_size": [2, 2]}, x4, grad_shape=(2, 3, 2, 3))
+    # The forward accepts an empty output size; the backward rejects the empty gradient.
+    err("adaptive_avg_backward_grad_empty_plane", "adaptive_avg_pool2d_backward", {"output_size": [0, 0]}, x4, grad_shape=(2, 3, 0, 0))
+    err("adaptive_avg_backward_grad_empty_w", "adaptive_avg_pool2d_backward", {"output_size": [2, 0]}, x4, grad_shape=(2, 3, 2, 0))
+    err("adaptive_max_backward_grad_empty_h", "adaptive_max_pool2d_backward", {"output_size": [0, 3]}, x4, grad_shape=(2, 3, 0, 3))
     err("mean_backward_grad_wrong_shape", "mean_backward", {"dims": [2, 3], "keepdim": False}, x4, grad_shape=(2, 4))
     err("mean_backward_grad_keepdim_mismatch", "mean_backward", {"dims": [2, 3], "keepdim": True}, x4, grad_shape=(2, 3))
 
