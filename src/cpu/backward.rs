@@ -10,13 +10,14 @@
 //! outputs of each input element are a window over the plane of shares, summed in the same
 //! order.
 //!
-//! Max pooling (windowed and adaptive) first validates every index in one pass (any index outside
-//! `[0, H*W)` makes the function return `true` without writing anything), then scatters each
-//! plane (NCHW) or image (NHWC) serially in ascending output order into a zeroed `Acc` buffer.
-//! A per-plane serial scatter is deterministic too and cheaper on a CPU than a gather; for indices
-//! produced by the forward pass it adds the same terms in the same order as the CUDA gather.
-//! (Indices that lie in the plane but outside their output's window are honoured here, as by
-//! PyTorch's CPU kernel, and ignored by the CUDA gather, as by PyTorch's CUDA kernel.)
+//! Max pooling (windowed and adaptive) scatters each plane (NCHW) or image (NHWC) serially in
+//! ascending output order into zeroed accumulators; each rayon task first checks its own indices
+//! (any index outside `[0, H*W)` makes the function return `true`; a task holding one writes
+//! nothing, so nothing outside `grad_in` is ever written).
+//! A per-plane serial scatter is deterministic too and cheaper on a CPU than a gather, and it
+//! adds the same terms in the same order as the CUDA gather. Indices that lie in the plane but
+//! outside their output's window are honoured, as by PyTorch's CPU kernel (the CUDA gather
+//! honours them too, through its audit; PyTorch's CUDA kernel drops them).
 
 use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
 use super::{items_per_task, simd};
