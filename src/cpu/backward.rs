@@ -224,6 +224,11 @@ fn gather_shares_in_lanes<T: FloatElement>(
         return false;
     }
     let layout = LanePlane::unpadded(out_h, out_w);
+    // Checked before the windows are built: one per gradient element, they cost a third of
+    // a 512x512 plane's backward when the share plane then turned out too large for the lanes.
+    if !lanes::applies::<f32>(layout.buffer_len()) || !lanes::applies::<T>(layout.buffer_len()) {
+        return false;
+    }
     let windows: Vec<LaneWindow> = (0..h * w)
         .map(|k| {
             let (r, c) = (&rows[k / w], &cols[k % w]);
@@ -278,25 +283,33 @@ fn shares<T: FloatElement>(
     layout: Layout,
     divisors: &[T::Acc],
 ) -> Vec<T::Acc> {
-    let mut out = vec![T::Acc::zero(); grad_out.len()];
+    let len = grad_out.len();
     let out_plane = out_h * out_w;
     if out_plane == 0 || c == 0 {
-        return out;
+        return vec![T::Acc::zero(); len];
     }
+    // The SAFETY argument below relies on these.
+    assert!(divisors.len() == out_plane && len % (out_plane * c) == 0, "shares: bad shapes");
+    // Written in place without zeroing first: a zeroing pass (single-threaded, in the
+    // allocator) took a fifth of the whole backward on the EfficientNet tail.
+    let mut out = Vec::with_capacity(len);
     // Chunks of whole planes (NCHW) or whole images (NHWC), about 16 K elements each.
     let chunk = match layout {
         Layout::Nchw => out_plane,
         Layout::Nhwc => out_plane * c,
     };
     let per_task = (16 * 1024 / chunk).max(1);
-    out.par_chunks_mut(chunk).zip(grad_out.par_chunks(chunk)).with_min_len(per_task).for_each(
-        |(dst, src)| {
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .zip(grad_out.par_chunks(chunk))
+        .with_min_len(per_task)
+        .for_each(|(dst, src)| {
             simd::dispatch(
                 #[inline(always)]
                 || match layout {
                     Layout::Nchw => {
                         for ((d, &g), &div) in dst.iter_mut().zip(src).zip(divisors) {
-                            *d = simd::load(g) / div;
+                            d.write(simd::load(g) / div);
                         }
                     }
                     Layout::Nhwc => {
@@ -304,14 +317,18 @@ fn shares<T: FloatElement>(
                             dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(divisors)
                         {
                             for (d, &g) in dst.iter_mut().zip(src) {
-                                *d = simd::load(g) / div;
+                                d.write(simd::load(g) / div);
                             }
                         }
                     }
                 },
             )
-        },
-    );
+        });
+    // SAFETY: the first `len` spare elements were split into chunks of `chunk` elements (`len`
+    // is a multiple of it, asserted above), each zipped with a chunk of `grad_out` of
+    // the same length and with `divisors` (one per output position, `out_plane` of them), so
+    // every element was written above; `len <= capacity`.
+    unsafe { out.set_len(len) };
     out
 }
 

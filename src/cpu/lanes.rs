@@ -45,7 +45,7 @@ impl LanePlane {
         LanePlane { height, width, pad: (0, 0), rows: height, cols: width, identity: 0.0 }
     }
 
-    fn buffer_len(&self) -> usize {
+    pub(crate) fn buffer_len(&self) -> usize {
         self.rows * self.cols
     }
 }
