@@ -608,13 +608,31 @@ pub fn broadcast_divide<T: FloatElement>(
         )
     });
     let quotients = &quotients[..];
-    // Rows can be short (W = 7): give each rayon task tens of KiB, not one row.
-    let rows_per_task = (16 * 1024 / last).max(1);
-    grad_in.par_chunks_mut(last * rows_per_task).enumerate().for_each(|(task, dst)| {
-        for (r, dst) in dst.chunks_exact_mut(last).enumerate() {
+    // A broadcast dim just above a contiguous last dim repeats each row: fold it into the row
+    // as a repeat count, so that NHWC's [N, H*W, C] fills runs of H*W*C elements with one
+    // pattern of C quotients instead of H*W short rows, each with its index arithmetic and a
+    // small copy (1x8x512x512 bf16: 3x faster).
+    let (rep, outer, strides) = match (outer.split_last(), strides.split_last()) {
+        (Some((&rep, outer)), Some((_, [.., 0]))) if last_stride == 1 => {
+            (rep, outer, &strides[..outer.len()])
+        }
+        _ => (1, outer, strides),
+    };
+    let row_len = rep * last;
+    // Tasks of about 16 K elements (rows can be short: W = 7), each a whole number of
+    // `last`-long rows, so every segment below starts at a row's start.
+    let task_len = (16 * 1024 / last).max(1) * last;
+    grad_in.par_chunks_mut(task_len).enumerate().for_each(|(task, dst)| {
+        let mut pos = 0;
+        while pos < dst.len() {
+            let at = task * task_len + pos;
+            let (row, offset) = (at / row_len, at % row_len);
+            let seg = (row_len - offset).min(dst.len() - pos);
+            let dst = &mut dst[pos..pos + seg];
+            pos += seg;
             // Offset of this row in grad_out: decompose the row over the outer dims, last
             // fastest.
-            let mut rest = task * rows_per_task + r;
+            let mut rest = row;
             let mut base = 0;
             for (&size, &stride) in outer.iter().zip(strides).rev() {
                 base += (rest % size) * stride;
@@ -623,7 +641,7 @@ pub fn broadcast_divide<T: FloatElement>(
             if last_stride == 0 {
                 dst.fill(quotients[base]);
             } else if last_stride == 1 {
-                dst.copy_from_slice(&quotients[base..base + last]);
+                repeat_into(dst, &quotients[base..base + last]);
             } else {
                 for (j, d) in dst.iter_mut().enumerate() {
                     *d = quotients[base + j * last_stride];
@@ -631,6 +649,19 @@ pub fn broadcast_divide<T: FloatElement>(
             }
         }
     });
+}
+
+/// Fills `dst` (a whole number of `pattern`s long) with copies of `pattern`, in copies that
+/// double in length so that a short pattern costs a few large copies.
+fn repeat_into<T: Copy>(dst: &mut [T], pattern: &[T]) {
+    let first = pattern.len().min(dst.len());
+    dst[..first].copy_from_slice(&pattern[..first]);
+    let mut filled = first;
+    while filled < dst.len() {
+        let n = filled.min(dst.len() - filled);
+        dst.copy_within(..n, filled);
+        filled += n;
+    }
 }
 
 /// `shape`/`strides` with neighbouring dims merged where the outer dim's stride is the inner
@@ -1053,6 +1084,32 @@ mod tests {
         let mut gi = vec![0f64; 24];
         broadcast_divide(&[2, 3, 4], &[3, 1, 0], 4.0, &go, &mut gi);
         assert!(gi.iter().enumerate().all(|(i, &v)| v == go[i / 4] / 4.0));
+        // Every broadcast pattern against a direct index walk, on shapes that span several
+        // rayon tasks (16 K elements each) with rows that do not divide them: NHWC GAP's
+        // (N, H*W, C) with strides (C, 0, 1), a broadcast dim above a strided last dim, a
+        // broadcast last dim, and a broadcast inside.
+        let cases: [(&[usize], &[usize]); 5] = [
+            (&[3, 5000, 7], &[7, 0, 1]),
+            (&[2, 3, 4001, 5], &[15, 5, 0, 1]),
+            (&[3, 6000, 5], &[1, 0, 3]),
+            (&[5, 7, 3001], &[7, 1, 0]),
+            (&[4, 2500, 3, 2], &[6, 0, 2, 1]),
+        ];
+        for (shape, strides) in cases {
+            let len: usize = shape.iter().product();
+            let go_len = shape.iter().zip(strides).map(|(&n, &s)| (n - 1) * s).sum::<usize>() + 1;
+            let go: Vec<f32> = (0..go_len).map(|v| v as f32 * 0.37 - 11.0).collect();
+            let mut gi = vec![f32::NAN; len];
+            broadcast_divide(shape, strides, 3.0, &go, &mut gi);
+            for (i, &v) in gi.iter().enumerate() {
+                let (mut rest, mut at) = (i, 0);
+                for (&n, &s) in shape.iter().zip(strides).rev() {
+                    at += (rest % n) * s;
+                    rest /= n;
+                }
+                assert_eq!(v.to_bits(), (go[at] / 3.0).to_bits(), "{shape:?} {strides:?} at {i}");
+            }
+        }
         // Rank 0.
         let mut gi = vec![f16::ZERO; 1];
         broadcast_divide(&[], &[], 2.0, &[f16::from_f32(3.0)], &mut gi);
