@@ -177,11 +177,16 @@ fn gather_share_rows<T: FloatElement>(
             simd::dispatch(
                 #[inline(always)]
                 || {
-                    for (r, out_row) in out_rows.chunks_exact_mut(row_len).enumerate() {
-                        let row = task * rows_per_task + r;
-                        let (plane, ih) = (row / h, row % h);
+                    let first_row = task * rows_per_task;
+                    let (mut plane, mut ih) = (first_row / h, first_row % h);
+                    for out_row in out_rows.chunks_exact_mut(row_len) {
                         let plane_shares = &shares[plane * share_plane..(plane + 1) * share_plane];
-                        acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                        // The row's terms in order; the first initialises `acc` as `+0.0 +
+                        // term` (the same bits as adding it to a zeroed `acc`) and the last is
+                        // added on the way to the output, so a row of one term (adaptive
+                        // pooling's disjoint windows) is a single pass.
+                        let terms = rows[ih].len() * taps;
+                        let mut k = 0;
                         for oh in rows[ih].clone() {
                             let e = expanded.get((plane, oh), |e| {
                                 srow[..share_row]
@@ -199,13 +204,38 @@ fn gather_share_rows<T: FloatElement>(
                                 }
                             });
                             for ej in e.chunks_exact(row_len) {
-                                for (a, &v) in acc.iter_mut().zip(ej) {
-                                    *a += v;
+                                k += 1;
+                                let zero = T::Acc::zero();
+                                match (k == 1, k == terms) {
+                                    (true, true) => {
+                                        for (d, &v) in out_row.iter_mut().zip(ej) {
+                                            *d = simd::store::<T>(zero + v);
+                                        }
+                                    }
+                                    (true, false) => {
+                                        for (a, &v) in acc.iter_mut().zip(ej) {
+                                            *a = zero + v;
+                                        }
+                                    }
+                                    (false, true) => {
+                                        for ((d, &a), &v) in out_row.iter_mut().zip(acc.iter()).zip(ej) {
+                                            *d = simd::store::<T>(a + v);
+                                        }
+                                    }
+                                    (false, false) => {
+                                        for (a, &v) in acc.iter_mut().zip(ej) {
+                                            *a += v;
+                                        }
+                                    }
                                 }
                             }
                         }
-                        for (d, &a) in out_row.iter_mut().zip(acc.iter()) {
-                            *d = simd::store::<T>(a);
+                        if terms == 0 {
+                            out_row.fill(simd::store::<T>(T::Acc::zero()));
+                        }
+                        ih += 1;
+                        if ih == h {
+                            (plane, ih) = (plane + 1, 0);
                         }
                     }
                 },
@@ -1060,6 +1090,32 @@ mod tests {
             let mut gi = vec![0f32; g.input_len()];
             assert!(!adaptive_max_pool2d_backward(&g, layout, &go, &ind, &mut gi));
             check_close(&gi, &want, 1e-6, "adaptive max");
+        }
+    }
+
+    #[test]
+    fn negative_zero_gradients_sum_to_positive_zero_on_every_path() {
+        // PyTorch adds each share to a zeroed gradient, so -0.0 shares give +0.0; the gathers
+        // that start from the first term must too. Shapes reach the lanes (7x7 NCHW), the rows
+        // (a 72x72 plane, whose 36x36 share plane is past the lanes; channels-last with few
+        // channels) and the per-pixel channels-last gather (40 channels).
+        let rule = AvgRule { count_include_pad: true, divisor_override: None };
+        for shape in [[2usize, 8, 7, 7], [1, 3, 72, 72], [1, 40, 9, 9]] {
+            let g = plan_window_pool("t", &shape, [3, 3], Some([2, 2]), [1, 1], [1, 1], false).unwrap();
+            let ag = plan_adaptive_pool(AdaptiveKind::Avg, &shape, [3, 2]).unwrap();
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                let mut gi = vec![f32::NAN; g.input_len()];
+                avg_pool2d_backward(&g, rule, layout, &vec![-0.0f32; g.output_len()], &mut gi);
+                assert!(gi.iter().all(|v| v.to_bits() == 0), "avg {shape:?} {layout:?}");
+                let mut gi = vec![half::bf16::NAN; ag.input_len()];
+                adaptive_avg_pool2d_backward(
+                    &ag,
+                    layout,
+                    &vec![half::bf16::NEG_ZERO; ag.output_len()],
+                    &mut gi,
+                );
+                assert!(gi.iter().all(|v| v.to_bits() == 0), "adaptive {shape:?} {layout:?}");
+            }
         }
     }
 
