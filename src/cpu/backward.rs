@@ -109,24 +109,55 @@ fn gather_shares<T: FloatElement>(
                             #[inline(always)]
                             || {
                                 for (iw, dst) in out_row.chunks_exact_mut(c).enumerate() {
-                                    acc.iter_mut().for_each(|a| *a = T::Acc::zero());
+                                    let terms = rows[ih].len() * cols[iw].len();
+                                    let mut k = 0;
                                     for oh in rows[ih].clone() {
                                         for ow in cols[iw].clone() {
                                             let src =
                                                 &img_shares[(oh * out_w + ow) * c..(oh * out_w + ow + 1) * c];
-                                            for (a, &s) in acc.iter_mut().zip(src) {
-                                                *a += s;
-                                            }
+                                            k += 1;
+                                            add_term((k, terms), src, acc, dst);
                                         }
                                     }
-                                    for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-                                        *d = simd::store::<T>(a);
+                                    if terms == 0 {
+                                        dst.fill(simd::store::<T>(T::Acc::zero()));
                                     }
                                 }
                             },
                         );
                     },
                 );
+        }
+    }
+}
+
+/// Adds the `k`-th (from 1) of a gradient element run's `terms` rows of terms: the first
+/// initialises `acc` as `+0.0 + term` (the same bits as adding it to zeroed accumulators, one
+/// pass fewer), the last is added on the way to `out`, rounded once. A run of one term is a
+/// single pass.
+#[inline(always)]
+fn add_term<T: FloatElement>((k, terms): (usize, usize), term: &[T::Acc], acc: &mut [T::Acc], out: &mut [T]) {
+    let zero = T::Acc::zero();
+    match (k == 1, k == terms) {
+        (true, true) => {
+            for (d, &v) in out.iter_mut().zip(term) {
+                *d = simd::store::<T>(zero + v);
+            }
+        }
+        (true, false) => {
+            for (a, &v) in acc.iter_mut().zip(term) {
+                *a = zero + v;
+            }
+        }
+        (false, true) => {
+            for ((d, &a), &v) in out.iter_mut().zip(acc.iter()).zip(term) {
+                *d = simd::store::<T>(a + v);
+            }
+        }
+        (false, false) => {
+            for (a, &v) in acc.iter_mut().zip(term) {
+                *a += v;
+            }
         }
     }
 }
@@ -181,10 +212,8 @@ fn gather_share_rows<T: FloatElement>(
                     let (mut plane, mut ih) = (first_row / h, first_row % h);
                     for out_row in out_rows.chunks_exact_mut(row_len) {
                         let plane_shares = &shares[plane * share_plane..(plane + 1) * share_plane];
-                        // The row's terms in order; the first initialises `acc` as `+0.0 +
-                        // term` (the same bits as adding it to a zeroed `acc`) and the last is
-                        // added on the way to the output, so a row of one term (adaptive
-                        // pooling's disjoint windows) is a single pass.
+                        // The row's terms in order (adaptive pooling's disjoint windows give
+                        // one term per row: a single pass).
                         let terms = rows[ih].len() * taps;
                         let mut k = 0;
                         for oh in rows[ih].clone() {
@@ -205,29 +234,7 @@ fn gather_share_rows<T: FloatElement>(
                             });
                             for ej in e.chunks_exact(row_len) {
                                 k += 1;
-                                let zero = T::Acc::zero();
-                                match (k == 1, k == terms) {
-                                    (true, true) => {
-                                        for (d, &v) in out_row.iter_mut().zip(ej) {
-                                            *d = simd::store::<T>(zero + v);
-                                        }
-                                    }
-                                    (true, false) => {
-                                        for (a, &v) in acc.iter_mut().zip(ej) {
-                                            *a = zero + v;
-                                        }
-                                    }
-                                    (false, true) => {
-                                        for ((d, &a), &v) in out_row.iter_mut().zip(acc.iter()).zip(ej) {
-                                            *d = simd::store::<T>(a + v);
-                                        }
-                                    }
-                                    (false, false) => {
-                                        for (a, &v) in acc.iter_mut().zip(ej) {
-                                            *a += v;
-                                        }
-                                    }
-                                }
+                                add_term((k, terms), ej, acc, out_row);
                             }
                         }
                         if terms == 0 {
