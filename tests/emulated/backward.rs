@@ -414,10 +414,13 @@ pub fn empty_batch_and_empty_output() {
         let spec = AvgPool2d::new([2, 2]);
         assert_eq!(x.avg_pool2d_backward(&g, &spec).unwrap().shape(), &[0, 3, 4, 4]);
         assert_eq!(x.adaptive_avg_pool2d_backward(&g).unwrap().shape(), &[0, 3, 4, 4]);
-        // Adaptive average pooling to an empty output: nothing flows back.
+        // Adaptive pooling to an empty output: the forward accepts it, and PyTorch's backward
+        // rejects the empty gradient ("Expected grad_output to have non-zero size for
+        // non-batch dimensions"), so cupool's does too.
         let x = tensor(dev, &[1, 3, 4, 4], 19, DType::F32, false);
         let g = tensor(dev, &[1, 3, 0, 2], 20, DType::F32, false);
-        let gi = x.adaptive_avg_pool2d_backward(&g).unwrap();
-        assert!(as_f64(&gi).iter().all(|&v| v == 0.0), "{}", dev.name());
+        assert!(x.adaptive_avg_pool2d_backward(&g).is_err(), "{}", dev.name());
+        let ind = tensor(dev, &[1, 3, 0, 2], 21, DType::I64, false);
+        assert!(x.adaptive_max_pool2d_backward(&g, &ind).is_err(), "{}", dev.name());
     }
 }
