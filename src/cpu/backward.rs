@@ -713,18 +713,34 @@ pub fn broadcast_divide<T: FloatElement>(
     });
 }
 
-/// Fills `dst` (a whole number of `pattern`s long) with copies of `pattern`, in copies that
-/// double in length so that a short pattern costs a few large copies.
+/// Fills `dst` (a whole number of `pattern`s long) with copies of `pattern`: copies that
+/// double in length up to a block of at least [`REPEAT_BLOCK`] elements, then copies of that
+/// block, so that a short pattern costs a few large copies and the source stays in L1 (doubling
+/// on to 32 KiB copies made the ResNet tail's 2048-channel rows 1.2x slower). A pattern of
+/// that length or more is copied as it is.
 fn repeat_into<T: Copy>(dst: &mut [T], pattern: &[T]) {
+    if pattern.len() >= REPEAT_BLOCK {
+        for d in dst.chunks_mut(pattern.len()) {
+            d.copy_from_slice(&pattern[..d.len()]);
+        }
+        return;
+    }
     let first = pattern.len().min(dst.len());
     dst[..first].copy_from_slice(&pattern[..first]);
+    let mut block = first;
     let mut filled = first;
     while filled < dst.len() {
-        let n = filled.min(dst.len() - filled);
+        let n = block.min(dst.len() - filled);
         dst.copy_within(..n, filled);
         filled += n;
+        if block < REPEAT_BLOCK {
+            block = filled;
+        }
     }
 }
+
+/// See [`repeat_into`].
+const REPEAT_BLOCK: usize = 1024;
 
 /// `shape`/`strides` with neighbouring dims merged where the outer dim's stride is the inner
 /// one's extent (`stride[d] == stride[d + 1] * shape[d + 1]`, which includes two broadcast
