@@ -1194,10 +1194,12 @@ mod tests {
         assert!(gi.iter().enumerate().all(|(i, &v)| v == go[i / 4] / 4.0));
         // Every broadcast pattern against a direct index walk, on shapes that span several
         // rayon tasks (16 K elements each) with rows that do not divide them: NHWC GAP's
-        // (N, H*W, C) with strides (C, 0, 1), a broadcast dim above a strided last dim, a
+        // (N, H*W, C) with strides (C, 0, 1) (patterns shorter and longer than
+        // `REPEAT_BLOCK`), a broadcast dim above a strided last dim, a
         // broadcast last dim, and a broadcast inside.
-        let cases: [(&[usize], &[usize]); 5] = [
+        let cases: [(&[usize], &[usize]); 6] = [
             (&[3, 5000, 7], &[7, 0, 1]),
+            (&[3, 40, 1100], &[1100, 0, 1]),
             (&[2, 3, 4001, 5], &[15, 5, 0, 1]),
             (&[3, 6000, 5], &[1, 0, 3]),
             (&[5, 7, 3001], &[7, 1, 0]),
