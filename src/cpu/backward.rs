@@ -466,8 +466,9 @@ fn acc_view_mut<T: FloatElement>(x: &mut [T]) -> Option<&mut [T::Acc]> {
     }
 }
 
-/// Accumulator elements the 16-bit scatter zeroes, fills and converts at a time: small enough
-/// to stay in L1 between those three passes.
+/// Elements one block of the max scatter covers (whole planes or images, at least one): for
+/// 16-bit types small enough that the f32 accumulators stay in L1 between zeroing, adding and
+/// rounding; on small planes also the runs of four planes that NCHW scatters in step.
 const SCATTER_BLOCK: usize = 4096;
 
 /// Scatters whole planes (NCHW) or images (NHWC), each `item` input elements long with `outs`
