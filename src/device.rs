@@ -3,6 +3,7 @@
 
 use crate::cuda::PlanExecutor;
 use crate::error::{Error, Result};
+#[cfg(any(feature = "cuda", feature = "emulator"))]
 use std::sync::Arc;
 
 /// Where tensors live and ops run. Cheap to clone; clones share the GPU context.

@@ -351,7 +351,7 @@ fn shares<T: FloatElement>(
         return vec![T::Acc::zero(); len];
     }
     // The SAFETY argument below relies on these.
-    assert!(divisors.len() == out_plane && len % (out_plane * c) == 0, "shares: bad shapes");
+    assert!(divisors.len() == out_plane && len.is_multiple_of(out_plane * c), "shares: bad shapes");
     // Written in place without zeroing first: a zeroing pass (single-threaded, in the
     // allocator) took a fifth of the whole backward on the EfficientNet tail.
     let mut out = Vec::with_capacity(len);
