@@ -674,7 +674,7 @@ pub fn broadcast_divide<T: FloatElement>(
     // A broadcast dim just above a contiguous last dim repeats each row: fold it into the row
     // as a repeat count, so that NHWC's [N, H*W, C] fills runs of H*W*C elements with one
     // pattern of C quotients instead of H*W short rows, each with its index arithmetic and a
-    // small copy (1x8x512x512 bf16: 3x faster).
+    // small copy (1x8x512x512: 8.7x faster in f32, 12x in bf16).
     let (rep, outer, strides) = match (outer.split_last(), strides.split_last()) {
         (Some((&rep, outer)), Some((_, [.., 0]))) if last_stride == 1 => {
             (rep, outer, &strides[..outer.len()])
