@@ -347,8 +347,8 @@ fn shares<T: FloatElement>(
 ) -> Vec<T::Acc> {
     let len = grad_out.len();
     let out_plane = out_h * out_w;
-    if out_plane == 0 || c == 0 {
-        return vec![T::Acc::zero(); len];
+    if len == 0 {
+        return Vec::new();
     }
     // The SAFETY argument below relies on these.
     assert!(divisors.len() == out_plane && len.is_multiple_of(out_plane * c), "shares: bad shapes");
@@ -504,6 +504,29 @@ fn scatter_items<T: FloatElement>(
     }
 }
 
+/// Scatters `P` NCHW planes (`plane` input elements and `outs` outputs each) into `a` in step:
+/// output `o` of every plane, then output `o + 1`. Their adds are independent, so a plane whose
+/// outputs share a maximum (a dependency through memory) does not stall the others; each
+/// plane's own order, ascending outputs, is unchanged. Every index must be validated
+/// (`0 <= i < plane`).
+#[inline(always)]
+fn scatter_planes_in_step<T: FloatElement, const P: usize>(
+    (plane, outs): (usize, usize),
+    grad_out: &[T],
+    indices: &[i64],
+    a: &mut [T::Acc],
+) {
+    assert!(a.len() == P * plane && grad_out.len() == P * outs && indices.len() == P * outs);
+    for o in 0..outs {
+        for p in 0..P {
+            let (g, i) = (grad_out[p * outs + o], indices[p * outs + o]);
+            // SAFETY: `0 <= i < plane` (validated by the caller) and `p < P`, so the element
+            // lies below `P * plane == a.len()` (asserted above).
+            unsafe { *a.get_unchecked_mut(p * plane + i as usize) += simd::load(g) };
+        }
+    }
+}
+
 /// The scatter shared by both max-pooling backwards: validates each task's indices, then
 /// scatters its planes (NCHW) or images (NHWC). Returns `true` when some index lies outside
 /// `[0, h*w)`; a task holding one writes nothing, the others complete (the caller discards
@@ -542,37 +565,22 @@ fn scatter_max<T: FloatElement>(
                         Layout::Nchw => {
                             let add = |a: &mut [T::Acc], go: &[T], idx: &[i64]| {
                                 a.fill(T::Acc::zero());
-                                // Four planes in step: their adds are independent, so a plane
-                                // whose outputs share a maximum (a dependency through memory)
-                                // does not stall the others. Each plane's order is unchanged.
                                 let mut quads = a.chunks_exact_mut(4 * item);
                                 let mut go_quads = go.chunks_exact(4 * outs);
                                 let mut idx_quads = idx.chunks_exact(4 * outs);
                                 for (a, (go, idx)) in
                                     quads.by_ref().zip(go_quads.by_ref().zip(idx_quads.by_ref()))
                                 {
-                                    for o in 0..outs {
-                                        for p in 0..4 {
-                                            let (g, i) = (go[p * outs + o], idx[p * outs + o]);
-                                            // SAFETY: validated above, `0 <= i < plane == item`,
-                                            // and `p < 4`, so the sum is below `a.len()`.
-                                            unsafe {
-                                                *a.get_unchecked_mut(p * item + i as usize) += simd::load(g)
-                                            };
-                                        }
-                                    }
+                                    scatter_planes_in_step::<T, 4>((item, outs), go, idx, a);
                                 }
-                                let rest = quads.into_remainder();
-                                for (a, (go, idx)) in rest.chunks_exact_mut(item).zip(
+                                let rest = quads.into_remainder().chunks_exact_mut(item).zip(
                                     go_quads
                                         .remainder()
                                         .chunks_exact(outs)
                                         .zip(idx_quads.remainder().chunks_exact(outs)),
-                                ) {
-                                    for (&g, &i) in go.iter().zip(idx) {
-                                        // SAFETY: validated above, `0 <= i < plane == a.len()`.
-                                        unsafe { *a.get_unchecked_mut(i as usize) += simd::load(g) };
-                                    }
+                                );
+                                for (a, (go, idx)) in rest {
+                                    scatter_planes_in_step::<T, 1>((item, outs), go, idx, a);
                                 }
                             };
                             scatter_items((item, outs), add, go, idx, dst, acc)

@@ -66,6 +66,7 @@ fn check_index_flag(x: &CudaTensor, flag: Option<Storage>, op: &str, plane: usiz
 
 /// The output plane (oh, ow) an adaptive backward's `grad_out` implies; its full shape is
 /// checked against the forward output by `check_grad`.
+///
 /// PyTorch's adaptive backward rejects a `grad_out` with an empty non-batch dimension (the
 /// forward accepts an empty output size, so such a gradient can arise).
 fn adaptive_grad_plane(x: &CudaTensor, op: &str, grad_out: &CudaTensor) -> Result<[usize; 2]> {
