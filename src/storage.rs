@@ -15,13 +15,26 @@ pub(crate) enum Storage {
 /// next output of the same size reuses mapped memory.
 impl Drop for Storage {
     fn drop(&mut self) {
-        if let Storage::Host(data) = self {
-            crate::host_cache::keep(std::mem::replace(data, HostData::F32(Vec::new())));
+        match self {
+            Storage::Host(data) => {
+                crate::host_cache::keep(std::mem::replace(data, HostData::F32(Vec::new())))
+            }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => {}
         }
     }
 }
 
 impl Storage {
+    /// The host buffer, or `None` for GPU memory.
+    pub fn host(&self) -> Option<&HostData> {
+        match self {
+            Storage::Host(h) => Some(h),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Host(h) => h.dtype(),

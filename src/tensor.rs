@@ -357,7 +357,7 @@ impl CudaTensor {
         let strides: Vec<usize> = order.iter().map(|&d| self.strides[d]).collect();
         match self.device.executor() {
             None => {
-                let Storage::Host(src) = self.storage.as_ref() else {
+                let Some(src) = self.storage.host() else {
                     return Err(Error::Unsupported("GPU storage on the CPU device".into()));
                 };
                 let mut out = crate::host_cache::output(self.dtype, self.numel())?;
