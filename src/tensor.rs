@@ -21,6 +21,14 @@ pub struct CudaTensor {
     storage: Arc<Storage>,
 }
 
+/// The span of a dense tensor of `shape`: the product of its dims, each counted as at least
+/// 1 as strides count them, or `None` past `isize::MAX` (ndarray's limit, and within PyTorch's
+/// int64 sizes). Every tensor's shape passes this, so strides and element counts computed
+/// from it never overflow.
+pub(crate) fn checked_extent(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1))).filter(|&e| e <= isize::MAX as usize)
+}
+
 /// Row-major strides of `shape`.
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];
@@ -112,7 +120,9 @@ fn infer_shape(requested: &[isize], numel: usize) -> Result<Vec<usize>> {
         } else if d < 0 {
             invalid_arg!("invalid shape dimension {d}");
         } else {
-            known *= d as usize;
+            // Saturating: a product past usize::MAX cannot equal `numel` unless a later 0
+            // brings it back to 0, which saturation keeps.
+            known = known.saturating_mul(d as usize);
         }
     }
     let mut shape: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
@@ -120,6 +130,9 @@ fn infer_shape(requested: &[isize], numel: usize) -> Result<Vec<usize>> {
         Some(i) if known != 0 && numel.is_multiple_of(known) => shape[i] = numel / known,
         None if known == numel => {}
         _ => shape_err!("shape '{requested:?}' is invalid for input of size {numel}"),
+    }
+    if checked_extent(&shape).is_none() {
+        shape_err!("shape '{requested:?}' is too large: its strides overflow");
     }
     Ok(shape)
 }
@@ -192,6 +205,9 @@ impl CudaTensor {
     /// Moves row-major `data` of `shape` onto `device`: no copy on the CPU (a large input is
     /// never held twice), one upload on a GPU.
     pub fn from_vec<T: Element>(device: &Device, shape: &[usize], data: Vec<T>) -> Result<CudaTensor> {
+        if checked_extent(shape).is_none() {
+            shape_err!("from_vec: shape {shape:?} is too large: its strides overflow");
+        }
         let numel: usize = shape.iter().product();
         if data.len() != numel {
             shape_err!("from_vec: shape {shape:?} holds {numel} elements but the data has {}", data.len());

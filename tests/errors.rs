@@ -186,3 +186,69 @@ fn a_huge_adaptive_output_is_an_error_not_an_abort() {
     let big = 1usize << 20;
     assert!(matches!(x.adaptive_avg_pool2d([big, big]), Err(cupool::Error::OutOfMemory(_))));
 }
+
+/// Sizes past int64, and shapes whose strides overflow, are errors on every device and in
+/// debug builds too (where an overflowing multiply panics). PyTorch takes int64 sizes and lets
+/// its window arithmetic wrap near the limit; cupool checks it instead.
+#[test]
+fn sizes_that_overflow_are_errors_not_panics() {
+    const MAX: usize = usize::MAX;
+    for (name, dev) in host_devices() {
+        let x = f32_tensor(&dev, &[1, 2, 5, 5]);
+        // dilation * (kernel - 1) + 1 leaves int64 (the CPU used to wrap it and pool garbage)
+        for dilation in [[MAX, 1], [1 << 63, 1], [i64::MAX as usize, 1], [1, i64::MAX as usize]] {
+            let spec = MaxPool2d::new([2, 2]).dilation(dilation);
+            assert_err(&format!("{name}: max_pool2d dilation {dilation:?}"), || x.max_pool2d(&spec));
+            assert_err(&format!("{name}: max_pool2d_with_indices dilation {dilation:?}"), || {
+                x.max_pool2d_with_indices(&spec)
+            });
+        }
+        for kernel in [[MAX, 1], [1, MAX], [i64::MAX as usize, 1]] {
+            assert_err(&format!("{name}: avg_pool2d kernel {kernel:?}"), || {
+                x.avg_pool2d(&AvgPool2d::new(kernel))
+            });
+            let wide = MaxPool2d::new(kernel).dilation([MAX / 2, MAX / 2]);
+            assert_err(&format!("{name}: max_pool2d kernel {kernel:?} dilated"), || x.max_pool2d(&wide));
+        }
+        // padding of half a kernel near i64::MAX: input + 2 * padding leaves int64
+        let half = i64::MAX as usize / 2;
+        let padded = AvgPool2d::new([2 * half, 1]).padding([half, 0]).stride([1, 1]);
+        assert_err(&format!("{name}: avg_pool2d padding {half}"), || x.avg_pool2d(&padded));
+        let strided = AvgPool2d::new([2, 2]).stride([MAX, 1]).ceil_mode(true);
+        assert_err(&format!("{name}: avg_pool2d stride past int64"), || x.avg_pool2d(&strided));
+
+        // shapes whose element count or strides overflow, even when they hold nothing
+        assert_err(&format!("{name}: from_vec [MAX, 2]"), || {
+            CudaTensor::from_vec(&dev, &[MAX, 2], vec![0f32; 4])
+        });
+        assert_err(&format!("{name}: from_vec [2^32, 2^32, 0, 5]"), || {
+            CudaTensor::from_vec(&dev, &[1 << 32, 1 << 32, 0, 5], Vec::<f32>::new())
+        });
+        assert_err(&format!("{name}: from_vec [MAX, 0]"), || {
+            CudaTensor::from_vec(&dev, &[MAX, 0], Vec::<f32>::new())
+        });
+        let empty = CudaTensor::from_vec(&dev, &[0, 1 << 61, 1, 1], Vec::<f32>::new()).expect("strides fit");
+        assert_err(&format!("{name}: view of an empty tensor as [2^62, 2^62, 0]"), || {
+            empty.view(&[1 << 62, 1 << 62, 0])
+        });
+        assert_err(&format!("{name}: reshape [isize::MAX, isize::MAX, 0, -1]"), || {
+            empty.reshape(&[isize::MAX, isize::MAX, 0, -1])
+        });
+        // outputs of an empty batch whose strides would not fit
+        let pad_one = AvgPool2d::new([2, 2]).stride([1, 1]).padding([1, 1]);
+        assert_err(&format!("{name}: avg_pool2d growing an empty batch past isize"), || {
+            empty.avg_pool2d(&pad_one)
+        });
+        let max_pad_one = MaxPool2d::new([2, 2]).stride([1, 1]).padding([1, 1]);
+        assert_err(&format!("{name}: max_pool2d growing an empty batch past isize"), || {
+            empty.max_pool2d_with_indices(&max_pad_one)
+        });
+        assert_err(&format!("{name}: adaptive_max_pool2d of an empty batch to 3x3"), || {
+            empty.adaptive_max_pool2d_with_indices([3, 3])
+        });
+        // and an empty batch whose output fits still works
+        let y = empty.avg_pool2d(&AvgPool2d::new([1, 1])).expect("same-size output of an empty batch");
+        assert_eq!(y.shape(), &[0, 1 << 61, 1, 1]);
+        assert_eq!(empty.mean(&[2, 3], false).expect("mean").shape(), &[0, 1 << 61]);
+    }
+}

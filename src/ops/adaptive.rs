@@ -80,9 +80,10 @@ pub fn plan_adaptive_pool(
             );
         }
     }
-    // The output may be far larger than the input; its element count must fit an isize.
-    let out_len = [c, output[0], output[1]].iter().try_fold(n, |a, &d| a.checked_mul(d));
-    if out_len.is_none_or(|len| len > isize::MAX as usize / 8) {
+    // The output may be far larger than the input, and even when the batch is empty its
+    // strides must fit; its span in bytes must fit an isize.
+    let out_extent = crate::tensor::checked_extent(&[n, c, output[0], output[1]]);
+    if out_extent.is_none_or(|extent| extent > isize::MAX as usize / 8) {
         shape_err!("{op}(): output_size {output:?} for input {shape:?} is too large to allocate");
     }
     Ok(AdaptiveGeometry { n, c, h, w, out_h: output[0], out_w: output[1] })

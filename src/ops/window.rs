@@ -2,7 +2,7 @@
 //! argument checks and output-size rule, and the per-window bounds every backend uses.
 //! Sources: `aten/src/ATen/native/Pool.h`, `AveragePool2d.cpp`, `DilatedMaxPool2d.cpp`.
 
-use crate::error::{invalid_arg, shape_err, Result};
+use crate::error::{invalid_arg, shape_err, Error, Result};
 
 /// Options of `torch.nn.functional.avg_pool2d`, with PyTorch's defaults (`stride` = kernel,
 /// padding 0, `ceil_mode` false, `count_include_pad` true, no `divisor_override`).
@@ -229,7 +229,10 @@ fn max_axis(o: usize, stride: usize, pad: usize, kernel: usize, dil: usize, size
     (start as usize, end.max(start) as usize)
 }
 
-/// PyTorch's `pooling_output_shape`, with its checks, for one axis.
+/// PyTorch's `pooling_output_shape`, with its checks, for one axis. PyTorch computes in
+/// int64 and lets sizes near its limit wrap; here every intermediate is checked, and a call
+/// whose arithmetic would leave int64 is an error. Past this check, the window arithmetic of
+/// the kernels (`o * stride - pad + (kernel - 1) * dilation`) stays within int64.
 pub fn pooling_output_size(
     input: usize,
     kernel: usize,
@@ -241,14 +244,23 @@ pub fn pooling_output_size(
     if stride == 0 {
         invalid_arg!("stride should not be zero");
     }
-    let effective = (kernel as i64 - 1) * dilation as i64 + 1;
-    if pad as i64 > effective / 2 {
+    let overflow = || {
+        Error::InvalidArgument(format!(
+            "pooling sizes overflow int64: input size {input}, kernel_size={kernel}, padding={pad}, stride={stride}, dilation={dilation}"
+        ))
+    };
+    let as_i64 = |v: usize| i64::try_from(v).map_err(|_| overflow());
+    let (i, k, p, s, d) = (as_i64(input)?, as_i64(kernel)?, as_i64(pad)?, as_i64(stride)?, as_i64(dilation)?);
+    let effective = (k - 1).checked_mul(d).and_then(|e| e.checked_add(1)).ok_or_else(overflow)?;
+    if p > effective / 2 {
         invalid_arg!(
             "pad should be at most half of effective kernel size, but got pad={pad}, kernel_size={kernel} and dilation={dilation}"
         );
     }
-    let (i, p, s) = (input as i64, pad as i64, stride as i64);
-    let numerator = i + 2 * p - dilation as i64 * (kernel as i64 - 1) - 1 + if ceil_mode { s - 1 } else { 0 };
+    // `p <= effective / 2`, so `2 * p` fits; `i + 2p + s` is the largest sum below.
+    let padded = i.checked_add(2 * p).ok_or_else(overflow)?;
+    padded.checked_add(s).ok_or_else(overflow)?;
+    let numerator = padded - effective + if ceil_mode { s - 1 } else { 0 };
     let mut out = numerator.div_euclid(s) + 1;
     if ceil_mode && (out - 1) * s >= i + p {
         out -= 1;
@@ -314,6 +326,11 @@ pub fn plan_window_pool(
         invalid_arg!(
             "{op}: Given input size: ({c}x{h}x{w}). Calculated output size: ({c}x{out_h}x{out_w}). Output size is too small"
         );
+    }
+    // Only an empty batch can hold an input whose output (at most about four times its
+    // plane) has strides past isize::MAX.
+    if crate::tensor::checked_extent(&[n, c, out_h as usize, out_w as usize]).is_none() {
+        shape_err!("{op}: output of {c}x{out_h}x{out_w} planes for input {shape:?} is too large: its strides overflow");
     }
     Ok(WindowGeometry {
         n,
