@@ -290,7 +290,8 @@ mod avx512 {
         }
         let high = 0xFFFF - min_u16(_mm512_xor_si512(high, _mm512_set1_epi16(-1)));
         let low = min_u16(low);
-        SumRange { max_abs: high >> 1, min_nonzero_abs: (low != 0xFFFE).then_some((low + 2) >> 1) }
+        // Lazily: `low + 2` overflows for the all-zero 0xFFFE.
+        SumRange { max_abs: high >> 1, min_nonzero_abs: (low != 0xFFFE).then(|| (low + 2) >> 1) }
     }
 
     /// The smallest of 32 u16.

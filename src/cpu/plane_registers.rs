@@ -48,7 +48,8 @@ fn in_plane_taps<'a>(layout: &'a LanePlane, w: &'a LaneWindow) -> impl Iterator<
     (w.h.0..w.h.1).step_by(w.h.2).flat_map(move |h| {
         (w.w.0..w.w.1).step_by(w.w.2).filter_map(move |c| {
             let (ih, iw) = (h.wrapping_sub(layout.pad.0), c.wrapping_sub(layout.pad.1));
-            (ih < layout.height && iw < layout.width).then_some((ih * layout.width + iw) as i32)
+            // `then`, not `then_some`: a tap in the padding wrapped `ih` past usize::MAX / width.
+            (ih < layout.height && iw < layout.width).then(|| (ih * layout.width + iw) as i32)
         })
     })
 }
