@@ -278,9 +278,11 @@ fn time_op(op: Op, p: &Prepared, sync: &Sync, sync_overhead_s: f64, quick: bool)
     Ok((median(&mut samples), reps))
 }
 
-/// Uniform values in [-1, 1), generated in parallel.
-pub(crate) fn random_f32(len: usize, seed: u64) -> Vec<f32> {
-    let mut v = vec![0f32; len];
+/// Uniform values in [-1, 1), generated in parallel; an error where memory cannot hold them.
+pub(crate) fn random_f32(len: usize, seed: u64) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).with_context(|| format!("cannot allocate {len} f32 input values"))?;
+    v.resize(len, 0f32);
     v.par_chunks_mut(1 << 16).enumerate().for_each(|(chunk, out)| {
         let mut s = seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
         for x in out {
@@ -292,13 +294,13 @@ pub(crate) fn random_f32(len: usize, seed: u64) -> Vec<f32> {
             *x = (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
         }
     });
-    v
+    Ok(v)
 }
 
 /// A row-major (NCHW) input on `device`; the dtype conversion runs here in parallel rather
 /// than through `to_dtype` (which goes through f64 on one thread).
 fn make_input(device: &Device, dims: [usize; 4], dtype: DType) -> Result<CudaTensor> {
-    let values = random_f32(dims.iter().product(), 42);
+    let values = random_f32(dims.iter().product(), 42)?;
     Ok(match dtype {
         DType::BF16 => {
             let v: Vec<bf16> = values.par_iter().map(|&x| bf16::from_f32(x)).collect();
@@ -321,7 +323,10 @@ struct Baseline {
 /// median of several runs: what a read-once reduction can reach here.
 fn cpu_read_bandwidth(quick: bool) -> Baseline {
     const LEN: usize = 1 << 28; // 2^28 f32 = 1 GiB
-    let data = random_f32(LEN, 7);
+    let data = match random_f32(LEN, 7) {
+        Ok(data) => data,
+        Err(e) => return Baseline { gbps: None, what: format!("streaming read not measured: {e:#}") },
+    };
     let runs = if quick { 5 } else { 9 };
     let mut times = Vec::with_capacity(runs);
     let mut total = 0f32;

@@ -106,8 +106,11 @@ fn demo(opts: &Options) -> Result<()> {
         opts.dtype,
         device.name()
     );
-    let x =
-        CudaTensor::from_vec(&device, s, bench::random_f32(s.iter().product(), 42))?.to_dtype(opts.dtype)?;
+    let len = s
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .context("--shape holds more elements than a usize counts")?;
+    let x = CudaTensor::from_vec(&device, s, bench::random_f32(len, 42)?)?.to_dtype(opts.dtype)?;
     let bytes = (x.numel() + n * c) * opts.dtype.size_in_bytes();
 
     let formulations: [(&str, Formulation); 3] = [
