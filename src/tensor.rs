@@ -247,17 +247,14 @@ impl CudaTensor {
 
     /// The whole storage on the host (a copy for GPU storage).
     fn host_data(&self) -> Result<std::borrow::Cow<'_, HostData>> {
-        match self.storage.as_ref() {
-            Storage::Host(h) => Ok(std::borrow::Cow::Borrowed(h)),
-            #[allow(unreachable_patterns)]
-            other => {
-                let exec = self
-                    .device
-                    .executor()
-                    .ok_or_else(|| Error::Unsupported("GPU storage on a host device".into()))?;
-                Ok(std::borrow::Cow::Owned(exec.download(other)?))
-            }
+        if let Some(h) = self.storage.host() {
+            return Ok(std::borrow::Cow::Borrowed(h));
         }
+        let exec = self
+            .device
+            .executor()
+            .ok_or_else(|| Error::Unsupported("GPU storage on a host device".into()))?;
+        Ok(std::borrow::Cow::Owned(exec.download(&self.storage)?))
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -507,11 +504,8 @@ impl std::fmt::Debug for CudaTensor {
 
 /// Host slices of a float tensor's storage, typed; used by the CPU backend's dispatch.
 pub(crate) fn host_slice<T: Element>(storage: &Storage) -> Result<&[T]> {
-    match storage {
-        Storage::Host(h) => T::host_slice(h).ok_or_else(|| Error::DType("storage dtype mismatch".into())),
-        #[allow(unreachable_patterns)]
-        _ => Err(Error::Unsupported("GPU storage on the CPU device".into())),
-    }
+    let host = storage.host().ok_or_else(|| Error::Unsupported("GPU storage on the CPU device".into()))?;
+    T::host_slice(host).ok_or_else(|| Error::DType("storage dtype mismatch".into()))
 }
 
 #[cfg(test)]

@@ -118,13 +118,9 @@ impl EmulatorExecutor {
 }
 
 fn host_data(storage: &Storage) -> Result<&HostData> {
-    match storage {
-        Storage::Host(h) => Ok(h),
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(_) => {
-            Err(Error::DeviceMismatch("the emulated device was given a tensor in GPU memory".to_string()))
-        }
-    }
+    storage.host().ok_or_else(|| {
+        Error::DeviceMismatch("the emulated device was given a tensor in GPU memory".to_string())
+    })
 }
 
 fn host_data_mut(storage: &mut Storage) -> Result<&mut HostData> {

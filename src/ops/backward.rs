@@ -52,11 +52,9 @@ fn check_index_flag(x: &CudaTensor, flag: Option<Storage>, op: &str, plane: usiz
     let Some(flag) = flag else { return Ok(()) };
     let raised = match x.device().executor() {
         Some(exec) => std::borrow::Cow::Owned(exec.download(&flag)?),
-        None => match &flag {
-            Storage::Host(h) => std::borrow::Cow::Borrowed(h),
-            #[allow(unreachable_patterns)]
-            _ => return Err(Error::Unsupported("GPU storage on the CPU device".into())),
-        },
+        None => std::borrow::Cow::Borrowed(
+            flag.host().ok_or_else(|| Error::Unsupported("GPU storage on the CPU device".into()))?,
+        ),
     };
     if <i64 as crate::dtype::Element>::host_slice(&raised).and_then(|f| f.first()).is_some_and(|&f| f != 0) {
         invalid_arg!("{op}: found an invalid max index (outside the input plane of {plane} elements)");
