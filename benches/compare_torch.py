@@ -49,7 +49,7 @@ OPS = [
     "mean_backward(-2,-1)",
 ]
 
-DTYPES = [("f32", torch.float32), ("bf16", torch.bfloat16)]
+DTYPES = [("f32", torch.float32), ("bf16", torch.bfloat16), ("f16", torch.float16), ("f64", torch.float64)]
 
 
 def applies(op, shape_name, dims, adaptive_only):
@@ -156,7 +156,14 @@ def make_input(dims, dtype, device):
     return x.to(dtype).to(device)
 
 
-def run_torch(device, quick, only_shapes=None):
+def default_dtype_runs(op, dtype_name):
+    """Op::runs_in in src/bench.rs: f32 and bf16 run every op, f16 the GAP formulations."""
+    return dtype_name in ("f32", "bf16") or (dtype_name == "f16" and op.startswith("gap "))
+
+
+def run_torch(device, quick, only_shapes=None, wanted=None, dtypes=None):
+    """`wanted`: the row keys of our JSON (run exactly those); else `dtypes` (every op in
+    those types), else the default set."""
     rows = []
     for shape_name, dims, adaptive_only in SUITE:
         if only_shapes and shape_name not in only_shapes:
@@ -164,12 +171,22 @@ def run_torch(device, quick, only_shapes=None):
         if quick:
             dims = (max(dims[0] // 8, 1),) + dims[1:]
         for dtype_name, dtype in DTYPES:
+
+            def runs(op, layout):
+                if wanted is not None:
+                    return (op, tuple(dims), layout, dtype_name) in wanted
+                if dtypes is not None:
+                    return dtype_name in dtypes
+                return default_dtype_runs(op, dtype_name)
+
+            if not any(runs(op, layout) and applies(op, shape_name, dims, adaptive_only) for op in OPS for layout in ("NCHW", "NHWC")):
+                continue
             print(f"preparing {shape_name} {dims} {dtype_name}", file=sys.stderr)
             nchw = make_input(dims, dtype, device)
             nhwc = nchw.contiguous(memory_format=torch.channels_last)
             for layout, x in (("NCHW", nchw), ("NHWC", nhwc)):
                 for op in OPS:
-                    if not applies(op, shape_name, dims, adaptive_only):
+                    if not (applies(op, shape_name, dims, adaptive_only) and runs(op, layout)):
                         continue
                     row = dict(op=op, shape_name=shape_name, shape=list(dims), layout=layout, dtype=dtype_name)
                     try:
@@ -248,6 +265,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="batch / 8 and fewer repetitions (as cupool bench --quick)")
     ap.add_argument("--json", metavar="OURS.json", help="cupool bench --json output to compare against")
     ap.add_argument("--shapes", metavar="NAME,...", help="only these suite shapes (seed, resnet_tail, effnet_tail, early_map, long_rows, batch1, mid_map)")
+    ap.add_argument("--dtypes", metavar="f32,bf16,f16,f64", help="without --json: run every op in these types (default: as cupool bench)")
     ap.add_argument("--torch-json", metavar="FILE", help="also write torch's rows as JSON")
     ap.add_argument("--out", metavar="FILE.md", help="also write the table here")
     args = ap.parse_args()
@@ -268,7 +286,9 @@ def main():
     only = set(args.shapes.split(",")) if args.shapes else None
     if only and not only <= {name for name, _, _ in SUITE}:
         sys.exit(f"unknown shape in --shapes {args.shapes}")
-    rows = run_torch(args.device, args.quick, only)
+    wanted = {key(r) for r in ours["rows"]} if ours is not None else None
+    dtypes = set(args.dtypes.split(",")) if args.dtypes else None
+    rows = run_torch(args.device, args.quick, only, wanted, dtypes)
     out = table(rows, ours, args.device)
     print(out, end="")
     if args.out:

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 use cupool::{AvgPool2d, CudaTensor, DType, Device, MaxPool2d};
-use half::bf16;
+use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use std::fmt::Write as _;
@@ -100,6 +100,15 @@ impl Op {
             Op::AdaptiveAvg2 => !shape.adaptive_only && shape.dims[2] == 7 && shape.dims[3] == 7,
             _ => !shape.adaptive_only,
         }
+    }
+
+    /// Which element types the op runs in by default (`--dtypes` runs every op in the types it
+    /// lists): f32 and bf16 for every op; f16 for the three GAP
+    /// formulations, which carry the only f16 target (issue 5: f16 and bf16 GAP at 80% of the
+    /// read bandwidth). f16's other ops run the same kernels as bf16 with a different
+    /// conversion, so their rows would mostly repeat bf16's and lengthen every run by half.
+    fn runs_in(self, dtype: DType) -> bool {
+        dtype != DType::F16 || matches!(self, Op::GapAvgPool | Op::GapAdaptive | Op::GapMean)
     }
 }
 
@@ -307,6 +316,11 @@ fn make_input(device: &Device, dims: [usize; 4], dtype: DType) -> Result<CudaTen
             drop(values);
             CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), v)?)?
         }
+        DType::F16 => {
+            let v: Vec<f16> = values.par_iter().map(|&x| f16::from_f32(x)).collect();
+            drop(values);
+            CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), v)?)?
+        }
         _ => {
             CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), values)?)?.to_dtype(dtype)?
         }
@@ -471,15 +485,30 @@ fn dtype_name(d: DType) -> &'static str {
 
 /// `cupool bench`: the baseline, then every op of the suite; the table on stdout, progress on
 /// stderr, and the same table as JSON in `json_path`.
-/// Which rows of the suite to run: suite shapes by name and ops by a substring of their name
-/// (empty lists: everything). For iterating on one kernel; a report uses the whole suite.
+/// Which rows of the suite to run: suite shapes by name, ops by a substring of their name, and
+/// element types (empty lists: everything, f16 only where [`Op::runs_in`] says). For iterating
+/// on one kernel; a report uses the whole suite.
 #[derive(Default)]
 pub struct Filter {
     pub shapes: Vec<String>,
     pub ops: Vec<String>,
+    /// Listed types run every op.
+    pub dtypes: Vec<DType>,
 }
 
 impl Filter {
+    fn dtypes(&self) -> Vec<DType> {
+        if self.dtypes.is_empty() {
+            vec![DType::F32, DType::BF16, DType::F16]
+        } else {
+            self.dtypes.clone()
+        }
+    }
+
+    fn op_in(&self, op: Op, dtype: DType) -> bool {
+        self.op(op) && (!self.dtypes.is_empty() || op.runs_in(dtype))
+    }
+
     fn shape(&self, s: &SuiteShape) -> bool {
         self.shapes.is_empty() || self.shapes.iter().any(|n| n == s.name)
     }
@@ -517,7 +546,11 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filte
         if quick {
             dims[0] = (dims[0] / 8).max(1);
         }
-        for dtype in [DType::F32, DType::BF16] {
+        for dtype in filter.dtypes() {
+            let runs = |o: Op| o.applies_to(shape) && filter.op_in(o, dtype);
+            if !OPS.iter().any(|&o| runs(o)) {
+                continue;
+            }
             let elems: usize = dims.iter().product();
             let input_bytes = elems * dtype.size_in_bytes();
             // Peak: the NCHW and NHWC copies while converting, plus the largest op's outputs
@@ -531,7 +564,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filte
                         input_bytes * 4 / 1_000_000_000
                     );
                     for layout in ["NCHW", "NHWC"] {
-                        for op in OPS.iter().filter(|o| o.applies_to(shape) && filter.op(**o)) {
+                        for op in OPS.iter().filter(|&&o| runs(o)) {
                             rows.push(Row {
                                 op: op.name(),
                                 shape_name: shape.name,
@@ -550,7 +583,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filte
                 .with_context(|| format!("making a {dims:?} {dtype} input"))?;
             let nhwc = nchw.to_channels_last()?;
             for (layout, x) in [("NCHW", nchw), ("NHWC", nhwc)] {
-                for op in OPS.iter().copied().filter(|&o| o.applies_to(shape) && filter.op(o)) {
+                for op in OPS.iter().copied().filter(|&o| runs(o)) {
                     let result = prepare(op, &x)
                         .and_then(|(p, bytes)| {
                             let (t, reps) = time_op(op, &p, &sync, sync_overhead_s, quick)?;

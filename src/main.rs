@@ -2,6 +2,7 @@
 //!
 //!   cupool [demo] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|bf16|f16|f64]
 //!   cupool bench  [--device ...] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]
+//!                 [--dtypes f32,bf16,f16,f64]
 //!   cupool check  (which devices work here, and why not)
 
 mod bench;
@@ -35,6 +36,18 @@ struct Options {
     shapes: Vec<String>,
     /// `bench` only: run the ops whose name contains one of these (empty: all).
     ops: Vec<String>,
+    /// `bench` only: run every op in these element types (empty: the default set).
+    dtypes: Vec<DType>,
+}
+
+fn parse_dtype(name: &str) -> Result<DType> {
+    Ok(match name {
+        "f32" => DType::F32,
+        "f64" => DType::F64,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => bail!("unknown dtype {other}"),
+    })
 }
 
 impl Options {
@@ -47,6 +60,7 @@ impl Options {
             json: None,
             shapes: Vec::new(),
             ops: Vec::new(),
+            dtypes: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -60,21 +74,14 @@ impl Options {
                     }
                 }
                 "--device" => o.device = value()?.clone(),
-                "--dtype" => {
-                    o.dtype = match value()?.as_str() {
-                        "f32" => DType::F32,
-                        "f64" => DType::F64,
-                        "f16" => DType::F16,
-                        "bf16" => DType::BF16,
-                        other => bail!("unknown dtype {other}"),
-                    }
-                }
+                "--dtype" => o.dtype = parse_dtype(value()?)?,
+                "--dtypes" => o.dtypes = value()?.split(',').map(parse_dtype).collect::<Result<_>>()?,
                 "--quick" => o.quick = true,
                 "--json" => o.json = Some(value()?.clone()),
                 "--shapes" => o.shapes = value()?.split(',').map(str::to_string).collect(),
                 "--ops" => o.ops = value()?.split(',').map(str::to_string).collect(),
                 "-h" | "--help" => {
-                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]");
+                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...] [--dtypes f32,bf16,f16,f64]");
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other} (try --help)"),
@@ -163,6 +170,7 @@ fn check() -> Result<()> {
 }
 
 fn cupool_bench(opts: &Options) -> Result<()> {
-    let filter = bench::Filter { shapes: opts.shapes.clone(), ops: opts.ops.clone() };
+    let filter =
+        bench::Filter { shapes: opts.shapes.clone(), ops: opts.ops.clone(), dtypes: opts.dtypes.clone() };
     bench::run(&opts.device()?, opts.quick, opts.json.as_deref(), &filter)
 }
