@@ -3,7 +3,7 @@
 //! NCHW: rayon over runs of planes; per output row, every output of the row accumulates at once
 //! while the input rows of its window stream by (converted once per row for f16/bf16). The
 //! accumulators carry across input rows, so each output still sums its window in PyTorch's
-//! order (h ascending, then w ascending). With AVX2, f32 and bf16 planes go eight at a time
+//! order (h ascending, then w ascending). With AVX2, f32, bf16 and f16 planes go eight at a time
 //! instead: small ones through the lane path (`lanes.rs`), larger ones in `planes8`, except
 //! max without indices on larger planes, which goes columns first (`by_columns`), and bf16
 //! averages to four outputs from small planes, which sum in any order where every partial
@@ -435,7 +435,7 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
 }
 
 /// NCHW adaptive max without indices, plane by plane, columns first (see [`by_columns`]):
-/// f32 and bf16 planes at least 8 wide, with AVX2, where windows are large (at least
+/// f32, bf16 and f16 planes at least 8 wide, with AVX2, where windows are large (at least
 /// [`BY_COLUMNS_MIN_INPUTS_PER_OUTPUT`] inputs per output). Returns `false`, having written
 /// nothing, where it does not apply.
 fn max_by_columns<T: FloatElement>(
@@ -454,7 +454,7 @@ fn max_by_columns<T: FloatElement>(
         let mut column_max = vec![0f32; g.w];
         let mut vals = vec![0f32; out_plane];
         for (yp, xp) in ys.chunks_exact_mut(out_plane).zip(xs.chunks_exact(in_plane)) {
-            // SAFETY: `avx2_tile_kind` found AVX2 and that `T` is the f32 or bf16 named by
+            // SAFETY: `avx2_tile_kind` found AVX2 and that `T` is the f32, bf16 or f16 named by
             // `kind`; `xp` is one whole `g.h x g.w` plane, at least 8 wide (checked); PyTorch's
             // windows lie inside it; `column_max` holds `g.w` and `vals` `out_plane` f32.
             unsafe {
@@ -512,7 +512,7 @@ mod by_columns {
     /// # Safety
     /// AVX2; `x` readable for `height * width` elements of `kind`; every window inside the
     /// plane; `column_max` holds `width` and `vals` `rows.len() * cols.len()` f32.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn max_plane(
         kind: TileKind,
         x: *const u8,
@@ -726,7 +726,7 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
 }
 
 /// Planes of a task (`xs`, `ys`, `is`) done eight at a time with AVX2, returning how many (0
-/// without AVX2 or for other element types than f32 and bf16; the rest is the caller's):
+/// without AVX2 or for f64; the rest is the caller's):
 /// small planes all of them through the lane path ([`lanes`]), larger ones in groups of eight
 /// by [`planes8`].
 fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
@@ -764,8 +764,8 @@ fn fast_planes<T: FloatElement, const MAX: bool, const WITH_INDEX: bool>(
         };
         for q in 0..groups {
             let xg = &xs[8 * q * in_plane..];
-            // SAFETY: AVX2 was detected by `avx2_tile_kind`, which also checked that `T` is the f32 or
-            // bf16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
+            // SAFETY: AVX2 was detected by `avx2_tile_kind`, which also checked that `T` is the
+            // f32, bf16 or f16 named by `kind`; `xg` holds at least the group's 8 planes and the kernel
             // reads only inside `xg.len()` elements; PyTorch's windows lie inside the plane;
             // `vals`/`idx` hold 8 entries per output; plane indices fit i32 (checked); the
             // AVX-512 entry only where the CPU has AVX-512 F and BW (`avx512_allowed`).
@@ -818,7 +818,7 @@ mod planes8 {
     /// AVX2 must be available, `x` must point to `len >= 8 * plane` readable elements of the
     /// type named by `kind`, every window inside the plane, and `vals`/`idx` hold `8 *
     /// rows.len() * cols.len()` entries (`idx` only with `WITH_INDEX`).
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
         kind: TileKind,
@@ -839,7 +839,7 @@ mod planes8 {
     ///
     /// # Safety
     /// As [`run`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run_avx512<const MAX: bool, const WITH_INDEX: bool, const OB: usize>(
         kind: TileKind,

@@ -11,8 +11,8 @@
 //!
 //! Windowed (`window.rs`) and adaptive (`adaptive.rs`) pooling, and the NCHW average backward's
 //! gather (`backward.rs`, a window over the plane of shares), describe their outputs as
-//! [`LaneWindow`]s in a [`PlanePooling`] and call [`pool_planes`]; f32 and bf16 (accumulated
-//! in f32), AVX2 only. Planes of at most 64 elements whose windows keep most of a 16-lane
+//! [`LaneWindow`]s in a [`PlanePooling`] and call [`pool_planes`]; f32, bf16 and f16 (accumulated
+//! in f32), AVX2 (with F16C) only. Planes of at most 64 elements whose windows keep most of a 16-lane
 //! gather busy go to [`plane_registers`] instead (AVX-512), which gives the same bits without
 //! the transposes.
 
@@ -107,7 +107,7 @@ impl PlanePooling {
     }
 }
 
-/// Pools whole planes `xs` (of `U`) into `ys` (of `T`; both f32 or bf16, usually the same,
+/// Pools whole planes `xs` (of `U`) into `ys` (of `T`; each f32, bf16 or f16, usually the same,
 /// but the average backward sums f32 shares into bf16 gradients), and `is` when `WITH_INDEX`,
 /// one window per output: max with PyTorch's rule (`MAX`: -inf start, `first` as the index,
 /// take when greater or NaN) or the sum divided by the window's divisors. Every plane is
@@ -175,7 +175,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
                 padded[..group * plane].copy_from_slice(&xg[..group * plane]);
                 xg = &padded;
             }
-            // SAFETY: `avx2_tile_kind` found AVX2 and that `U` is the f32 or bf16 named by
+            // SAFETY: `avx2_tile_kind` found AVX2 and that `U` is the f32, bf16 or f16 named by
             // `in_kind`; `xg` holds at least 8 planes of `U` (sliced or padded above); `lanes`
             // holds 8 buffers, the plane fits its buffer and every window lies inside the
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
@@ -191,7 +191,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             }
             let ys = &mut ys[p0 * out_plane..][..group * out_plane];
             let is = if WITH_INDEX { &mut is[p0 * out_plane..][..group * out_plane] } else { &mut is[..0] };
-            // SAFETY: AVX2 as above, and `T` is the f32 or bf16 named by `kind`; `vals`/`idx`
+            // SAFETY: AVX2 as above, and `T` is the f32, bf16 or f16 named by `kind`; `vals`/`idx`
             // hold `8 * out_plane` entries;
             // `ys` (and `is` with `WITH_INDEX`) hold the group's `group * out_plane` outputs.
             unsafe {
@@ -324,7 +324,7 @@ pub(crate) mod avx2 {
     /// # Safety
     /// AVX2; `vals` (and `idx` with `WITH_INDEX`) hold `8 * out_plane`; `y` (and `index`) point
     /// to `planes * out_plane` writable elements of `kind` (i64), `planes <= 8`.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(crate) unsafe fn scatter_group<const WITH_INDEX: bool>(
         kind: TileKind,
         vals: &[f32],
@@ -338,6 +338,9 @@ pub(crate) mod avx2 {
             TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
             TileKind::Bf16 => {
                 _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_bf16(v))
+            }
+            TileKind::F16 => {
+                _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_f16(v))
             }
         };
         let vectors = out_plane / 8 * 8;
@@ -397,9 +400,14 @@ pub(crate) mod avx2 {
                         _mm256_storeu_ps(lanes.as_mut_ptr(), v);
                         copy_first(&lanes, y.cast::<f32>().add(at), rest);
                     }
-                    TileKind::Bf16 => {
+                    TileKind::Bf16 | TileKind::F16 => {
+                        let bits = if kind == TileKind::F16 {
+                            crate::cpu::simd::avx2::to_f16(v)
+                        } else {
+                            crate::cpu::simd::avx2::to_bf16(v)
+                        };
                         let mut lanes = [0u16; 8];
-                        _mm_storeu_si128(lanes.as_mut_ptr().cast(), crate::cpu::simd::avx2::to_bf16(v));
+                        _mm_storeu_si128(lanes.as_mut_ptr().cast(), bits);
                         copy_first(&lanes, y.cast::<u16>().add(at), rest);
                     }
                 }
@@ -454,7 +462,7 @@ pub(crate) mod avx2 {
     /// # Safety
     /// AVX2; `x` points to `len >= 8 * height * width` readable elements of `kind`; the plane
     /// fits the buffer and `lanes` holds `8 * rows * cols` f32.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(crate) unsafe fn transpose_group(
         kind: TileKind,
         x: *const u8,
@@ -470,7 +478,7 @@ pub(crate) mod avx2 {
     ///
     /// # Safety
     /// As [`transpose_group`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     pub(crate) unsafe fn transpose_group_avx512(
         kind: TileKind,
         x: *const u8,
@@ -533,7 +541,7 @@ pub(crate) mod avx2 {
     /// # Safety
     /// AVX2; every window's taps lie inside the buffer (`lanes` holds `8 * rows * cols`);
     /// `vals` (and `idx` with `WITH_INDEX`) hold `8 * windows.len()`.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(crate) unsafe fn reduce_windows<const MAX: bool, const WITH_INDEX: bool>(
         lanes: &[f32],
         layout: &LanePlane,
@@ -744,14 +752,15 @@ pub(crate) mod avx512 {
                     *z = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xAAAA_AAAA, lo, idx, hi));
                 }
             }
-            TileKind::F32 => {
-                let x = x.cast::<f32>();
+            TileKind::F32 | TileKind::F16 => {
+                use crate::cpu::simd::avx2::load8;
                 // a[m] = planes 2m, 2m + 1. Element j of plane p (p < 4) is lane 8p + j of
-                // (a[0], a[1]), likewise of (a[2], a[3]) for plane p + 4.
+                // (a[0], a[1]), likewise of (a[2], a[3]) for plane p + 4. (f16 is widened
+                // by F16C as it is loaded, then permuted as f32.)
                 let mut a = [_mm512_setzero_ps(); 4];
                 for (m, a) in a.iter_mut().enumerate() {
-                    let first = _mm256_castps_pd(_mm256_loadu_ps(x.add(2 * m * plane + at)));
-                    let second = _mm256_castps_pd(_mm256_loadu_ps(x.add((2 * m + 1) * plane + at)));
+                    let first = _mm256_castps_pd(load8(kind, x, 2 * m * plane + at));
+                    let second = _mm256_castps_pd(load8(kind, x, (2 * m + 1) * plane + at));
                     *a = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(first), second));
                 }
                 let i0 = _mm512_loadu_si512(F32_QUADS[0].as_ptr().cast());

@@ -177,7 +177,7 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
             // into a mask, then a masked move; or an addition), so one plane alone waits on
             // that chain; four independent ones keep the vector units busy.
             let group = if planes - p >= PLANE_GROUP { PLANE_GROUP } else { 1 };
-            // SAFETY: `applies` found AVX-512 F/BW and that `U`, `T` are the f32 or bf16
+            // SAFETY: `applies` found AVX-512 F/BW and that `U`, `T` are the f32, bf16 or f16
             // named by `in_kind`, `kind`; planes `p..p + group` of `xs` have `plane <= 64`
             // elements each and of `ys` (and `is`) `out_plane` (`p + group <= planes`,
             // bounded by both lengths above); every slot's indices are below `plane`
@@ -262,15 +262,22 @@ mod avx512 {
                         }
                     }
                 }
-                TileKind::Bf16 => {
+                TileKind::Bf16 | TileKind::F16 => {
                     let x = x.cast::<u16>().add(q * plane);
                     for pair in 0..2 {
                         let n = plane.saturating_sub(32 * pair).min(32);
                         if n > 0 {
                             let mask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
                             let raw = _mm512_maskz_loadu_epi16(mask, x.add(32 * pair).cast());
-                            r[2 * pair] = widen(_mm512_castsi512_si256(raw));
-                            r[2 * pair + 1] = widen(_mm512_extracti64x4_epi64::<1>(raw));
+                            let (low, high) =
+                                (_mm512_castsi512_si256(raw), _mm512_extracti64x4_epi64::<1>(raw));
+                            if in_kind == TileKind::F16 {
+                                r[2 * pair] = _mm512_cvtph_ps(low);
+                                r[2 * pair + 1] = _mm512_cvtph_ps(high);
+                            } else {
+                                r[2 * pair] = widen(low);
+                                r[2 * pair + 1] = widen(high);
+                            }
                         }
                     }
                 }
@@ -313,6 +320,14 @@ mod avx512 {
                 let at_out = q * out_plane + 16 * c;
                 match kind {
                     TileKind::F32 => _mm512_mask_storeu_ps(y.cast::<f32>().add(at_out), chunk.lanes, v),
+                    TileKind::F16 => {
+                        let bits = _mm512_cvtepu16_epi32(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+                        _mm512_mask_cvtepi32_storeu_epi16(
+                            y.cast::<u16>().add(at_out).cast(),
+                            chunk.lanes,
+                            bits,
+                        );
+                    }
                     TileKind::Bf16 => {
                         let bits = _mm512_srli_epi32::<16>(crate::cpu::simd::avx512::bf16_in_high_half(v));
                         _mm512_mask_cvtepi32_storeu_epi16(

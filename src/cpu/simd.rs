@@ -2,7 +2,7 @@
 //!
 //! The crate is compiled for baseline x86-64 (SSE2). Hot per-task functions are written once as
 //! `#[inline(always)]` generic code and run through [`dispatch`], which calls them inside a
-//! `#[target_feature(enable = "avx2")]` trampoline when the CPU has AVX2: LLVM inlines the body
+//! `#[target_feature(enable = "avx2,f16c")]` trampoline when the CPU has AVX2: LLVM inlines the body
 //! there and vectorises it with 256-bit registers. Float additions are never reassociated or
 //! contracted into FMAs without fast-math flags (and FMA is not enabled), so both paths perform
 //! the same operations in the same order and give bit-identical results.
@@ -17,9 +17,10 @@ use std::any::TypeId;
 pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of
-            // calling a function compiled with `target_feature(enable = "avx2")`.
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and F16C (checked just above), the only
+            // requirement of calling a function compiled with `target_feature(enable =
+            // "avx2,f16c")`.
             return unsafe { with_avx2(f) };
         }
     }
@@ -27,9 +28,18 @@ pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+/// Whether the CPU has what every AVX2 kernel here is compiled for: AVX2, and F16C for f16
+/// conversions (every AVX2 CPU has it, but a virtual machine may hide it). Without either, the
+/// kernels take their portable paths.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
 }
 
 /// Asks for every cache line of `data` to be brought into L1 (a hint: never faults).
@@ -54,6 +64,12 @@ pub(crate) fn prefetch<T>(data: &[T]) {
 #[inline(always)]
 pub(crate) fn is_bf16<T: FloatElement>() -> bool {
     TypeId::of::<T>() == TypeId::of::<half::bf16>() && TypeId::of::<T::Acc>() == TypeId::of::<f32>()
+}
+
+/// Whether `T` is f16 with an f32 accumulator, converted by F16C in the AVX2 kernels.
+#[inline(always)]
+pub(crate) fn is_f16<T: FloatElement>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<half::f16>() && TypeId::of::<T::Acc>() == TypeId::of::<f32>()
 }
 
 /// Converts `src` to the accumulator type into `out` (same length). bf16 is widened inline by
@@ -81,7 +97,8 @@ pub(crate) fn block_to_acc<T: FloatElement>(src: &[T], out: &mut [T::Acc]) {
 
 /// Whether [`load`] converts `T` cheaply and vectorisably (f32, f64: no conversion; bf16: a
 /// shift). f16's per-element conversion re-detects CPU features on every call, so f16 kernels
-/// convert blocks with [`block_to_acc`] instead.
+/// convert blocks with [`block_to_acc`] instead, or run the explicit AVX2 tiles
+/// ([`avx2_tile_kind`]), which widen f16 with F16C.
 #[inline(always)]
 pub(crate) fn converts_inline<T: FloatElement>() -> bool {
     TypeId::of::<T>() == TypeId::of::<T::Acc>() || is_bf16::<T>()
@@ -124,12 +141,14 @@ pub(crate) fn store<T: FloatElement>(v: T::Acc) -> T {
     }
 }
 
-/// The element types the explicit AVX2 channel-tile kernels handle: f32, and bf16 with an f32
-/// accumulator (widened by a shift, rounded by [`store`]'s rule).
+/// The element types the explicit AVX2 channel-tile kernels handle, all with an f32
+/// accumulator: f32; bf16 (widened by a shift, rounded by [`store`]'s rule); f16 (widened and
+/// rounded to nearest even by F16C, as `half` rounds).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum TileKind {
     F32,
     Bf16,
+    F16,
 }
 
 impl TileKind {
@@ -138,22 +157,25 @@ impl TileKind {
     pub(crate) fn bytes(self) -> usize {
         match self {
             TileKind::F32 => 4,
-            TileKind::Bf16 => 2,
+            TileKind::Bf16 | TileKind::F16 => 2,
         }
     }
 }
 
-/// The [`TileKind`] of `T`, when `T` has one and the CPU has AVX2; `None` sends the caller to
-/// its portable path.
+/// The [`TileKind`] of `T`, when `T` has one and the CPU has AVX2 and F16C ([`has_avx2`]);
+/// `None` sends the caller to its portable path.
 #[inline(always)]
 pub(crate) fn avx2_tile_kind<T: FloatElement>() -> Option<TileKind> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !std::is_x86_feature_detected!("avx2") {
+        if !has_avx2() {
             return None;
         }
         if is_bf16::<T>() {
             return Some(TileKind::Bf16);
+        }
+        if is_f16::<T>() {
+            return Some(TileKind::F16);
         }
         if TypeId::of::<T>() == TypeId::of::<f32>() && TypeId::of::<T::Acc>() == TypeId::of::<f32>() {
             return Some(TileKind::F32);
@@ -463,6 +485,7 @@ pub(crate) mod avx2 {
                 let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
                 _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
             }
+            TileKind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(at).cast())),
         }
     }
 
@@ -472,7 +495,16 @@ pub(crate) mod avx2 {
         match kind {
             TileKind::F32 => *p.cast::<f32>().add(at),
             TileKind::Bf16 => f32::from_bits(u32::from(*p.cast::<u16>().add(at)) << 16),
+            TileKind::F16 => {
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(*p.cast::<u16>().add(at)))))
+            }
         }
+    }
+
+    /// Eight f32 rounded to f16 to nearest even (F16C; the rounding `half` uses).
+    #[inline(always)]
+    pub(crate) unsafe fn to_f16(v: __m256) -> __m128i {
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
     }
 
     /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
@@ -521,6 +553,7 @@ pub(crate) mod avx2 {
         match kind {
             TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
             TileKind::Bf16 => _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_bf16(v)),
+            TileKind::F16 => _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_f16(v)),
         }
     }
 
@@ -592,6 +625,7 @@ pub(crate) mod avx2 {
                         _mm_stream_ps(p.add(4), _mm256_extractf128_ps::<1>(v));
                     }
                     TileKind::Bf16 => _mm_stream_si128(y.cast::<u16>().add(at + 8 * r).cast(), to_bf16(v)),
+                    TileKind::F16 => _mm_stream_si128(y.cast::<u16>().add(at + 8 * r).cast(), to_f16(v)),
                 }
             }
         } else {
@@ -625,7 +659,7 @@ pub(crate) mod avx2 {
 
     /// See [`super::row_window_sums`]. Blocks of 32 channels, then 8, as
     /// [`divide_row_sums`] reads them back (a bf16 block of 32 is kept in its even/odd lanes).
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn row_window_sums(
         kind: TileKind,
         row: *const u8,
@@ -641,7 +675,7 @@ pub(crate) mod avx2 {
     ///
     /// # Safety
     /// As [`row_window_sums`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     pub(super) unsafe fn row_window_sums_wide(
         kind: TileKind,
         row: *const u8,
@@ -693,7 +727,7 @@ pub(crate) mod avx2 {
     }
 
     /// See [`super::divide_row_sums`].
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn divide_row_sums(
         kind: TileKind,
         rows: &[*const f32],
@@ -708,7 +742,7 @@ pub(crate) mod avx2 {
     ///
     /// # Safety
     /// As [`divide_row_sums`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     pub(super) unsafe fn divide_row_sums_wide(
         kind: TileKind,
         rows: &[*const f32],
@@ -765,7 +799,7 @@ pub(crate) mod avx2 {
     }
 
     /// See [`super::column_block_sums`].
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn column_block_sums<const R: usize>(
         kind: TileKind,
         x: *const u8,
@@ -791,7 +825,7 @@ pub(crate) mod avx2 {
     }
 
     /// See [`super::pool_windows`].
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn pool_windows(
         kind: TileKind,
@@ -810,7 +844,7 @@ pub(crate) mod avx2 {
     ///
     /// # Safety
     /// As [`pool_windows`], and the CPU has AVX-512 F and BW.
-    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn pool_windows_wide(
         kind: TileKind,
@@ -1153,7 +1187,7 @@ pub(crate) mod avx2 {
     }
 
     /// See [`super::max_window`].
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn max_window<const WITH_INDEX: bool>(
         kind: TileKind,
         image: *const u8,
@@ -1245,6 +1279,13 @@ pub(crate) mod avx512 {
                     _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(0xffff_0000_u32 as i32))),
                 ]
             }
+            TileKind::F16 => {
+                let p = p.cast::<u16>().add(at);
+                [
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16).cast())),
+                ]
+            }
         }
     }
 
@@ -1279,6 +1320,11 @@ pub(crate) mod avx512 {
                 let odd =
                     _mm512_and_si512(bf16_in_high_half(v[1]), _mm512_set1_epi32(0xffff_0000_u32 as i32));
                 _mm512_storeu_si512(y.cast::<u16>().add(at).cast(), _mm512_or_si512(even, odd));
+            }
+            TileKind::F16 => {
+                let y = y.cast::<u16>().add(at);
+                _mm256_storeu_si256(y.cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]));
+                _mm256_storeu_si256(y.add(16).cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[1]));
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Windowed pooling (`avg_pool2d`, `max_pool2d`) on the CPU, exactly as PyTorch computes it.
 //!
-//! NCHW planes small enough for the lane path (`lanes.rs`: f32 and bf16 with AVX2, up to 2048
+//! NCHW planes small enough for the lane path (`lanes.rs`: f32, bf16 and f16 with AVX2, up to 2048
 //! padded cells) are pooled eight planes at a time in AVX2 lanes, in PyTorch's tap order.
 //!
 //! Other NCHW planes: rayon over runs of planes; within a plane, one output row at a time, every
@@ -18,7 +18,7 @@
 //! each input row once rather than once per output row that covers it.
 //!
 //! NHWC: rayon over (image, output row); per output, the channels swept over the window's taps
-//! in PyTorch's order, in registers (explicit AVX2 blocks of 32 and 8 channels for f32 and bf16,
+//! in PyTorch's order, in registers (explicit AVX2 blocks of 32 and 8 channels for f32, bf16 and f16,
 //! max indices as i32 lanes selected on the value's mask and widened at the store; portable
 //! register tiles otherwise), so the inner loop runs along contiguous channels.
 
@@ -684,10 +684,10 @@ pub(crate) fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
 
 /// All `c` channels of one channels-last max window (taps `h0..h1` step `dh`, `w0..w1` step
 /// `dw`, at least one, inside the `height x width` image) into `yo` (and `io` when
-/// `WITH_INDEX`), with the values and indices in registers: explicit AVX2 blocks for f32 and
-/// bf16, portable register tiles otherwise. Returns `false`, having written nothing, for types
-/// without a register path (f16) or a plane that does not fit in i32; the caller then runs its
-/// portable per-tap loop.
+/// `WITH_INDEX`), with the values and indices in registers: explicit AVX2 blocks of 8 channels
+/// for f32, bf16 and f16, portable register tiles for the rest. Returns `false`, having written
+/// nothing, for f16 on a CPU without AVX2 and F16C, or a plane
+/// that does not fit in i32; the caller then runs its portable per-tap loop.
 #[inline(always)]
 pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     image: &[T],
@@ -697,7 +697,11 @@ pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     yo: &mut [T],
     io: &mut [i64],
 ) -> bool {
-    if !simd::converts_inline::<T>() || height * width > i32::MAX as usize {
+    // f16 converts inline only in the AVX2 blocks; its last `c % 8` channels then take the
+    // register tiles through `half`'s per-element conversion.
+    if !(simd::converts_inline::<T>() || simd::avx2_tile_kind::<T>().is_some())
+        || height * width > i32::MAX as usize
+    {
         return false;
     }
     let (yo, image) = (&mut yo[..c], &image[..height * width * c]);
