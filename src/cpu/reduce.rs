@@ -446,9 +446,20 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
                             column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
                             // In the AVX2 code and branch-free, so that the rounding
                             // vectorises: `T::from_acc` per output, outside it, was 30% of a
-                            // bf16 ResNet tail's GAP.
-                            for (o, &a) in yt.iter_mut().zip(acc.iter()) {
-                                *o = simd::store::<T>(apply_finish(a, finish));
+                            // bf16 ResNet tail's GAP. The divisor is converted once, outside
+                            // the loop: per output it kept f16's longer rounding scalar.
+                            match finish {
+                                ReduceFinish::Sum => {
+                                    for (o, &a) in yt.iter_mut().zip(acc.iter()) {
+                                        *o = simd::store::<T>(a);
+                                    }
+                                }
+                                ReduceFinish::DivideBy(d) => {
+                                    let d = acc_from_f64::<T::Acc>(d);
+                                    for (o, &a) in yt.iter_mut().zip(acc.iter()) {
+                                        *o = simd::store::<T>(a / d);
+                                    }
+                                }
                             }
                         },
                     );
