@@ -1,9 +1,11 @@
 //! The CPU backend: one file per op family, rayon over planes or images, vectorisable inner loops.
 //!
 //! Every kernel accumulates in `T::Acc` (f32 for f16/bf16/f32, f64 for f64) and rounds once.
-//! The inner loops run on slices of `T::Acc`: for f32 and f64 the input is read in place, for
-//! f16 and bf16 a block is first converted with `half`'s vectorised slice conversion (its
-//! per-element conversion re-checks CPU features on every call and does not vectorise).
+//! The inner loops run on slices of `T::Acc`: for f32 and f64 the input is read in place;
+//! bf16 is widened inline by a shift; f16 blocks are widened first, by F16C
+//! (`simd::block_to_acc`), and the explicit AVX2 tiles widen all three types in registers
+//! (`simd::TileKind`). `half`'s own conversions are not used in hot loops: they call a
+//! function per value (or per eight) that re-checks CPU features.
 
 pub mod adaptive;
 pub mod backward;

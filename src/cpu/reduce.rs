@@ -37,9 +37,9 @@ const COL_TILE: usize = 1024;
 /// Strided path: column tiles up to this wide (NHWC with C <= 96) keep their block sums in
 /// AVX2 registers, one sequential pass over the rows (seed, C = 96: 1.09x; 112x112, C = 64:
 /// 1.19x). Wider tiles would take several strided passes, which measured slower (C = 2048:
-/// 0.82x to 0.87x) than the accumulator in L1. Except for f16: its accumulator path converts
-/// every row through `half`'s slice conversion, and the register passes (F16C) ran the 7x7
-/// tails' 1280 and 2048 channels 3.3x to 4x faster.
+/// 0.82x to 0.87x) than the accumulator in L1. Except for f16: its accumulator path first
+/// converts every row into a scratch buffer, and the register passes (widening with F16C in
+/// registers) ran the 7x7 tails' 1280 and 2048 channels 1.5x to 2x faster than it.
 const REGISTER_COLUMNS: usize = 96;
 
 /// Reduces `x` ([outer, reduce, inner], row-major) into `y` ([outer, inner]): a sum in `T::Acc`,

@@ -106,10 +106,11 @@ pub(crate) fn block_to_acc<T: FloatElement>(src: &[T], out: &mut [T::Acc]) {
     }
 }
 
-/// Whether [`load`] converts `T` cheaply and vectorisably (f32, f64: no conversion; bf16: a
-/// shift). f16's per-element conversion re-detects CPU features on every call, so f16 kernels
-/// convert blocks with [`block_to_acc`] instead, or run the explicit AVX2 tiles
-/// ([`avx2_tile_kind`]), which widen f16 with F16C.
+/// Whether the paths that read `T` through [`load`], element by element, are the fast ones
+/// for `T` (f32, f64: no conversion; bf16: a shift). Not for f16: its `load` is integer code
+/// (about ten operations a value), and its kernels run faster on blocks widened by F16C
+/// ([`block_to_acc`]) or on the explicit AVX2 tiles ([`avx2_tile_kind`]); sent down the
+/// per-element paths, f16's narrow-channel GAP ran at 0.30x.
 #[inline(always)]
 pub(crate) fn converts_inline<T: FloatElement>() -> bool {
     TypeId::of::<T>() == TypeId::of::<T::Acc>() || is_bf16::<T>()
@@ -200,22 +201,26 @@ pub(crate) fn store<T: FloatElement>(v: T::Acc) -> T {
 /// with `f`'s sign (`half` keeps some payload bits; no result depends on a payload).
 #[inline(always)]
 pub(crate) fn f32_to_f16_bits(f: f32) -> u16 {
-    const F16_MAX_EXCLUSIVE: u32 = (127 + 16) << 23; // 2^16: rounds to infinity or overflows
-    const SMALLEST_NORMAL: u32 = 113 << 23; // 2^-14
-                                            // 2^-1 in f32 terms of an f16's last subnormal bit: adding it leaves the rounded
-                                            // subnormal's bits at the bottom of the sum (round to nearest even by the FPU).
+    // 2^16 and above round to infinity.
+    const F16_MAX_EXCLUSIVE: u32 = (127 + 16) << 23;
+    // 2^-14, f16's smallest normal.
+    const SMALLEST_NORMAL: u32 = 113 << 23;
+    // 0.5: adding it to a magnitude below 2^-14 rounds the magnitude (to nearest even, in the
+    // FPU) to a multiple of 2^-24, f16's subnormal step, and leaves that multiple in the low
+    // bits of the sum.
     const DENORM_MAGIC: u32 = ((127 - 15) + (23 - 10) + 1) << 23;
+    // The exponent rebiased from 127 to 15, plus half an f16 ulp less one.
+    const REBIAS_AND_HALF: u32 = (15u32.wrapping_sub(127) << 23).wrapping_add(0xfff);
     let bits = f.to_bits();
     let sign = ((bits >> 16) & 0x8000) as u16;
     let magnitude = bits & 0x7fff_ffff;
     let inf_or_nan: u32 = if magnitude > 0x7f80_0000 { 0x7e00 } else { 0x7c00 };
     let subnormal =
         (f32::from_bits(magnitude) + f32::from_bits(DENORM_MAGIC)).to_bits().wrapping_sub(DENORM_MAGIC);
-    // Normal: rebias the exponent, add half an f16 ulp minus one, plus the kept mantissa's
-    // lowest bit (ties to even), and drop the 13 extra mantissa bits.
+    // Normal: rebias, round up from half an ulp (ties up only when the kept mantissa is odd,
+    // that is to even), and drop the 13 extra mantissa bits.
     let odd = (magnitude >> 13) & 1;
-    let normal =
-        magnitude.wrapping_add(((15u32.wrapping_sub(127)) << 23).wrapping_add(0xfff)).wrapping_add(odd) >> 13;
+    let normal = magnitude.wrapping_add(REBIAS_AND_HALF).wrapping_add(odd) >> 13;
     let out = if magnitude >= F16_MAX_EXCLUSIVE {
         inf_or_nan
     } else if magnitude < SMALLEST_NORMAL {

@@ -697,8 +697,8 @@ pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     yo: &mut [T],
     io: &mut [i64],
 ) -> bool {
-    // f16 converts inline only in the AVX2 blocks; its last `c % 8` channels then take the
-    // register tiles through `half`'s per-element conversion.
+    // f16 is not `converts_inline`, but the AVX2 blocks widen it with F16C; its last `c % 8`
+    // channels then take the register tiles through `simd::load`.
     if !(simd::converts_inline::<T>() || simd::avx2_tile_kind::<T>().is_some())
         || height * width > i32::MAX as usize
     {
