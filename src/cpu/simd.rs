@@ -1222,24 +1222,27 @@ pub(crate) mod avx2 {
         true
     }
 
-    /// bf16 max with indices over channels `c0..c0 + 32` of one window, compared as 16-bit
-    /// integers instead of widened to f32: half the lanes per operation and no rounding at
-    /// the store. A bf16's bits are its sign and magnitude, and for the non-NaN values the
-    /// key `sign ? -magnitude : magnitude` (one mask, one `vpsignw`) orders them as floats do,
-    /// with -0 and +0 equal; so `key(v) > key(max)` is PyTorch's `v > max` wherever no tap is
-    /// NaN, and the kept value is the taken tap's own bits, as PyTorch keeps it. Indices stay
-    /// u16 in the lanes (planes up to 65536 elements, checked by the caller). A running max of
-    /// the magnitudes probes for NaN (a magnitude above `0x7f80`); a block that saw one returns
-    /// `false`, having written nothing, and the caller redoes it with the exact f32 rule.
-    /// Per tap and 16 channels: seven integer operations, against thirteen widened to f32
-    /// (1.35x to 1.5x on 3x3 stride-2 windows). AVX-512 masks for the f32 rule measured no
-    /// faster: on Zen 4 a 512-bit operation costs two 256-bit ones.
+    /// bf16 or f16 max with indices over channels `c0..c0 + 32` of one window, compared as
+    /// 16-bit integers instead of widened to f32: half the lanes per operation and no rounding
+    /// at the store. A bf16's or f16's bits are its sign and magnitude, and for the non-NaN
+    /// values the key `sign ? -magnitude : magnitude` (one mask, one `vpsignw`) orders them as
+    /// floats do, with -0 and +0 equal; so `key(v) > key(max)` is PyTorch's `v > max` wherever
+    /// no tap is NaN, and the kept value is the taken tap's own bits, as PyTorch keeps it.
+    /// Indices stay u16 in the lanes (planes up to 65536 elements, checked by the caller). A
+    /// running max of the magnitudes probes for NaN (a magnitude above infinity's: `0x7f80`
+    /// for bf16, `0x7c00` for f16); a block that saw one returns `false`, having written
+    /// nothing, and the caller redoes it with the exact f32 rule. Per tap and 16 channels:
+    /// seven integer operations, against thirteen widened to f32 (bf16 1.35x to 1.5x on 3x3
+    /// stride-2 windows, f16 1.3x to 1.7x, to bf16's speed). AVX-512 masks for the
+    /// f32 rule measured no faster: on Zen 4 a 512-bit operation costs two 256-bit ones.
     ///
     /// # Safety
-    /// As [`max_block`]'s for bf16 (AVX2 present, every tap of channels `c0..c0 + 32` in
-    /// bounds, `y` and `index` writable there), and every tap's plane index below 65536.
+    /// As [`max_block`]'s for bf16 or f16, the type `kind` names (AVX2 present, every tap of
+    /// channels `c0..c0 + 32` in bounds, `y` and `index` writable there), and every tap's plane
+    /// index below 65536.
     #[inline(always)]
-    unsafe fn max_block_bf16_keys(
+    unsafe fn max_block_keys16(
+        kind: TileKind,
         image: *const u8,
         win: ChannelWindow,
         c0: usize,
@@ -1247,9 +1250,11 @@ pub(crate) mod avx2 {
         index: *mut i64,
     ) -> bool {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        // Infinity's magnitude: -inf (sign bit and this) starts the max, as PyTorch's does.
+        let infinity: i16 = if kind == TileKind::F16 { 0x7c00 } else { 0x7f80 };
         let magnitude = _mm256_set1_epi16(0x7fff);
-        let mut key_max = [_mm256_set1_epi16(-0x7f80); 2];
-        let mut max = [_mm256_set1_epi16(0xff80_u16 as i16); 2];
+        let mut key_max = [_mm256_set1_epi16(-infinity); 2];
+        let mut max = [_mm256_set1_epi16(infinity | i16::MIN); 2];
         let mut at_max = [_mm256_set1_epi16((h0 * win.width + w0) as u16 as i16); 2];
         let mut probe = [_mm256_setzero_si256(); 2];
         let image = image.cast::<u16>();
@@ -1274,7 +1279,7 @@ pub(crate) mod avx2 {
             }
             h += dh;
         }
-        let nan = _mm256_cmpgt_epi16(_mm256_max_epu16(probe[0], probe[1]), _mm256_set1_epi16(0x7f80));
+        let nan = _mm256_cmpgt_epi16(_mm256_max_epu16(probe[0], probe[1]), _mm256_set1_epi16(infinity));
         if _mm256_movemask_epi8(nan) != 0 {
             return false;
         }
@@ -1319,15 +1324,15 @@ pub(crate) mod avx2 {
     ) {
         // The index blend, not the NaN test, dominates an indexed f32 tap: measured no faster
         // through the probe (0.85x to 0.95x), so indexed f32 blocks keep the exact rule; so do
-        // the blocks of 8. bf16 blocks of 32 compare integer keys when their indices fit its
-        // u16 lanes, that is when the window's last tap's does (the largest).
-        let keys = WITH_INDEX && kind == TileKind::Bf16 && {
+        // the blocks of 8. bf16 and f16 blocks of 32 compare integer keys when their indices
+        // fit its u16 lanes, that is when the window's last tap's does (the largest).
+        let keys = WITH_INDEX && kind != TileKind::F32 && {
             let ((_, h1, _), (_, w1, _)) = (win.h, win.w);
             (h1 - 1) * win.width + (w1 - 1) <= u16::MAX as usize
         };
         channel_blocks!(c_end, |R, c0| {
             let done = if WITH_INDEX {
-                keys && R == 4 && max_block_bf16_keys(image, win, c0, y, index)
+                keys && R == 4 && max_block_keys16(kind, image, win, c0, y, index)
             } else {
                 R == 4
                     && if WIDE {

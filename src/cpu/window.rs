@@ -1384,33 +1384,34 @@ mod tests {
         simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// bf16 channels-last max with indices compares the bits as integer keys (`simd.rs`,
-    /// `max_block_bf16_keys`): random bit patterns of every exponent, both signs and
+    /// bf16 and f16 channels-last max with indices compare the bits as integer keys
+    /// (`simd.rs`, `max_block_keys16`): random bit patterns of every exponent, both signs and
     /// subnormals; ties of signed zeros, the smallest subnormals and infinities; rare NaNs of
     /// both signs (their blocks fall back to the f32 rule); and a plane of 66,000 pixels,
     /// where the windows past index 65535 take the f32 rule too.
-    #[test]
-    fn channels_last_bf16_max_by_integer_keys_matches_the_direct_loop() {
+    fn max_by_integer_keys<T: FloatElement>(from_bits: fn(u16) -> T, infinity: u16, one: u16) {
         use crate::cpu::test_util::Lcg;
-        use half::bf16;
-        let is_nan = |bits: u16| bits & 0x7fff > 0x7f80;
-        let bits = |len: usize, seed: u64, pick: &dyn Fn(u32) -> u16| -> Vec<bf16> {
+        let is_nan = |bits: u16| bits & 0x7fff > infinity;
+        let bits = |len: usize, seed: u64, pick: &dyn Fn(u32) -> u16| -> Vec<T> {
             let mut r = Lcg::new(seed);
-            (0..len).map(|_| bf16::from_bits(pick(r.next_u32()))).collect()
+            (0..len).map(|_| from_bits(pick(r.next_u32()))).collect()
         };
         let any_but_nan = |u: u32| {
             let b = (u >> 7) as u16;
             if is_nan(b) {
-                b & 0x807f
+                b & !infinity
             } else {
                 b
             }
         };
-        let ties =
-            |u: u32| [0x0000, 0x8000, 0x0001, 0x8001, 0x7f80, 0xff80, 0x3f80, 0xbf80][(u >> 8) as usize % 8];
+        let ties = |u: u32| {
+            [0x0000, 0x8000, 0x0001, 0x8001, infinity, infinity | 0x8000, one, one | 0x8000]
+                [(u >> 8) as usize % 8]
+        };
+        // NaNs of both signs.
         let rare_nans = |u: u32| match u % 509 {
-            0 => 0x7fc1,
-            1 => 0xffc0,
+            0 => infinity | 0x0041,
+            1 => infinity | 0x8000 | (infinity >> 1 & !infinity),
             _ => any_but_nan(u),
         };
         let cases = [
@@ -1428,9 +1429,10 @@ mod tests {
                     ("ties", bits(len, 2, &ties)),
                     ("rare NaN", bits(len, 3, &rare_nans)),
                 ] {
-                    let what = format!("{kind} {:?} avx2_only {avx2_only}", c.shape);
+                    assert_eq!(x.iter().any(|v| v.is_nan()), kind == "rare NaN", "{kind}");
+                    let what = format!("{:?} {kind} {:?} avx2_only {avx2_only}", T::DTYPE, c.shape);
                     let (want, want_ind) = max_reference(&g, Layout::Nhwc, &x);
-                    let mut y = vec![bf16::from_f32(9.0); g.output_len()];
+                    let mut y = vec![T::from_f64(9.0); g.output_len()];
                     let mut ind = vec![-7i64; g.output_len()];
                     max_pool2d(&g, Layout::Nhwc, &x, &mut y, Some(&mut ind));
                     assert_same(&y, &want, &what);
@@ -1439,6 +1441,12 @@ mod tests {
             }
         }
         simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn channels_last_16_bit_max_by_integer_keys_matches_the_direct_loop() {
+        max_by_integer_keys(half::bf16::from_bits, 0x7f80, 0x3f80);
+        max_by_integer_keys(half::f16::from_bits, 0x7c00, 0x3c00);
     }
 
     #[test]
