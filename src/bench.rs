@@ -103,10 +103,10 @@ impl Op {
     }
 
     /// Which element types the op runs in by default (`--dtypes` runs every op in the types it
-    /// lists): f32 and bf16 for every op; f16 for the three GAP
-    /// formulations, which carry the only f16 target (issue 5: f16 and bf16 GAP at 80% of the
-    /// read bandwidth). f16's other ops run the same kernels as bf16 with a different
-    /// conversion, so their rows would mostly repeat bf16's and lengthen every run by half.
+    /// lists): f32 and bf16 for every op; f16 for the three GAP formulations, which carry the
+    /// only f16 target (issue 5: f16 and bf16 GAP at 80% of the read bandwidth). f16's other
+    /// ops run the same kernels as bf16 with a different conversion, so their rows would
+    /// mostly repeat bf16's and lengthen every run by half.
     fn runs_in(self, dtype: DType) -> bool {
         dtype != DType::F16 || matches!(self, Op::GapAvgPool | Op::GapAdaptive | Op::GapMean)
     }

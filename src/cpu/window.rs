@@ -686,8 +686,8 @@ pub(crate) fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
 /// `dw`, at least one, inside the `height x width` image) into `yo` (and `io` when
 /// `WITH_INDEX`), with the values and indices in registers: explicit AVX2 blocks of 8 channels
 /// for f32, bf16 and f16, portable register tiles for the rest. Returns `false`, having written
-/// nothing, for f16 on a CPU without AVX2 and F16C, or a plane
-/// that does not fit in i32; the caller then runs its portable per-tap loop.
+/// nothing, for f16 on a CPU without AVX2 and F16C, or for a plane that does not fit in i32;
+/// the caller then runs its portable per-tap loop.
 #[inline(always)]
 pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     image: &[T],
