@@ -310,21 +310,22 @@ pub(crate) fn random_f32(len: usize, seed: u64) -> Result<Vec<f32>> {
 /// than through `to_dtype` (which goes through f64 on one thread).
 fn make_input(device: &Device, dims: [usize; 4], dtype: DType) -> Result<CudaTensor> {
     let values = random_f32(dims.iter().product(), 42)?;
-    Ok(match dtype {
-        DType::BF16 => {
-            let v: Vec<bf16> = values.par_iter().map(|&x| bf16::from_f32(x)).collect();
-            drop(values);
-            CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), v)?)?
-        }
-        DType::F16 => {
-            let v: Vec<f16> = values.par_iter().map(|&x| f16::from_f32(x)).collect();
-            drop(values);
-            CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), v)?)?
-        }
-        _ => {
-            CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), values)?)?.to_dtype(dtype)?
-        }
-    })
+    fn narrowed<T: cupool::Element>(
+        device: &Device,
+        dims: [usize; 4],
+        values: Vec<f32>,
+        narrow: fn(f32) -> T,
+    ) -> Result<CudaTensor> {
+        let v: Vec<T> = values.par_iter().map(|&x| narrow(x)).collect();
+        drop(values);
+        Ok(CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), v)?)?)
+    }
+    match dtype {
+        DType::BF16 => narrowed(device, dims, values, bf16::from_f32),
+        DType::F16 => narrowed(device, dims, values, f16::from_f32),
+        _ => Ok(CudaTensor::from_array(device, &ArrayD::from_shape_vec(IxDyn(&dims), values)?)?
+            .to_dtype(dtype)?),
+    }
 }
 
 /// The machine's baseline bandwidth in GB/s and what it is.

@@ -238,7 +238,7 @@ std::thread_local! {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{LanePlane, LaneWindow};
-    use crate::cpu::simd::avx2::{load1, load8, max_tap};
+    use crate::cpu::simd::avx2::{load1, load8, max_tap, store8, to_16bit};
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
 
@@ -334,15 +334,6 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        let store = |at: usize, v: __m256| match kind {
-            TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
-            TileKind::Bf16 => {
-                _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_bf16(v))
-            }
-            TileKind::F16 => {
-                _mm_storeu_si128(y.cast::<u16>().add(at).cast(), crate::cpu::simd::avx2::to_f16(v))
-            }
-        };
         let vectors = out_plane / 8 * 8;
         for k0 in (0..vectors).step_by(8) {
             let mut v = [_mm256_setzero_ps(); 8];
@@ -351,7 +342,7 @@ pub(crate) mod avx2 {
             }
             let v = transpose8(v);
             for (p, &v) in v.iter().enumerate().take(planes) {
-                store(p * out_plane + k0, v);
+                store8(kind, y, p * out_plane + k0, v);
             }
             if WITH_INDEX {
                 let mut i = [_mm256_setzero_ps(); 8];
@@ -382,7 +373,7 @@ pub(crate) mod avx2 {
                 *v = _mm256_loadu_ps(vals[8 * k..][..8].as_ptr());
             }
             for (at, v) in [0, 8, 16, 24].into_iter().zip(transpose4x8(v)) {
-                store(at, v);
+                store8(kind, y, at, v);
             }
         } else {
             // The last `rest` outputs of each plane: transposed with the zero vectors after
@@ -401,13 +392,8 @@ pub(crate) mod avx2 {
                         copy_first(&lanes, y.cast::<f32>().add(at), rest);
                     }
                     TileKind::Bf16 | TileKind::F16 => {
-                        let bits = if kind == TileKind::F16 {
-                            crate::cpu::simd::avx2::to_f16(v)
-                        } else {
-                            crate::cpu::simd::avx2::to_bf16(v)
-                        };
                         let mut lanes = [0u16; 8];
-                        _mm_storeu_si128(lanes.as_mut_ptr().cast(), bits);
+                        _mm_storeu_si128(lanes.as_mut_ptr().cast(), to_16bit(kind, v));
                         copy_first(&lanes, y.cast::<u16>().add(at), rest);
                     }
                 }

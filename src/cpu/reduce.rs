@@ -51,7 +51,7 @@ pub fn reduce<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T]
     }
     let (y, x) = (&mut y[..out_len], &x[..g.input_len()]);
     if g.reduce == 0 {
-        let v = T::from_acc(apply_finish(T::Acc::zero(), finish));
+        let v = T::from_acc(T::Acc::zero() / finish_divisor::<T::Acc>(finish));
         y.iter_mut().for_each(|o| *o = v);
     } else if g.inner == 1 {
         reduce_rows(g.reduce, finish, x, y);
@@ -60,12 +60,15 @@ pub fn reduce<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &[T]
     }
 }
 
-/// `acc` after the finishing step: unchanged for a sum, one true division for a mean.
+/// What a reduction's sums are divided by: 1 for a sum (a division by 1 changes no bits), the
+/// element count for a mean (one true division). Converted once per loop, outside it: per
+/// output, the conversion from f64 kept the channels-last GAP's rounding loop scalar (the 7x7
+/// tails' f32 and bf16 GAP ran 1.2x to 1.3x faster without it).
 #[inline(always)]
-fn apply_finish<A: Float>(acc: A, finish: ReduceFinish) -> A {
+fn finish_divisor<A: Float>(finish: ReduceFinish) -> A {
     match finish {
-        ReduceFinish::Sum => acc,
-        ReduceFinish::DivideBy(d) => acc / acc_from_f64::<A>(d),
+        ReduceFinish::Sum => A::one(),
+        ReduceFinish::DivideBy(d) => acc_from_f64::<A>(d),
     }
 }
 
@@ -190,10 +193,9 @@ mod lanes16 {
 /// fixed (lane `l` sums elements `l, l + 8, ...`; then lanes `((0+1)+(2+3)) + ((4+5)+(6+7))`),
 /// whatever the row's position in a group, so results do not depend on the task split.
 mod short_rows {
-    use super::{acc_from_f64, ReduceFinish};
+    use super::{finish_divisor, ReduceFinish};
+    use crate::cpu::simd;
     use crate::dtype::FloatElement;
-    use half::{bf16, f16};
-    use std::any::TypeId;
 
     /// Sums every row of `xs` (rows of `reduce` elements, back to back) into `ys`, returning
     /// false (and touching nothing) when the CPU or the element type has no fast path here.
@@ -205,30 +207,17 @@ mod short_rows {
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            if reduce == 0 || xs.len() < ys.len() * reduce || !std::is_x86_feature_detected!("avx2") {
+            let Some(kind) = simd::avx2_tile_kind::<T>() else { return false };
+            if reduce == 0 || xs.len() < ys.len() * reduce {
                 return false;
             }
-            let id = TypeId::of::<T>();
-            let kind = if id == TypeId::of::<f32>() {
-                Kind::F32
-            } else if id == TypeId::of::<bf16>() {
-                Kind::Bf16
-            } else if id == TypeId::of::<f16>() && std::is_x86_feature_detected!("f16c") {
-                Kind::F16
-            } else {
-                return false;
-            };
-            // The finishing division in f32 is `apply_finish`'s (`T::Acc` is f32 here); a sum
-            // divides by 1, which changes no bits.
-            let divisor = match finish {
-                ReduceFinish::Sum => 1.0,
-                ReduceFinish::DivideBy(d) => acc_from_f64::<f32>(d),
-            };
+            // The portable path's division, in f32 (every tile kind's accumulator).
+            let divisor = finish_divisor::<f32>(finish);
             let mut row0 = 0;
             while row0 < ys.len() {
                 let count = (ys.len() - row0).min(8);
-                // SAFETY: AVX2 (and F16C for `Kind::F16`) were detected above. `T` is the
-                // 2- or 4-byte type named by `kind` (checked by `TypeId`); rows
+                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`: AVX2 and F16C are
+                // present and `T` is the f32, bf16 or f16 `kind` names; rows
                 // `row0..row0 + count` of `reduce` elements lie inside `xs` (length checked
                 // above), the kernel reads only inside `xs.len()` elements, and it writes
                 // `count` outputs at `ys[row0..]`, which exist.
@@ -255,37 +244,18 @@ mod short_rows {
         }
     }
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Kind {
-        F32,
-        Bf16,
-        F16,
-    }
-
     #[cfg(target_arch = "x86_64")]
     mod avx2 {
-        use super::Kind;
+        use crate::cpu::simd::avx2::{load8, to_16bit};
+        use crate::cpu::simd::TileKind;
         use std::arch::x86_64::*;
-
-        /// Eight f32 values from `p` (element index `at` of a row of `kind` elements), exact.
-        #[inline(always)]
-        unsafe fn load8(kind: Kind, p: *const u8, at: usize) -> __m256 {
-            match kind {
-                Kind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
-                Kind::Bf16 => {
-                    let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-                }
-                Kind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(at).cast())),
-            }
-        }
 
         /// The last `rem` (< 8) elements of a row from element index `at`, zeros elsewhere.
         /// Rows are back to back, so when 8 elements from `at` are inside the buffer (`len`
         /// elements) a full load is masked; only the buffer's very end reads element by element.
         #[inline(always)]
         unsafe fn load_tail(
-            kind: Kind,
+            kind: TileKind,
             p: *const u8,
             at: usize,
             rem: usize,
@@ -296,7 +266,7 @@ mod short_rows {
                 return _mm256_and_ps(load8(kind, p, at), _mm256_castsi256_ps(mask));
             }
             match kind {
-                Kind::F32 => _mm256_maskload_ps(p.cast::<f32>().add(at), mask),
+                TileKind::F32 => _mm256_maskload_ps(p.cast::<f32>().add(at), mask),
                 _ => {
                     let mut bits = [0u16; 8];
                     for (i, b) in bits.iter_mut().enumerate().take(rem) {
@@ -313,13 +283,13 @@ mod short_rows {
         /// discarded), so every row is summed by exactly the same instructions.
         ///
         /// # Safety
-        /// AVX2 (and F16C for `Kind::F16`) must be available; `x` must point to at least
+        /// AVX2 and F16C must be available; `x` must point to at least
         /// `len >= (row0 + count) * reduce` readable elements of the type named by `kind`, and
         /// `out` to `count` writable ones.
         #[target_feature(enable = "avx2,f16c")]
         #[allow(clippy::too_many_arguments)]
         pub(super) unsafe fn sum8(
-            kind: Kind,
+            kind: TileKind,
             x: *const u8,
             len: usize,
             row0: usize,
@@ -355,22 +325,14 @@ mod short_rows {
             let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
             let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
             let mean = _mm256_div_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(divisor));
-            match kind {
-                Kind::F32 => {
-                    let mut v = [0f32; 8];
-                    _mm256_storeu_ps(v.as_mut_ptr(), mean);
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<f32>(), count);
-                }
-                Kind::Bf16 | Kind::F16 => {
-                    let h = if kind == Kind::F16 {
-                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(mean)
-                    } else {
-                        crate::cpu::simd::avx2::to_bf16(mean)
-                    };
-                    let mut v = [0u16; 8];
-                    _mm_storeu_si128(v.as_mut_ptr().cast(), h);
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<u16>(), count);
-                }
+            if kind == TileKind::F32 {
+                let mut v = [0f32; 8];
+                _mm256_storeu_ps(v.as_mut_ptr(), mean);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<f32>(), count);
+            } else {
+                let mut v = [0u16; 8];
+                _mm_storeu_si128(v.as_mut_ptr().cast(), to_16bit(kind, mean));
+                std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<u16>(), count);
             }
         }
     }
@@ -395,11 +357,12 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
                 return;
             }
             let mut scratch = AccScratch::<T>::new();
+            let divisor = finish_divisor::<T::Acc>(finish);
             simd::dispatch(
                 #[inline(always)]
                 || {
                     for (o, row) in ys.iter_mut().zip(xs.chunks_exact(reduce)) {
-                        *o = T::from_acc(apply_finish(segment_sum(row, &mut scratch), finish));
+                        *o = T::from_acc(segment_sum(row, &mut scratch) / divisor);
                     }
                 },
             );
@@ -420,8 +383,9 @@ fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y:
         );
     });
     // A few adds per row: on this thread (a second hand-off to the pool costs more).
+    let divisor = finish_divisor::<T::Acc>(finish);
     for (o, segs) in y.iter_mut().zip(partial.chunks(segments_per_row)) {
-        *o = T::from_acc(apply_finish(combine_segments(segs), finish));
+        *o = T::from_acc(combine_segments(segs) / divisor);
     }
 }
 
@@ -446,21 +410,10 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
                             column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
                             // In the AVX2 code and branch-free, so that the rounding
                             // vectorises: `T::from_acc` per output, outside it, was 30% of a
-                            // bf16 ResNet tail's GAP. The divisor is converted from f64 once,
-                            // outside the loop: converted per output, it kept the loop scalar
-                            // (the 7x7 tails' f32 and bf16 GAP 1.2x to 1.3x faster this way).
-                            match finish {
-                                ReduceFinish::Sum => {
-                                    for (o, &a) in yt.iter_mut().zip(acc.iter()) {
-                                        *o = simd::store::<T>(a);
-                                    }
-                                }
-                                ReduceFinish::DivideBy(d) => {
-                                    let d = acc_from_f64::<T::Acc>(d);
-                                    for (o, &a) in yt.iter_mut().zip(acc.iter()) {
-                                        *o = simd::store::<T>(a / d);
-                                    }
-                                }
+                            // bf16 ResNet tail's GAP.
+                            let divisor = finish_divisor::<T::Acc>(finish);
+                            for (o, &a) in yt.iter_mut().zip(acc.iter()) {
+                                *o = simd::store::<T>(a / divisor);
                             }
                         },
                     );
@@ -495,11 +448,12 @@ fn combine_column_segments<T: FloatElement>(
     finish: ReduceFinish,
     y: &mut [T],
 ) {
+    let divisor = finish_divisor::<T::Acc>(finish);
     for (o, yo) in y.chunks_exact_mut(inner).enumerate() {
         let parts = &partial[o * segments * inner..(o + 1) * segments * inner];
         for (c, out) in yo.iter_mut().enumerate() {
             let total = parts[c..].iter().step_by(inner).fold(T::Acc::zero(), |a, &s| a + s);
-            *out = T::from_acc(apply_finish(total, finish));
+            *out = T::from_acc(total / divisor);
         }
     }
 }

@@ -593,7 +593,7 @@ pub(crate) mod avx2 {
             i += 8;
         }
         while i < n {
-            *out.add(i) = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(*src.add(i)))));
+            *out.add(i) = load1(TileKind::F16, src.cast(), i);
             i += 1;
         }
     }
@@ -612,8 +612,18 @@ pub(crate) mod avx2 {
 
     /// Eight f32 rounded to f16 to nearest even (F16C; the rounding `half` uses).
     #[inline(always)]
-    pub(crate) unsafe fn to_f16(v: __m256) -> __m128i {
+    unsafe fn to_f16(v: __m256) -> __m128i {
         _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
+    }
+
+    /// Eight f32 rounded to `kind`'s 16-bit type (bf16 or f16) as [`super::store`] rounds.
+    #[inline(always)]
+    pub(crate) unsafe fn to_16bit(kind: TileKind, v: __m256) -> __m128i {
+        if kind == TileKind::F16 {
+            to_f16(v)
+        } else {
+            to_bf16(v)
+        }
     }
 
     /// Eight f32 rounded to bf16 exactly as [`super::store`] does (nearest even, NaN quieted).
@@ -656,13 +666,14 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// Eight results stored at element `at` of `y`.
+    /// Eight results stored at element `at` of `y`, rounded as [`super::store`].
     #[inline(always)]
-    unsafe fn store8(kind: TileKind, y: *mut u8, at: usize, v: __m256) {
+    pub(crate) unsafe fn store8(kind: TileKind, y: *mut u8, at: usize, v: __m256) {
         match kind {
             TileKind::F32 => _mm256_storeu_ps(y.cast::<f32>().add(at), v),
-            TileKind::Bf16 => _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_bf16(v)),
-            TileKind::F16 => _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_f16(v)),
+            TileKind::Bf16 | TileKind::F16 => {
+                _mm_storeu_si128(y.cast::<u16>().add(at).cast(), to_16bit(kind, v))
+            }
         }
     }
 
@@ -733,8 +744,9 @@ pub(crate) mod avx2 {
                         _mm_stream_ps(p, _mm256_castps256_ps128(v));
                         _mm_stream_ps(p.add(4), _mm256_extractf128_ps::<1>(v));
                     }
-                    TileKind::Bf16 => _mm_stream_si128(y.cast::<u16>().add(at + 8 * r).cast(), to_bf16(v)),
-                    TileKind::F16 => _mm_stream_si128(y.cast::<u16>().add(at + 8 * r).cast(), to_f16(v)),
+                    TileKind::Bf16 | TileKind::F16 => {
+                        _mm_stream_si128(y.cast::<u16>().add(at + 8 * r).cast(), to_16bit(kind, v))
+                    }
                 }
             }
         } else {

@@ -685,9 +685,9 @@ pub(crate) fn max_tile<T: FloatElement, const N: usize, const WITH_INDEX: bool>(
 /// All `c` channels of one channels-last max window (taps `h0..h1` step `dh`, `w0..w1` step
 /// `dw`, at least one, inside the `height x width` image) into `yo` (and `io` when
 /// `WITH_INDEX`), with the values and indices in registers: explicit AVX2 blocks of 8 channels
-/// for f32, bf16 and f16, portable register tiles for the rest. Returns `false`, having written
-/// nothing, for f16 on a CPU without AVX2 and F16C, or for a plane that does not fit in i32;
-/// the caller then runs its portable per-tap loop.
+/// for f32, bf16 and f16, portable register tiles for the rest (and for f64). Returns `false`,
+/// having written nothing, for a plane that does not fit in i32; the caller then runs its
+/// portable per-tap loop.
 #[inline(always)]
 pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     image: &[T],
@@ -697,11 +697,7 @@ pub(crate) fn max_channels<T: FloatElement, const WITH_INDEX: bool>(
     yo: &mut [T],
     io: &mut [i64],
 ) -> bool {
-    // f16 is not `converts_inline`, but the AVX2 blocks widen it with F16C; its last `c % 8`
-    // channels then take the register tiles through `simd::load`.
-    if !(simd::converts_inline::<T>() || simd::avx2_tile_kind::<T>().is_some())
-        || height * width > i32::MAX as usize
-    {
+    if height * width > i32::MAX as usize {
         return false;
     }
     let (yo, image) = (&mut yo[..c], &image[..height * width * c]);
