@@ -87,6 +87,67 @@ pub(crate) struct PlanePooling {
     /// inside the buffer (so each one's first cell is too).
     valid: bool,
     registers: Option<plane_registers::Tables>,
+    row_registers: Option<RowRegisters>,
+}
+
+/// Most outputs a plane may have for [`RowRegisters`]: one accumulator register each.
+const ROW_REGISTER_OUTPUTS: usize = 4;
+
+/// The row-register path's tables: planes at most 8 wide, unpadded, pooled to at most
+/// [`ROW_REGISTER_OUTPUTS`] outputs (adaptive 7x7 -> 2x2). Each row of eight planes is
+/// transposed in registers (one vector per column, lane `p` = plane `p`) and added straight
+/// into the outputs whose windows hold it, so nothing goes through the lane buffer. Which
+/// outputs take a row and which of its columns are bit masks, fixed per op, so the branches on
+/// them repeat for every group and predict. Rows are visited in ascending order and each
+/// row's columns in ascending order, so every output still sees its taps in PyTorch's (h, w)
+/// order.
+///
+/// Measured on a 2-vCPU Zen 3 without AVX-512 (the lane path's buffer round trip was 3x to 4x
+/// the transposes' own cost there; docs/BENCHMARKS.md has the figures).
+struct RowRegisters {
+    /// Per input row, bit `k` set when output `k`'s window takes the row.
+    row_outputs: Vec<u8>,
+    /// Per output, bit `w` set when its window takes column `w`.
+    columns: [u8; ROW_REGISTER_OUTPUTS],
+    first: [i32; ROW_REGISTER_OUTPUTS],
+    div: [(f32, f32); ROW_REGISTER_OUTPUTS],
+    /// Whether every divisor is a power of two, so that each division is a multiplication
+    /// by its reciprocal with the same bits (both are the exactly rounded `sum * 2^-k`). A
+    /// 7x7 -> 2x2 average divides by 4 twice: eight `vdivps` a group, each with a 3.5-cycle
+    /// reciprocal throughput on Zen 3 against 0.5 for `vmulps` (in the bench, within noise).
+    powers_of_two: bool,
+    outputs: usize,
+}
+
+impl RowRegisters {
+    /// The tables where the path applies to `layout` and its (validated) `windows`.
+    fn new(layout: &LanePlane, windows: &[LaneWindow]) -> Option<Self> {
+        let unpadded = layout.pad == (0, 0) && layout.rows == layout.height && layout.cols == layout.width;
+        if !unpadded || layout.width > 8 || windows.len() > ROW_REGISTER_OUTPUTS {
+            return None;
+        }
+        let mut tables = RowRegisters {
+            row_outputs: vec![0; layout.height],
+            columns: [0; ROW_REGISTER_OUTPUTS],
+            first: [0; ROW_REGISTER_OUTPUTS],
+            div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
+            powers_of_two: false,
+            outputs: windows.len(),
+        };
+        for (k, w) in windows.iter().enumerate() {
+            for h in (w.h.0..w.h.1).step_by(w.h.2) {
+                tables.row_outputs[h] |= 1 << k;
+            }
+            for c in (w.w.0..w.w.1).step_by(w.w.2) {
+                tables.columns[k] |= 1 << c;
+            }
+            tables.first[k] = w.first;
+            tables.div[k] = w.div;
+        }
+        let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
+        tables.powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
+        Some(tables)
+    }
 }
 
 impl PlanePooling {
@@ -98,12 +159,13 @@ impl PlanePooling {
             && layout.height * layout.width > 0
             && !windows.is_empty()
             && windows.iter().all(|w| inside(w.h, layout.rows) && inside(w.w, layout.cols));
-        let registers = if valid {
+        let registers = if valid && plane_registers::cpu_has_it() {
             plane_registers::Tables::new(&layout, &windows).filter(plane_registers::Tables::pays)
         } else {
             None
         };
-        PlanePooling { layout, windows, valid, registers }
+        let row_registers = if valid { RowRegisters::new(&layout, &windows) } else { None };
+        PlanePooling { layout, windows, valid, registers, row_registers }
     }
 }
 
@@ -127,9 +189,12 @@ pub(crate) fn pool_planes<U: FloatElement, T: FloatElement, const MAX: bool, con
 /// How [`pool_planes_using`] pools: tests pick each path on a CPU that has them all.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Path {
-    /// The register path where the tables were built, else the lanes with AVX-512 transposes
-    /// where the CPU has them.
+    /// The register path where the tables were built, else the row registers where they
+    /// apply, else the lanes with AVX-512 transposes where the CPU has them.
     Fastest,
+    /// The row registers ([`RowRegisters`]) where they apply, else the plain lanes.
+    #[cfg_attr(not(test), allow(dead_code))]
+    RowRegisters,
     /// The lanes, transposing with AVX-512 when `avx512` and the CPU has it.
     Lanes { avx512: bool },
 }
@@ -166,6 +231,11 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         idx.resize(if WITH_INDEX { 8 * out_plane } else { 0 }, 0);
         let mut padded: Vec<U> = Vec::new();
         let avx512 = path != Path::Lanes { avx512: false } && simd::has_avx512_bw();
+        let row_kernel = match path {
+            Path::Fastest | Path::RowRegisters => pooling.row_registers.as_ref(),
+            Path::Lanes { .. } => None,
+        }
+        .map(|rows| (avx2::row_register_kernel::<MAX, WITH_INDEX>(in_kind, rows), rows));
         for p0 in (0..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
@@ -181,13 +251,17 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
             // `8 * out_plane` entries; plane indices fit i32 (`buffer_len <= SMALL_PLANE`); with
             // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
+            // `rows` were built for this layout and its windows (unpadded, at most 8 wide).
             unsafe {
-                if avx512 {
+                if let Some((kernel, rows)) = row_kernel {
+                    kernel(xg.as_ptr().cast(), xg.len(), layout, rows, vals, idx);
+                } else if avx512 {
                     avx2::transpose_group_avx512(in_kind, xg.as_ptr().cast(), xg.len(), layout, lanes);
+                    avx2::reduce_windows::<MAX, WITH_INDEX>(lanes, layout, windows, vals, idx);
                 } else {
                     avx2::transpose_group(in_kind, xg.as_ptr().cast(), xg.len(), layout, lanes);
+                    avx2::reduce_windows::<MAX, WITH_INDEX>(lanes, layout, windows, vals, idx);
                 }
-                avx2::reduce_windows::<MAX, WITH_INDEX>(lanes, layout, windows, vals, idx);
             }
             let ys = &mut ys[p0 * out_plane..][..group * out_plane];
             let is = if WITH_INDEX { &mut is[p0 * out_plane..][..group * out_plane] } else { &mut is[..0] };
@@ -237,7 +311,7 @@ std::thread_local! {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{LanePlane, LaneWindow};
+    use super::{LanePlane, LaneWindow, RowRegisters, ROW_REGISTER_OUTPUTS};
     use crate::cpu::simd::avx2::{load1, load8, max_tap, store8, to_16bit};
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
@@ -273,6 +347,9 @@ pub(crate) mod avx2 {
             }
             return r;
         }
+        if kind == TileKind::Bf16 {
+            return bf16_taps(x.cast(), plane, at);
+        }
         // Plain loops, not closures, around intrinsics here and below: a closure is a function
         // of its own, compiled without the caller's AVX2 and not inlined.
         let mut r = [_mm256_setzero_ps(); 8];
@@ -280,6 +357,40 @@ pub(crate) mod avx2 {
             *r = load8(kind, x, p * plane + at);
         }
         transpose8(r)
+    }
+
+    /// [`taps`] for bf16, transposed while still 16 bits wide and widened by the last
+    /// interleave: planes `p` and `p + 4` share a register (one per 128-bit lane), two rounds
+    /// of in-lane interleaves gather each column's four planes per lane, and interleaving
+    /// zeros below them (bf16 is the top half of an f32) widens column `j` to eight f32. That
+    /// is 16 in-lane shuffles a row against the f32 transpose's 24 (8 lane-crossing) plus 16
+    /// widening operations.
+    ///
+    /// # Safety
+    /// AVX2; `x` points to bf16 planes `plane` apart, elements `at..at + 8` of planes 0 to 7
+    /// readable.
+    #[inline(always)]
+    unsafe fn bf16_taps(x: *const u16, plane: usize, at: usize) -> [__m256; 8] {
+        let mut y = [_mm256_setzero_si256(); 4];
+        for (p, y) in y.iter_mut().enumerate() {
+            *y = _mm256_loadu2_m128i(x.add((p + 4) * plane + at).cast(), x.add(p * plane + at).cast());
+        }
+        // Per lane (planes 0-3 below, 4-7 above): pairs of planes per column, then quads.
+        let (a, b) = (_mm256_unpacklo_epi16(y[0], y[1]), _mm256_unpackhi_epi16(y[0], y[1]));
+        let (c, d) = (_mm256_unpacklo_epi16(y[2], y[3]), _mm256_unpackhi_epi16(y[2], y[3]));
+        let quads = [
+            _mm256_unpacklo_epi32(a, c),
+            _mm256_unpackhi_epi32(a, c),
+            _mm256_unpacklo_epi32(b, d),
+            _mm256_unpackhi_epi32(b, d),
+        ];
+        let zero = _mm256_setzero_si256();
+        let mut t = [_mm256_setzero_ps(); 8];
+        for (j, q) in quads.iter().enumerate() {
+            t[2 * j] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, *q));
+            t[2 * j + 1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, *q));
+        }
+        t
     }
 
     /// The 8x8 transpose: lane `j` of result `p` is lane `p` of `r[j]`.
@@ -551,6 +662,162 @@ pub(crate) mod avx2 {
 
     /// Windows reduced together by [`reduce_windows`].
     const BLOCK: usize = 4;
+
+    /// The columns of one transposed row (`t`, plane index of column 0 `row`) that an output
+    /// takes (`columns`, when it takes the row at all), in ascending order.
+    #[inline(always)]
+    unsafe fn row_taps<const MAX: bool, const WITH_INDEX: bool>(
+        takes_row: bool,
+        columns: u8,
+        t: &[__m256; 8],
+        row: i32,
+        acc: &mut __m256,
+        at: &mut __m256i,
+    ) {
+        if !takes_row {
+            return;
+        }
+        for (w, &v) in t.iter().enumerate() {
+            if columns & (1 << w) != 0 {
+                if MAX {
+                    max_tap::<WITH_INDEX>(v, acc, at, _mm256_set1_epi32(row + w as i32));
+                } else {
+                    *acc = _mm256_add_ps(*acc, v);
+                }
+            }
+        }
+    }
+
+    /// One group of eight planes (at `x`, `len` elements readable) pooled through `rows`
+    /// (see [`RowRegisters`]): `vals[8k..8k + 8]` gets output `k`'s max (`MAX`, PyTorch's
+    /// rule) or `sum / div.0 / div.1`, and with `WITH_INDEX` `idx[8k..]` the max's plane index,
+    /// as [`reduce_windows`] gives them. The element type and the outputs' column masks are
+    /// constants where the caller knows them ([`row_register_kernel`]): a runtime type made
+    /// each row's loads branch on it, and runtime masks made each tap a test and a branch
+    /// (together 2x the time of this kernel with both constant, measured on the ResNet tail).
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `KIND` is a [`TileKind`] code (`kind_code`) and `x` points to
+    /// `len >= 8 * height * width` readable elements of that kind; `rows` were built for
+    /// `layout` (so the plane is at most 8 wide and unpadded, and each output's window lies
+    /// inside it) and, where `COLUMNS` is not 0, `COLUMNS` is `rows.columns` as a little-endian
+    /// u32; `vals` (and `idx` with `WITH_INDEX`) hold `8 * rows.outputs`.
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn pool_group_in_row_registers<
+        const MAX: bool,
+        const WITH_INDEX: bool,
+        const KIND: u8,
+        const COLUMNS: u32,
+    >(
+        x: *const u8,
+        len: usize,
+        layout: &LanePlane,
+        rows: &RowRegisters,
+        vals: &mut [f32],
+        idx: &mut [i32],
+    ) {
+        let kind = kind_from_code(KIND);
+        let columns = if COLUMNS != 0 { COLUMNS.to_le_bytes() } else { rows.columns };
+        let (height, width) = (layout.height, layout.width);
+        let plane = height * width;
+        // Eight-wide row loads stay inside `len` everywhere but possibly on the last row of
+        // the last plane, where `taps` reads element by element.
+        let whole_rows = 7 * plane + (height - 1) * width + 8 <= len;
+        let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); ROW_REGISTER_OUTPUTS];
+        let mut at = [_mm256_setzero_si256(); ROW_REGISTER_OUTPUTS];
+        for (at, &first) in at.iter_mut().zip(&rows.first) {
+            *at = _mm256_set1_epi32(first);
+        }
+        for (h, &outputs) in rows.row_outputs.iter().enumerate().take(height) {
+            // The columns of row `h` of the eight planes, lane `p` = plane `p` (columns past
+            // `width` hold the next row's or zeros, and no mask takes them).
+            let t = if whole_rows && kind == TileKind::Bf16 {
+                bf16_taps(x.cast(), plane, h * width)
+            } else if whole_rows {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (p, r) in r.iter_mut().enumerate() {
+                    *r = load8(kind, x, p * plane + h * width);
+                }
+                transpose8(r)
+            } else {
+                taps(kind, x, len, plane, h * width, width)
+            };
+            // One call per output with a constant `k`, so that each accumulator stays in a
+            // register (a loop over `k` kept them in memory: a store and a reload per tap).
+            let row = (h * width) as i32;
+            let [a0, a1, a2, a3] = &mut acc;
+            let [i0, i1, i2, i3] = &mut at;
+            row_taps::<MAX, WITH_INDEX>(outputs & 1 != 0, columns[0], &t, row, a0, i0);
+            row_taps::<MAX, WITH_INDEX>(outputs & 2 != 0, columns[1], &t, row, a1, i1);
+            row_taps::<MAX, WITH_INDEX>(outputs & 4 != 0, columns[2], &t, row, a2, i2);
+            row_taps::<MAX, WITH_INDEX>(outputs & 8 != 0, columns[3], &t, row, a3, i3);
+        }
+        for k in 0..rows.outputs {
+            let mut v = acc[k];
+            if !MAX {
+                let (div0, div1) = rows.div[k];
+                if rows.powers_of_two {
+                    v = _mm256_mul_ps(v, _mm256_set1_ps(1.0 / div0));
+                    v = _mm256_mul_ps(v, _mm256_set1_ps(1.0 / div1));
+                } else {
+                    v = _mm256_div_ps(v, _mm256_set1_ps(div0));
+                    if div1 != 1.0 {
+                        v = _mm256_div_ps(v, _mm256_set1_ps(div1));
+                    }
+                }
+            }
+            _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
+            if WITH_INDEX {
+                _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[k]);
+            }
+        }
+    }
+
+    /// The column masks [`pool_group_in_row_registers`] is compiled for as constants:
+    /// adaptive 7x7 -> 2x2 (columns 0..4 and 3..7), the ResNet and EfficientNet tails.
+    pub(super) const SEVEN_TO_TWO: u32 = u32::from_le_bytes([0x0f, 0x78, 0x0f, 0x78]);
+
+    /// A [`TileKind`] as a const generic parameter.
+    const fn kind_code(kind: TileKind) -> u8 {
+        match kind {
+            TileKind::F32 => 0,
+            TileKind::Bf16 => 1,
+            TileKind::F16 => 2,
+        }
+    }
+
+    #[inline(always)]
+    const fn kind_from_code(code: u8) -> TileKind {
+        match code {
+            0 => TileKind::F32,
+            1 => TileKind::Bf16,
+            _ => TileKind::F16,
+        }
+    }
+
+    /// A row-register group kernel, as [`pool_group_in_row_registers`]'s arguments.
+    pub(super) type RowRegisterKernel =
+        unsafe fn(*const u8, usize, &LanePlane, &RowRegisters, &mut [f32], &mut [i32]);
+
+    /// [`pool_group_in_row_registers`] for `kind` and `rows`' masks: constant masks where
+    /// they are [`SEVEN_TO_TWO`], else read at run time.
+    pub(super) fn row_register_kernel<const MAX: bool, const WITH_INDEX: bool>(
+        kind: TileKind,
+        rows: &RowRegisters,
+    ) -> RowRegisterKernel {
+        const F32: u8 = kind_code(TileKind::F32);
+        const BF16: u8 = kind_code(TileKind::Bf16);
+        const F16: u8 = kind_code(TileKind::F16);
+        let seven_to_two = u32::from_le_bytes(rows.columns) == SEVEN_TO_TWO;
+        match (kind, seven_to_two) {
+            (TileKind::F32, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, SEVEN_TO_TWO>,
+            (TileKind::F32, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, 0>,
+            (TileKind::Bf16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, SEVEN_TO_TWO>,
+            (TileKind::Bf16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, 0>,
+            (TileKind::F16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, SEVEN_TO_TWO>,
+            (TileKind::F16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, 0>,
+        }
+    }
 
     /// Windows `k0..k0 + R` (`block`, all of the first one's shape), tap by tap.
     #[inline(always)]
@@ -865,7 +1132,19 @@ mod tests {
                 })
             })
             .collect();
-        let mut cases = vec![(LanePlane::unpadded(7, 7), adaptive_2x2, false)];
+        let mut cases = vec![
+            (LanePlane::unpadded(7, 7), adaptive_2x2.clone(), false),
+            (LanePlane::unpadded(7, 7), adaptive_2x2, true),
+        ];
+        // Adaptive pooling to at most four outputs from planes at most 8 wide (the row
+        // registers, with runtime column masks), and wider ones (lanes only).
+        for ((h, w), (oh, ow)) in
+            [((8, 8), (2, 2)), ((5, 3), (1, 2)), ((12, 8), (2, 1)), ((3, 8), (1, 4)), ((7, 9), (2, 2))]
+        {
+            for max in [false, true] {
+                cases.push((LanePlane::unpadded(h, w), adaptive(h, w, oh, ow), max));
+            }
+        }
         for (height, width, geometry) in [
             (7, 7, [3, 2, 1, 1]),
             (7, 7, [2, 2, 0, 1]),
@@ -873,6 +1152,8 @@ mod tests {
             (5, 5, [3, 2, 1, 1]),
             (8, 8, [3, 1, 2, 2]),
             (5, 19, [3, 2, 1, 1]),
+            (4, 4, [2, 2, 0, 1]),
+            (5, 5, [2, 2, 0, 2]),
         ] {
             for max in [false, true] {
                 let identity = if max { f32::NEG_INFINITY } else { 0.0 };
@@ -883,8 +1164,10 @@ mod tests {
         for (layout, windows, max) in cases {
             let plane = layout.height * layout.width;
             // 19 planes: two full lane groups and a partial one; four register groups and three
-            // single planes.
-            for xs in [random::<T>(19 * plane, 3), special::<T>(19 * plane, 4)] {
+            // single planes. 16: the last full group ends the input (row loads near its end).
+            let inputs =
+                [random::<T>(19 * plane, 3), special::<T>(19 * plane, 4), random::<T>(16 * plane, 5)];
+            for xs in inputs {
                 let (want, want_is) = reference(&layout, &windows, &xs, max);
                 let tables = plane_registers::Tables::new(&layout, &windows);
                 let lanes_only =
@@ -893,13 +1176,17 @@ mod tests {
                 let paths = [
                     Some(Path::Lanes { avx512: false }),
                     Some(Path::Lanes { avx512: true }),
+                    Some(Path::RowRegisters),
                     Some(Path::Fastest),
                     None,
                 ];
                 for path in paths {
                     let mut ys = vec![T::from_f64(7.0); want.len()];
                     let mut is = vec![-1i64; if max { want.len() } else { 0 }];
-                    let pooling = if path == Some(Path::Fastest) { &fastest } else { &lanes_only };
+                    let pooling = match path {
+                        Some(Path::Fastest | Path::RowRegisters) => &fastest,
+                        _ => &lanes_only,
+                    };
                     let done = match (path, max) {
                         (Some(path), true) => {
                             pool_planes_using::<T, T, true, true>(pooling, &xs, &mut ys, &mut is, path)
@@ -939,9 +1226,46 @@ mod tests {
         }
     }
 
+    /// Adaptive pooling's windows from `h x w` to `oh x ow` (PyTorch's bounds).
+    fn adaptive(h: usize, w: usize, oh: usize, ow: usize) -> Vec<LaneWindow> {
+        let bounds = |o: usize, out: usize, n: usize| (o * n / out, ((o + 1) * n).div_ceil(out));
+        (0..oh * ow)
+            .map(|k| {
+                let ((h0, h1), (w0, w1)) = (bounds(k / ow, oh, h), bounds(k % ow, ow, w));
+                LaneWindow {
+                    h: (h0, h1, 1),
+                    w: (w0, w1, 1),
+                    first: (h0 * w + w0) as i32,
+                    div: ((h1 - h0) as f32, (w1 - w0) as f32),
+                }
+            })
+            .collect()
+    }
+
+    /// The row registers take exactly the unpadded planes at most 8 wide with at most four
+    /// outputs, and compile 7x7 -> 2x2's masks in.
+    #[test]
+    fn row_registers_apply_where_documented() {
+        let takes =
+            |layout: LanePlane, windows: Vec<LaneWindow>| PlanePooling::new(layout, windows).row_registers;
+        let seven = takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 2, 2)).unwrap();
+        assert_eq!(u32::from_le_bytes(seven.columns), avx2::SEVEN_TO_TWO);
+        assert_eq!(seven.row_outputs, [3, 3, 3, 15, 12, 12, 12]);
+        assert!(seven.powers_of_two);
+        assert!(!takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().powers_of_two);
+        assert!(takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).is_some());
+        assert!(takes(LanePlane::unpadded(7, 9), adaptive(7, 9, 2, 2)).is_none());
+        assert!(takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 3, 2)).is_none());
+        let (padded, windows) = windowed(7, 7, [3, 2, 1, 1], 0.0);
+        assert!(takes(padded, windows).is_none());
+        let (unpadded, windows) = windowed(4, 4, [2, 2, 0, 1], 0.0);
+        assert!(takes(unpadded, windows).is_some());
+    }
+
     #[test]
     fn every_path_matches_the_plain_loop_bit_for_bit() {
         all::<f32>();
         all::<bf16>();
+        all::<half::f16>();
     }
 }
