@@ -543,13 +543,32 @@ pub(crate) mod avx2 {
 
     /// Runs `$body` over the channels `0..$end` (a multiple of 8) in the blocks every kernel
     /// here uses: 32 channels at a time (`$r = 4` registers), then 8 (`$r = 1`), with `$c0`
-    /// the block's first channel. One blocking for all, so that data one kernel writes in
-    /// [`load_tile`]'s lane order (bf16 blocks of 32 keep even and odd channels apart) is read
-    /// back in the same blocks by the next.
+    /// the block's first channel; with `$sixty_four`, 64 at a time first (`$r = 8`). One
+    /// blocking for all, so that data one kernel writes in [`load_tile`]'s lane order (bf16
+    /// blocks of 32 keep even and odd channels apart) is read back in the same blocks by the
+    /// next: a block of 64 is laid out as two of 32, and the blocks of 8 start at the same
+    /// channel either way.
+    ///
+    /// The averages' AVX2 sums take blocks of 64: eight independent chains of additions
+    /// instead of four. On Zen 3 (no AVX-512) that made 3x3 averages on the ResNet tail
+    /// 1.1x to 1.25x faster (f32 and bf16); max keeps 32, its indexed taps need two registers
+    /// per block.
     macro_rules! channel_blocks {
-        ($end:expr, |$r:ident, $c0:ident| $body:expr) => {{
+        ($end:expr, |$r:ident, $c0:ident| $body:expr) => {
+            channel_blocks!($end, false, |$r, $c0| $body)
+        };
+        ($end:expr, $sixty_four:expr, |$r:ident, $c0:ident| $body:expr) => {{
             let end = $end;
             let mut $c0 = 0;
+            if $sixty_four {
+                while $c0 + 64 <= end {
+                    {
+                        const $r: usize = 8;
+                        $body;
+                    }
+                    $c0 += 64;
+                }
+            }
             while $c0 + 32 <= end {
                 {
                     const $r: usize = 4;
@@ -818,7 +837,7 @@ pub(crate) mod avx2 {
     ) {
         for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
-            channel_blocks!(c_end, |R, c0| if WIDE && R == 4 {
+            channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
                 super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
             } else {
                 sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
@@ -1183,7 +1202,7 @@ pub(crate) mod avx2 {
         y: *mut u8,
         partial: *mut f32,
     ) {
-        channel_blocks!(c_end, |R, c0| if WIDE && R == 4 {
+        channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
             super::avx512::avg_block32::<TWO_DIVISIONS, FIRST, LAST>(
                 kind, image, win, c0, divisors, y, partial,
             )
