@@ -97,13 +97,15 @@ const ROW_REGISTER_OUTPUTS: usize = 4;
 /// [`ROW_REGISTER_OUTPUTS`] outputs (adaptive 7x7 -> 2x2). Each row of eight planes is
 /// transposed in registers (one vector per column, lane `p` = plane `p`) and added straight
 /// into the outputs whose windows hold it, so nothing goes through the lane buffer. Which
-/// outputs take a row and which of its columns are bit masks, fixed per op, so the branches on
-/// them repeat for every group and predict. Rows are visited in ascending order and each
-/// row's columns in ascending order, so every output still sees its taps in PyTorch's (h, w)
-/// order.
+/// outputs take a row and which of its columns are bit masks, fixed per op (and compiled in
+/// for 7x7 -> 2x2, see [`avx2::row_register_kernel`]). Rows are visited in ascending order
+/// and each row's columns in ascending order, so every output still sees its taps in
+/// PyTorch's (h, w) order.
 ///
-/// Measured on a 2-vCPU Zen 3 without AVX-512 (the lane path's buffer round trip was 3x to 4x
-/// the transposes' own cost there; docs/BENCHMARKS.md has the figures).
+/// On the 2-vCPU Zen 3 without AVX-512, the lane path ran the ResNet tail's NCHW 7x7 -> 2x2
+/// average at 6 to 14 GB/s (about 250 ns per group of eight planes on one core, where a
+/// hand-written register loop over the same data took 60 to 100); this path runs it about 2x
+/// faster (docs/BENCHMARKS.md has the figures).
 struct RowRegisters {
     /// Per input row, bit `k` set when output `k`'s window takes the row.
     row_outputs: Vec<u8>,
@@ -251,7 +253,8 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
             // `8 * out_plane` entries; plane indices fit i32 (`buffer_len <= SMALL_PLANE`); with
             // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
-            // `rows` were built for this layout and its windows (unpadded, at most 8 wide).
+            // `row_kernel` was picked for `in_kind`, `U`'s kind, and its `rows` were built for
+            // this layout and its windows (unpadded, at most 8 wide, at most four outputs).
             unsafe {
                 if let Some((kernel, rows)) = row_kernel {
                     kernel(xg.as_ptr().cast(), xg.len(), layout, rows, vals, idx);
