@@ -115,8 +115,9 @@ struct RowRegisters {
     div: [(f32, f32); ROW_REGISTER_OUTPUTS],
     /// Whether every divisor is a power of two, so that each division is a multiplication
     /// by its reciprocal with the same bits (both are the exactly rounded `sum * 2^-k`). A
-    /// 7x7 -> 2x2 average divides by 4 twice: eight `vdivps` a group, each with a 3.5-cycle
-    /// reciprocal throughput on Zen 3 against 0.5 for `vmulps` (in the bench, within noise).
+    /// 7x7 -> 2x2 average divides by 4 twice: eight `vdivps` a group, by published tables
+    /// one every 3.5 cycles on Zen 3 against two `vmulps` a cycle (in the bench, within
+    /// noise).
     powers_of_two: bool,
     outputs: usize,
 }
