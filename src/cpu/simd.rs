@@ -551,8 +551,8 @@ pub(crate) mod avx2 {
     ///
     /// The averages' AVX2 sums take blocks of 64: eight independent chains of additions
     /// instead of four. On Zen 3 (no AVX-512) that made 3x3 averages on the ResNet tail
-    /// 1.1x to 1.25x faster (f32 and bf16); max keeps 32, its indexed taps need two registers
-    /// per block.
+    /// 1.08x to 1.29x faster (f32 and bf16); max keeps 32, its indexed taps need two
+    /// registers per block.
     macro_rules! channel_blocks {
         ($end:expr, |$r:ident, $c0:ident| $body:expr) => {
             channel_blocks!($end, false, |$r, $c0| $body)
