@@ -664,6 +664,22 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// A window's sum divided by `div.0`, then by `div.1` (windowed pooling's second divisor
+    /// is 1: skipping it is exact); with `powers_of_two` (both are), multiplied by their
+    /// reciprocals instead, which gives the same bits.
+    #[inline(always)]
+    unsafe fn divide(sum: __m256, (div0, div1): (f32, f32), powers_of_two: bool) -> __m256 {
+        if powers_of_two {
+            return _mm256_mul_ps(_mm256_mul_ps(sum, _mm256_set1_ps(1.0 / div0)), _mm256_set1_ps(1.0 / div1));
+        }
+        let v = _mm256_div_ps(sum, _mm256_set1_ps(div0));
+        if div1 != 1.0 {
+            _mm256_div_ps(v, _mm256_set1_ps(div1))
+        } else {
+            v
+        }
+    }
+
     /// Windows reduced together by [`reduce_windows`].
     const BLOCK: usize = 4;
 
@@ -724,9 +740,6 @@ pub(crate) mod avx2 {
         let columns = if COLUMNS != 0 { COLUMNS.to_le_bytes() } else { rows.columns };
         let (height, width) = (layout.height, layout.width);
         let plane = height * width;
-        // Eight-wide row loads stay inside `len` everywhere but possibly on the last row of
-        // the last plane, where `taps` reads element by element.
-        let whole_rows = 7 * plane + (height - 1) * width + 8 <= len;
         let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); ROW_REGISTER_OUTPUTS];
         let mut at = [_mm256_setzero_si256(); ROW_REGISTER_OUTPUTS];
         for (at, &first) in at.iter_mut().zip(&rows.first) {
@@ -735,17 +748,7 @@ pub(crate) mod avx2 {
         for (h, &outputs) in rows.row_outputs.iter().enumerate().take(height) {
             // The columns of row `h` of the eight planes, lane `p` = plane `p` (columns past
             // `width` hold the next row's or zeros, and no mask takes them).
-            let t = if whole_rows && kind == TileKind::Bf16 {
-                bf16_taps(x.cast(), plane, h * width)
-            } else if whole_rows {
-                let mut r = [_mm256_setzero_ps(); 8];
-                for (p, r) in r.iter_mut().enumerate() {
-                    *r = load8(kind, x, p * plane + h * width);
-                }
-                transpose8(r)
-            } else {
-                taps(kind, x, len, plane, h * width, width)
-            };
+            let t = taps(kind, x, len, plane, h * width, width);
             // One call per output with a constant `k`, so that each accumulator stays in a
             // register (a loop over `k` kept them in memory: a store and a reload per tap).
             let row = (h * width) as i32;
@@ -759,16 +762,7 @@ pub(crate) mod avx2 {
         for k in 0..rows.outputs {
             let mut v = acc[k];
             if !MAX {
-                let (div0, div1) = rows.div[k];
-                if rows.powers_of_two {
-                    v = _mm256_mul_ps(v, _mm256_set1_ps(1.0 / div0));
-                    v = _mm256_mul_ps(v, _mm256_set1_ps(1.0 / div1));
-                } else {
-                    v = _mm256_div_ps(v, _mm256_set1_ps(div0));
-                    if div1 != 1.0 {
-                        v = _mm256_div_ps(v, _mm256_set1_ps(div1));
-                    }
-                }
+                v = divide(v, rows.div[k], rows.powers_of_two);
             }
             _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
             if WITH_INDEX {
@@ -873,11 +867,7 @@ pub(crate) mod avx2 {
             let k = k0 + r;
             let mut v = acc[r];
             if !MAX {
-                v = _mm256_div_ps(v, _mm256_set1_ps(w.div.0));
-                // Windowed pooling's second divisor is 1: skipping it is exact.
-                if w.div.1 != 1.0 {
-                    v = _mm256_div_ps(v, _mm256_set1_ps(w.div.1));
-                }
+                v = divide(v, w.div, false);
             }
             _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
             if WITH_INDEX {

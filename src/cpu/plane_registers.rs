@@ -34,7 +34,7 @@ pub(crate) fn applies<U: FloatElement, T: FloatElement>(plane: usize) -> bool {
         (1..=MAX_PLANE).contains(&plane)
             && super::simd::avx2_tile_kind::<U>().is_some()
             && super::simd::avx2_tile_kind::<T>().is_some()
-            && super::simd::has_avx512_bw()
+            && cpu_has_it()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
