@@ -622,8 +622,9 @@ const GATHER_MIN_ROWS: usize = 8;
 
 /// Whether a channels-last max backward gathers ([`gather_max_nhwc`]) rather than scatters:
 /// where the scatter, one image per task, would leave cores idle (fewer images than threads)
-/// and the images are tall enough to split. On one core the two cost the same (measured
-/// 0.95x to 1.1x on the long rows, the early map and batch 1), so elsewhere the scatter stays.
+/// and the images are tall enough to split. On one core the gather is no faster (0.65x to
+/// 1.13x the scatter's speed on the long rows, the early map and batch 1), so elsewhere the
+/// scatter stays.
 fn max_backward_gathers(images: usize, h: usize) -> bool {
     images < rayon::current_num_threads() && h >= 2 * GATHER_MIN_ROWS
 }
@@ -638,10 +639,9 @@ fn max_backward_gathers(images: usize, h: usize) -> bool {
 /// unspecified, and the caller scatters instead.
 ///
 /// Against the scatter: work splits over input rows, so one image keeps every core busy (the
-/// scatter runs an image serially); each gradient element is written once, with no zeroing
-/// pass before and no rounding pass after; and the compares vectorise across channels,
-/// where the scatter's read-modify-writes wait on one another whenever neighbouring windows
-/// share a maximum.
+/// scatter runs an image serially), and each gradient element is written once, with no
+/// zeroing pass before and no rounding pass after; but each input element tests every
+/// covering output, so on one core it is no faster.
 ///
 /// `rows`/`cols`: the covering outputs of each input row and column, as for the average
 /// gathers. Each task converts the output rows it needs once (indices to i32, gradients to
@@ -745,7 +745,7 @@ struct MaxGatherScratch<A: 'static> {
     index: Vec<Vec<i32>>,
     grad: Vec<Vec<A>>,
     acc: Vec<A>,
-    hits: Vec<u32>,
+    hits: Vec<u64>,
 }
 
 std::thread_local! {
@@ -810,7 +810,7 @@ impl<A: Float + 'static> MaxGatherScratch<A> {
                         // Adding +0 leaves every sum that can arise here unchanged (one that
                         // starts from +0 never becomes -0).
                         *a = *a + if take { g } else { A::zero() };
-                        *hit += take as u32;
+                        *hit += take as u64;
                     }
                 }
             }
@@ -818,12 +818,12 @@ impl<A: Float + 'static> MaxGatherScratch<A> {
         for (d, &a) in gi.iter_mut().zip(self.acc.iter()) {
             *d = simd::store::<T>(a);
         }
-        self.hits.iter().map(|&n| n as u64).sum()
+        self.hits.iter().sum()
     }
 }
 
 /// The buffers a [`MaxGatherScratch`] leaves behind for the next.
-struct MaxGatherBuffers<A>(Vec<Option<(usize, usize)>>, Vec<Vec<i32>>, Vec<Vec<A>>, Vec<A>, Vec<u32>);
+struct MaxGatherBuffers<A>(Vec<Option<(usize, usize)>>, Vec<Vec<i32>>, Vec<Vec<A>>, Vec<A>, Vec<u64>);
 
 impl<A: 'static> Drop for MaxGatherScratch<A> {
     fn drop(&mut self) {

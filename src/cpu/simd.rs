@@ -1012,7 +1012,8 @@ pub(crate) mod avx2 {
     /// See [`super::max_gather_row`]. Each block of eight channels of a pixel sums in one
     /// register: per covering output a compare, a mask and an add (the masked-off lanes add
     /// +0, which changes no sum that starts from +0), and the matches are counted by
-    /// subtracting the compare masks.
+    /// subtracting the compare masks (at most `width * c / 8 * 9` per lane, below 2^32 for
+    /// the rows of at most `i32::MAX` elements the caller passes).
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn max_gather_row(
         kind: TileKind,
