@@ -11,10 +11,12 @@
 //! order.
 //!
 //! Max pooling (windowed and adaptive) scatters each plane (NCHW) or image (NHWC) serially in
-//! ascending output order into zeroed accumulators; each rayon task first checks its own indices
+//! ascending output order into zeroed accumulators (channels-last images fewer than the
+//! threads gather the same terms in the same order instead: `gather_max_nhwc`, so that one
+//! image still splits over the cores); each rayon task first checks its own indices
 //! (any index outside `[0, H*W)` makes the function return `true`; a task holding one writes
 //! nothing, so nothing outside `grad_in` is ever written).
-//! A per-plane serial scatter is deterministic too and cheaper on a CPU than a gather, and it
+//! A per-plane serial scatter is deterministic too and on one core no slower than a gather, and it
 //! adds the same terms in the same order as the CUDA gather. Indices that lie in the plane but
 //! outside their output's window are honoured, as by PyTorch's CPU kernel (the CUDA gather
 //! honours them too, through its audit; PyTorch's CUDA kernel drops them).
