@@ -674,7 +674,7 @@ fn gather_max_nhwc<T: FloatElement>(
     let rows_per_task = items_per_task(row_in * covering, grad_in.len() / row_in).max(GATHER_MIN_ROWS);
     let matched = std::sync::atomic::AtomicU64::new(0);
     grad_in.par_chunks_mut(row_in).enumerate().with_min_len(rows_per_task).for_each_init(
-        || MaxGatherScratch::<T::Acc>::new(ring, c, row_in, row_out),
+        || MaxGatherScratch::<T::Acc>::reused(ring, c, row_in, row_out),
         |s, (k, gi)| {
             let (image, ih) = (k / h, k % h);
             for oh in rows[ih].clone() {
@@ -683,23 +683,23 @@ fn gather_max_nhwc<T: FloatElement>(
                     let at = (image * out_h + oh) * row_out;
                     let (index, grad) = (&indices[at..at + row_out], &grad_out[at..at + row_out]);
                     #[cfg(target_arch = "x86_64")]
-                    if let Some(kind) = kind {
-                        // SAFETY: as for `max_gather_row` below, `kind` is `T`'s AVX2 kind and
-                        // `T::Acc` is f32; `row_out = out_w * c` is a multiple of 8, and the
-                        // four slices all hold `row_out` elements; `plane <= i32::MAX`.
-                        unsafe {
-                            simd::max_gather_convert(
-                                kind,
-                                plane,
-                                (index.as_ptr(), grad.as_ptr().cast()),
-                                row_out,
-                                (s.index[slot].as_mut_ptr(), s.grad[slot].as_mut_ptr().cast()),
-                            )
-                        };
-                        s.keys[slot] = Some((image, oh));
-                        continue;
+                    // SAFETY: as for `max_gather_row` below, `kind` is `T`'s AVX2 kind and
+                    // `T::Acc` is f32; `row_out = out_w * c` is a multiple of 8, and the four
+                    // slices all hold `row_out` elements; `plane <= i32::MAX`.
+                    let converted = kind.map(|kind| unsafe {
+                        simd::max_gather_convert(
+                            kind,
+                            plane,
+                            (index.as_ptr(), grad.as_ptr().cast()),
+                            row_out,
+                            (s.index[slot].as_mut_ptr(), s.grad[slot].as_mut_ptr().cast()),
+                        )
+                    });
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let converted = None::<()>;
+                    if converted.is_none() {
+                        s.convert(slot, plane, index, grad);
                     }
-                    s.convert(slot, plane, index, grad);
                     s.keys[slot] = Some((image, oh));
                 }
             }
@@ -741,8 +741,8 @@ fn gather_max_nhwc<T: FloatElement>(
 
 /// Per-task buffers of [`gather_max_nhwc`]: `ring` converted output rows (`keys[slot]` names
 /// the (image, output row) in the slot), one input row's accumulators, and per-channel counts
-/// of matched outputs. Taken from this thread's last call and given back on drop.
-struct MaxGatherScratch<A: 'static> {
+/// of matched outputs.
+struct MaxGatherScratch<A> {
     keys: Vec<Option<(usize, usize)>>,
     index: Vec<Vec<i32>>,
     grad: Vec<Vec<A>>,
@@ -757,12 +757,43 @@ std::thread_local! {
         const { std::cell::Cell::new(None) };
 }
 
+/// A [`MaxGatherScratch`] taken from this thread's last call, given back on drop.
+struct ReusedScratch<A: 'static>(Option<Box<MaxGatherScratch<A>>>);
+
+impl<A: 'static> Drop for ReusedScratch<A> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            MAX_GATHER_SCRATCH.set(Some(s));
+        }
+    }
+}
+
+impl<A: 'static> std::ops::Deref for ReusedScratch<A> {
+    type Target = MaxGatherScratch<A>;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<A: 'static> std::ops::DerefMut for ReusedScratch<A> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
 impl<A: Float + 'static> MaxGatherScratch<A> {
-    fn new(ring: usize, c: usize, row_in: usize, row_out: usize) -> Self {
-        let reused = MAX_GATHER_SCRATCH.take().and_then(|s| s.downcast::<MaxGatherBuffers<A>>().ok());
-        let empty = || MaxGatherBuffers(Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let MaxGatherBuffers(keys, index, grad, acc, hits) = reused.map(|s| *s).unwrap_or_else(empty);
-        let mut s = MaxGatherScratch { keys, index, grad, acc, hits };
+    /// This thread's last scratch (or a new one), sized for these rows, every slot empty.
+    fn reused(ring: usize, c: usize, row_in: usize, row_out: usize) -> ReusedScratch<A> {
+        let last = MAX_GATHER_SCRATCH.take().and_then(|s| s.downcast::<Self>().ok());
+        let mut s = last.unwrap_or_else(|| {
+            Box::new(MaxGatherScratch {
+                keys: Vec::new(),
+                index: Vec::new(),
+                grad: Vec::new(),
+                acc: Vec::new(),
+                hits: Vec::new(),
+            })
+        });
         s.keys.clear();
         s.keys.resize(ring, None);
         s.index.resize_with(ring, Vec::new);
@@ -771,7 +802,7 @@ impl<A: Float + 'static> MaxGatherScratch<A> {
         s.grad.iter_mut().for_each(|v| v.resize(row_out, A::zero()));
         s.acc.resize(row_in, A::zero());
         s.hits.resize(c, 0);
-        s
+        ReusedScratch(Some(s))
     }
 
     /// Converts one output row into `slot`: indices to i32 (those outside `[0, plane)` to -1,
@@ -824,21 +855,14 @@ impl<A: Float + 'static> MaxGatherScratch<A> {
     }
 }
 
-/// The buffers a [`MaxGatherScratch`] leaves behind for the next.
-struct MaxGatherBuffers<A>(Vec<Option<(usize, usize)>>, Vec<Vec<i32>>, Vec<Vec<A>>, Vec<A>, Vec<u64>);
-
-impl<A: 'static> Drop for MaxGatherScratch<A> {
-    fn drop(&mut self) {
-        use std::mem::take;
-        let buffers = MaxGatherBuffers(
-            take(&mut self.keys),
-            take(&mut self.index),
-            take(&mut self.grad),
-            take(&mut self.acc),
-            take(&mut self.hits),
-        );
-        MAX_GATHER_SCRATCH.set(Some(Box::new(buffers)));
-    }
+/// The covering outputs of each input row and column of a (possibly dilated) max pool: the
+/// outputs whose window extent, `(kernel - 1) * dilation + 1` from `o * stride - pad`,
+/// contains it.
+fn max_window_ranges(g: &WindowGeometry) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], reach(0));
+    let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], reach(1));
+    (rows, cols)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
@@ -852,9 +876,7 @@ pub fn max_pool2d_backward<T: FloatElement>(
     grad_in: &mut [T],
 ) -> bool {
     if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
-        let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
-        let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], reach(0));
-        let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], reach(1));
+        let (rows, cols) = max_window_ranges(g);
         if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
             return false;
         }
@@ -1368,9 +1390,7 @@ mod tests {
         let mut cases = Vec::new();
         for (shape, k, st, p, d, ceil) in windows {
             let g = plan_window_pool("t", &shape, k, st, p, d, ceil).unwrap();
-            let reach = |a: usize| (g.kernel[a] - 1) * g.dilation[a] + 1;
-            let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], reach(0));
-            let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], reach(1));
+            let (rows, cols) = max_window_ranges(&g);
             cases.push((g, rows, cols));
         }
         for (shape, out) in [([1, 8, 9, 7], [4, 3]), ([2, 5, 3, 4], [5, 7]), ([1, 16, 7, 7], [2, 2])] {
