@@ -129,14 +129,21 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_op(fn, device, quick):
+def time_op(fn, device, quick, row_seconds):
     """Median seconds per call; one warm-up call sizes the repetitions (same rule as ours)."""
     t0 = time.perf_counter()
     fn()
     sync(device)
     first = max(time.perf_counter() - t0, 1e-7)
-    target, lo, hi = (0.25, 5, 200) if quick else (0.8, 5, 400)
-    reps = min(max(round(target / first), lo), hi)
+    if device == "cuda":
+        # As src/bench.rs: untimed calls for 20 ms, so clocks that dropped while the input was
+        # made are back up.
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.02:
+            fn()
+            sync(device)
+    hi = 200 if quick else 400
+    reps = min(max(round(row_seconds / first), 5), hi)
     per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
     samples = []
     for _ in range(reps):
@@ -161,7 +168,7 @@ def default_dtype_runs(op, dtype_name):
     return dtype_name in ("f32", "bf16") or (dtype_name == "f16" and op.startswith("gap "))
 
 
-def run_torch(device, quick, only_shapes=None, wanted=None, dtypes=None):
+def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=None):
     """`wanted`: the row keys of our JSON (run exactly those); else `dtypes` (every op in
     those types), else the default set."""
     rows = []
@@ -191,7 +198,7 @@ def run_torch(device, quick, only_shapes=None, wanted=None, dtypes=None):
                     row = dict(op=op, shape_name=shape_name, shape=list(dims), layout=layout, dtype=dtype_name)
                     try:
                         fn, b = prepare(op, x)
-                        t, reps = time_op(fn, device, quick)
+                        t, reps = time_op(fn, device, quick, row_seconds)
                         row.update(median_ms=t * 1e3, gbps=b / t / 1e9, bytes=b, reps=reps, status="ok")
                         print(f"  {op:<34} {layout} {dtype_name:<4} {t * 1e3:10.3f} ms {b / t / 1e9:7.1f} GB/s", file=sys.stderr)
                     except (RuntimeError, MemoryError) as e:
@@ -266,6 +273,7 @@ def main():
     ap.add_argument("--json", metavar="OURS.json", help="cupool bench --json output to compare against")
     ap.add_argument("--shapes", metavar="NAME,...", help="only these suite shapes (seed, resnet_tail, effnet_tail, early_map, long_rows, batch1, mid_map)")
     ap.add_argument("--dtypes", metavar="f32,bf16,f16,f64", help="without --json: run every op in these types (default: as cupool bench)")
+    ap.add_argument("--row-seconds", type=float, metavar="S", help="about how long each row's timed calls take (default 0.8, 0.25 with --quick; as cupool bench)")
     ap.add_argument("--torch-json", metavar="FILE", help="also write torch's rows as JSON")
     ap.add_argument("--out", metavar="FILE.md", help="also write the table here")
     args = ap.parse_args()
@@ -288,7 +296,10 @@ def main():
         sys.exit(f"unknown shape in --shapes {args.shapes}")
     wanted = {key(r) for r in ours["rows"]} if ours is not None else None
     dtypes = set(args.dtypes.split(",")) if args.dtypes else None
-    rows = run_torch(args.device, args.quick, only, wanted, dtypes)
+    if args.row_seconds is not None and not args.row_seconds > 0:
+        sys.exit("--row-seconds must be positive")
+    row_seconds = args.row_seconds if args.row_seconds is not None else (0.25 if args.quick else 0.8)
+    rows = run_torch(args.device, args.quick, row_seconds, only, wanted, dtypes)
     out = table(rows, ours, args.device)
     print(out, end="")
     if args.out:

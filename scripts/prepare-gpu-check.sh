@@ -6,8 +6,10 @@
 # Builds with the pinned CUDA toolchain on PATH (scripts/cuda-toolchain.sh), so nvcc embeds
 # cubins for CUPOOL_CUDA_ARCHS (default 80,90) and the kernels need no NVRTC on the GPU machine.
 # Copies each test executable under its test's name (tests/foo.rs -> DEST/tests/foo, the
-# library's unit tests -> DEST/tests/unit), the `cupool` binary, benches/compare_torch.py and
-# scripts/gpu-check.sh. Then copy DEST to the GPU machine and run DEST/gpu-check.sh there.
+# library's unit tests -> DEST/tests/unit), the `cupool` binary, benches/compare_torch.py,
+# scripts/gpu-check.sh and tests/golden (as DEST/golden), and strips the executables. Then copy
+# DEST to the GPU machine and run DEST/gpu-check.sh there. DEST.tar.xz holds the same, packed
+# (about a sixth of the size), for a machine that takes the folder over a size limit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,10 +25,11 @@ mkdir -p "$DEST/tests"
 
 # The test executables: cargo's JSON messages name each one and the target it came from.
 cargo test --release --no-run --message-format=json-render-diagnostics >"$DEST/.cargo-messages.json"
-python3 - "$DEST" <"$DEST/.cargo-messages.json" <<'PY'
+# The messages go in as a file argument: the script itself is python's stdin (the heredoc).
+python3 - "$DEST" "$DEST/.cargo-messages.json" <<'PY'
 import json, shutil, sys, os
 dest = sys.argv[1]
-for line in sys.stdin:
+for line in open(sys.argv[2]):
     try:
         msg = json.loads(line)
     except ValueError:
@@ -49,4 +52,9 @@ cargo build --release --bin cupool
 cp target/release/cupool "$DEST/cupool"
 [ -f benches/compare_torch.py ] && cp benches/compare_torch.py "$DEST/"
 cp scripts/gpu-check.sh "$DEST/"
-echo "prepare-gpu-check: ready in $DEST (run $DEST/gpu-check.sh $DEST on the GPU machine)" >&2
+# The tests find tests/golden through a build-machine path; gpu-check.sh points them here.
+cp -r tests/golden "$DEST/golden"
+# Symbols only add size on the GPU machine (a lent one takes 64 MiB in all).
+strip "$DEST"/tests/* "$DEST/cupool" 2>/dev/null || true
+tar -C "$DEST" -cf - . | xz -T0 -6 >"$DEST.tar.xz"
+echo "prepare-gpu-check: ready in $DEST and $DEST.tar.xz (run $DEST/gpu-check.sh $DEST on the GPU machine)" >&2

@@ -260,17 +260,34 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Median seconds per call. One untimed warm-up call (kernel loading, page faults) sizes the
-/// repetitions so a row takes about `target_s`; on a GPU each sample queues enough calls to
+/// repetitions so a row takes about `row_seconds`; on a GPU each sample queues enough calls to
 /// last about a millisecond, then waits once.
-fn time_op(op: Op, p: &Prepared, sync: &Sync, sync_overhead_s: f64, quick: bool) -> Result<(f64, usize)> {
+fn time_op(
+    op: Op,
+    p: &Prepared,
+    sync: &Sync,
+    sync_overhead_s: f64,
+    row_seconds: f64,
+    quick: bool,
+) -> Result<(f64, usize)> {
     let start = Instant::now();
     drop(call(op, p)?);
     sync.wait()?;
     let first = start.elapsed().as_secs_f64().max(1e-7);
+    if sync.probe.is_some() {
+        // A GPU idles while the host makes each input, and its clocks drop: on an H200 the
+        // first op timed after that ran up to 1.3x slower than the same reduction right after
+        // it. Untimed calls for 20 ms bring the clocks back first.
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < 0.02 {
+            drop(call(op, p)?);
+            sync.wait()?;
+        }
+    }
     // Short ops get many samples: on a shared VM single calls of a few hundred microseconds
     // swing by 2x and more, and a median of ten is not stable.
-    let (target_s, min_reps, max_reps) = if quick { (0.25, 5, 200) } else { (0.8, 5, 400) };
-    let reps = ((target_s / first).round() as usize).clamp(min_reps, max_reps);
+    let max_reps = if quick { 200 } else { 400 };
+    let reps = ((row_seconds / first).round() as usize).clamp(5, max_reps);
     let per_sample = if sync.probe.is_some() { ((1e-3 / first).ceil() as usize).clamp(1, 100) } else { 1 };
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -519,7 +536,15 @@ impl Filter {
     }
 }
 
-pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filter) -> Result<()> {
+/// Runs the suite. `row_seconds`: about how long each row's timed calls take (default 0.8 s, or
+/// 0.25 s with `quick`); a GPU, whose calls are short, gets a stable median from far less.
+pub fn run(
+    device: &Device,
+    quick: bool,
+    row_seconds: Option<f64>,
+    json_path: Option<&str>,
+    filter: &Filter,
+) -> Result<()> {
     if let Some(bad) = filter.shapes.iter().find(|n| !SUITE.iter().any(|s| s.name == n.as_str())) {
         anyhow::bail!("unknown suite shape {bad}");
     }
@@ -531,6 +556,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filte
     } else {
         quick
     };
+    let row_seconds = row_seconds.unwrap_or(if quick { 0.25 } else { 0.8 });
     eprintln!("cupool bench on {}{}", device.name(), if quick { " (quick: batch / 8)" } else { "" });
     eprintln!("measuring the baseline ...");
     let base = baseline(device, quick);
@@ -587,7 +613,7 @@ pub fn run(device: &Device, quick: bool, json_path: Option<&str>, filter: &Filte
                 for op in OPS.iter().copied().filter(|&o| runs(o)) {
                     let result = prepare(op, &x)
                         .and_then(|(p, bytes)| {
-                            let (t, reps) = time_op(op, &p, &sync, sync_overhead_s, quick)?;
+                            let (t, reps) = time_op(op, &p, &sync, sync_overhead_s, row_seconds, quick)?;
                             Ok((t, bytes, reps))
                         })
                         .map_err(|e| format!("n/a: {}", first_line(&e.to_string())));

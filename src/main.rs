@@ -2,7 +2,7 @@
 //!
 //!   cupool [demo] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|bf16|f16|f64]
 //!   cupool bench  [--device ...] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]
-//!                 [--dtypes f32,bf16,f16,f64]
+//!                 [--dtypes f32,bf16,f16,f64] [--row-seconds S]
 //!   cupool check  (which devices work here, and why not)
 
 mod bench;
@@ -38,6 +38,8 @@ struct Options {
     ops: Vec<String>,
     /// `bench` only: run every op in these element types (empty: the default set).
     dtypes: Vec<DType>,
+    /// `bench` only: about how long each row's timed calls take (default 0.8 s, 0.25 with --quick).
+    row_seconds: Option<f64>,
 }
 
 fn parse_dtype(name: &str) -> Result<DType> {
@@ -61,6 +63,7 @@ impl Options {
             shapes: Vec::new(),
             ops: Vec::new(),
             dtypes: Vec::new(),
+            row_seconds: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -80,8 +83,15 @@ impl Options {
                 "--json" => o.json = Some(value()?.clone()),
                 "--shapes" => o.shapes = value()?.split(',').map(str::to_string).collect(),
                 "--ops" => o.ops = value()?.split(',').map(str::to_string).collect(),
+                "--row-seconds" => {
+                    let s: f64 = value()?.parse().context("--row-seconds takes a number of seconds")?;
+                    if !(s > 0.0 && s.is_finite()) {
+                        bail!("--row-seconds must be positive");
+                    }
+                    o.row_seconds = Some(s);
+                }
                 "-h" | "--help" => {
-                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...] [--dtypes f32,bf16,f16,f64]");
+                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...] [--dtypes f32,bf16,f16,f64] [--row-seconds S]");
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other} (try --help)"),
@@ -172,5 +182,5 @@ fn check() -> Result<()> {
 fn cupool_bench(opts: &Options) -> Result<()> {
     let filter =
         bench::Filter { shapes: opts.shapes.clone(), ops: opts.ops.clone(), dtypes: opts.dtypes.clone() };
-    bench::run(&opts.device()?, opts.quick, opts.json.as_deref(), &filter)
+    bench::run(&opts.device()?, opts.quick, opts.row_seconds, opts.json.as_deref(), &filter)
 }
