@@ -44,7 +44,46 @@ pub(crate) struct CudaBackend {
     /// kept too, so a broken module is not recompiled on every call.
     modules: Vec<(&'static str, ModuleSlot)>,
     /// Kernel name to function, filled on first launch of each kernel.
-    functions: Mutex<HashMap<String, CudaFunction>>,
+    functions: Mutex<HashMap<String, Kernel>>,
+}
+
+/// A loaded kernel and its parameter list as the driver reports it.
+#[derive(Clone)]
+pub(crate) struct Kernel {
+    pub(crate) function: CudaFunction,
+    /// Each parameter's size in bytes (`cuFuncGetParamInfo`, driver 12.4+), read once when the
+    /// kernel is loaded; `None` where the driver cannot say. Launches compare against this
+    /// list, so they make no driver calls for the check (and raise no driver errors, which
+    /// compute-sanitizer would report on every launch).
+    pub(crate) param_sizes: Option<Vec<usize>>,
+}
+
+/// `cuFuncGetParamInfo` exists from driver 12.4 on; older drivers skip the argument check
+/// (calling a missing symbol through cudarc's dynamic loading would panic).
+const PARAM_INFO_MIN_DRIVER: i32 = 12040;
+
+/// The sizes of `function`'s parameters, in order, or `None` where the driver cannot say.
+fn param_sizes(function: &CudaFunction, driver_version: i32) -> Option<Vec<usize>> {
+    if driver_version < PARAM_INFO_MIN_DRIVER {
+        return None;
+    }
+    let mut sizes = Vec::new();
+    // A kernel's parameters fit in 32 KiB, so at most 32768 one-byte ones: the loop is bounded.
+    for index in 0..=32768usize {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: the driver is 12.4 or newer, so the symbol exists; `function` is a live
+        // handle (it holds its module); both out-pointers are to live, writable usizes.
+        let status = unsafe {
+            cudarc::driver::sys::cuFuncGetParamInfo(function.cu_function(), index, &mut offset, &mut size)
+        };
+        match status {
+            CUresult::CUDA_SUCCESS => sizes.push(size),
+            // Past the last parameter (the driver's one way of giving the count).
+            CUresult::CUDA_ERROR_INVALID_VALUE => return Some(sizes),
+            _ => return None,
+        }
+    }
+    None
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -155,9 +194,9 @@ impl CudaBackend {
     }
 
     /// The function `kernel`, from whichever module defines it; cached per backend.
-    pub(crate) fn function(&self, kernel: &str) -> Result<CudaFunction> {
-        if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(kernel) {
-            return Ok(f.clone());
+    pub(crate) fn function(&self, kernel: &str) -> Result<Kernel> {
+        if let Some(k) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(kernel) {
+            return Ok(k.clone());
         }
         if kernel.is_empty() || kernel.contains('\0') {
             return Err(Error::InvalidArgument(format!("{kernel:?} is not a kernel name")));
@@ -172,12 +211,14 @@ impl CudaBackend {
                 }
             };
             match module.load_function(kernel) {
-                Ok(f) => {
+                Ok(function) => {
+                    let param_sizes = param_sizes(&function, self.driver_version);
+                    let k = Kernel { function, param_sizes };
                     self.functions
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(kernel.to_string(), f.clone());
-                    return Ok(f);
+                        .insert(kernel.to_string(), k.clone());
+                    return Ok(k);
                 }
                 Err(DriverError(CUresult::CUDA_ERROR_NOT_FOUND)) => continue,
                 Err(e) => return Err(driver_error(&format!("looking up kernel {kernel}"), &e)),

@@ -8,19 +8,14 @@
 
 use std::ffi::c_void;
 
-use cudarc::driver::sys::CUresult;
-use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, DriverError, SyncOnDrop};
+use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, SyncOnDrop};
 
-use crate::cuda::context::{driver_error, CudaBackend};
+use crate::cuda::context::{driver_error, CudaBackend, Kernel};
 use crate::cuda::plan::{BufferId, KernelArg, LaunchPlan, OpPlan};
 use crate::cuda::{CudaBuffer, DeviceLimits, PlanExecutor};
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-
-/// `cuFuncGetParamInfo` exists from driver 12.4 on; older drivers skip the argument check
-/// (calling a missing symbol through cudarc's dynamic loading would panic).
-const PARAM_INFO_MIN_DRIVER: i32 = 12040;
 
 impl PlanExecutor for CudaBackend {
     fn limits(&self) -> DeviceLimits {
@@ -80,9 +75,9 @@ impl PlanExecutor for CudaBackend {
         let mut functions = Vec::with_capacity(plan.launches.len());
         for launch in &plan.launches {
             self.check_launch(launch, plan, inputs.len(), outputs.len())?;
-            let function = self.function(&launch.kernel)?;
-            self.check_params(launch, &function)?;
-            functions.push(function);
+            let kernel = self.function(&launch.kernel)?;
+            self.check_params(launch, &kernel)?;
+            functions.push(kernel.function);
         }
         let input_slices: Vec<&CudaSlice<u8>> = inputs
             .iter()
@@ -186,52 +181,28 @@ impl CudaBackend {
     }
 
     /// Checks the plan's argument count and sizes against the kernel's own parameter list
-    /// (`cuFuncGetParamInfo`, driver 12.4+), so a planner/kernel mismatch is an error instead of
-    /// `cuLaunchKernel` reading past an argument.
-    fn check_params(&self, launch: &LaunchPlan, function: &CudaFunction) -> Result<()> {
-        if self.driver_version < PARAM_INFO_MIN_DRIVER {
-            return Ok(());
-        }
-        let param_size = |index: usize| -> std::result::Result<Option<usize>, DriverError> {
-            let (mut offset, mut size) = (0usize, 0usize);
-            // SAFETY: the driver is 12.4 or newer, so the symbol exists; `function` is a live
-            // handle (it holds its module); both out-pointers are to live, writable usizes.
-            let status = unsafe {
-                cudarc::driver::sys::cuFuncGetParamInfo(function.cu_function(), index, &mut offset, &mut size)
-            };
-            match status {
-                CUresult::CUDA_SUCCESS => Ok(Some(size)),
-                // Past the last parameter.
-                CUresult::CUDA_ERROR_INVALID_VALUE => Ok(None),
-                other => Err(DriverError(other)),
-            }
-        };
+    /// (read from the driver when the kernel was loaded), so a planner/kernel mismatch is an
+    /// error instead of `cuLaunchKernel` reading past an argument.
+    fn check_params(&self, launch: &LaunchPlan, kernel: &Kernel) -> Result<()> {
+        // The driver could not say (before 12.4, or not for this function): skip the check.
+        let Some(sizes) = &kernel.param_sizes else { return Ok(()) };
         let mismatch = |why: String| Err(Error::KernelFault(format!("launch of {}: {why}", launch.kernel)));
-        for (index, arg) in launch.args.iter().enumerate() {
+        if launch.args.len() != sizes.len() {
+            return mismatch(format!(
+                "the plan passes {} arguments, the kernel takes {}",
+                launch.args.len(),
+                sizes.len()
+            ));
+        }
+        for (index, (arg, &size)) in launch.args.iter().zip(sizes).enumerate() {
             let given = arg.bytes(|_| 0).len();
-            match param_size(index) {
-                Ok(Some(size)) if size == given => {}
-                Ok(Some(size)) => {
-                    return mismatch(format!(
-                        "argument {index} is {given} bytes, the kernel's parameter is {size}"
-                    ))
-                }
-                Ok(None) => {
-                    return mismatch(format!(
-                        "the plan passes {} arguments, the kernel takes {index}",
-                        launch.args.len()
-                    ))
-                }
-                // The driver cannot say (e.g. not supported for this function): skip the check.
-                Err(_) => return Ok(()),
+            if given != size {
+                return mismatch(format!(
+                    "argument {index} is {given} bytes, the kernel's parameter is {size}"
+                ));
             }
         }
-        match param_size(launch.args.len()) {
-            Ok(Some(_)) => {
-                mismatch(format!("the plan passes {} arguments, the kernel takes more", launch.args.len()))
-            }
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// One `cuLaunchKernel`.
@@ -330,6 +301,45 @@ mod tests {
         assert_eq!(&back[..12], &bytes[..]);
         assert_eq!(&back[12..], &[0, 0, 0, 0]);
         assert_eq!(to_words(&[]).len(), 1);
+    }
+
+    /// On a GPU (with driver 12.4+), a plan whose arguments do not match the kernel's
+    /// parameter list is refused before launch: too few, too many, and one of the wrong size.
+    /// Skipped without a GPU, unless `CUPOOL_REQUIRE_GPU=1`.
+    #[test]
+    fn plans_that_do_not_match_the_kernel_are_refused() {
+        let backend = match crate::cuda::context::open(0) {
+            Ok(b) => b,
+            Err(e) => {
+                assert_ne!(std::env::var("CUPOOL_REQUIRE_GPU").as_deref(), Ok("1"), "no GPU: {e}");
+                println!("skip: no CUDA device ({e})");
+                return;
+            }
+        };
+        let x = backend.upload(HostData::F32(vec![1.0; 4])).expect("upload");
+        let mut y = backend.alloc_zeros(DType::F32, 4).expect("alloc");
+        let good =
+            crate::cuda::copy::plan_strided_copy(&[4], &[1], 0, DType::F32, &backend.limits()).expect("plan");
+        backend.execute(&good, &[&x], &mut [&mut y]).expect("the planner's own plan runs");
+        let Some(sizes) = backend.function("strided_copy_f32").expect("kernel").param_sizes else {
+            println!("skip: this driver does not report parameter lists");
+            return;
+        };
+        assert_eq!(sizes, [std::mem::size_of::<crate::cuda::copy::StridedCopyParams>(), 8, 8]);
+        let mut refused = |edit: &dyn Fn(&mut Vec<KernelArg>)| {
+            let mut plan = good.clone();
+            edit(&mut plan.launches[0].args);
+            match backend.execute(&plan, &[&x], &mut [&mut y]) {
+                Err(Error::KernelFault(m)) => m,
+                other => panic!("expected a refused launch, got {other:?}"),
+            }
+        };
+        assert!(refused(&|a| {
+            a.pop();
+        })
+        .contains("passes 2 arguments, the kernel takes 3"));
+        assert!(refused(&|a| a.push(KernelArg::U32(0))).contains("passes 4 arguments, the kernel takes 3"));
+        assert!(refused(&|a| a[0] = KernelArg::U64(0)).contains("argument 0 is 8 bytes"));
     }
 
     #[test]
