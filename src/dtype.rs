@@ -105,6 +105,12 @@ impl HostData {
             if layout.size() == 0 {
                 return Ok(Vec::new());
             }
+            // Where Linux overcommits without limit (vm.overcommit_memory=1, common on GPU
+            // servers), calloc grants any size and the process is killed when the pages are
+            // written; a buffer past all of RAM and swap can never be filled, so refuse it here.
+            if layout.size() > host_memory_bytes() {
+                return Err(oom());
+            }
             // SAFETY: `layout` has a non-zero size, as `alloc_zeroed` requires.
             let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
             if ptr.is_null() {
@@ -371,3 +377,47 @@ macro_rules! with_float_type {
     };
 }
 pub(crate) use with_float_type;
+
+/// All of the machine's RAM and swap (read once), or `usize::MAX` where unknown.
+fn host_memory_bytes() -> usize {
+    static TOTAL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: `libc::sysinfo` is a C struct of integers and padding, for which all-zero
+            // bits are a valid value.
+            let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+            // SAFETY: `sysinfo(2)` writes only the struct its pointer names; the pointer is to
+            // `info`, live and writable for the whole call.
+            if unsafe { libc::sysinfo(&mut info) } == 0 {
+                let total = (info.totalram as u128 + info.totalswap as u128) * info.mem_unit.max(1) as u128;
+                return usize::try_from(total).unwrap_or(usize::MAX);
+            }
+        }
+        usize::MAX
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound is at least the RAM /proc/meminfo reports (so no buffer that could fit is
+    /// refused), and a buffer past it is an error, not an allocation.
+    #[test]
+    fn buffers_past_ram_and_swap_are_refused() {
+        let total = host_memory_bytes();
+        #[cfg(target_os = "linux")]
+        {
+            let info = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+            let line = info.lines().find(|l| l.starts_with("MemTotal:")).expect("MemTotal");
+            let kib: usize = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
+            assert!(total >= kib * 1024, "{total} < MemTotal {kib} KiB");
+            assert!(total < usize::MAX);
+        }
+        if let Some(past) = total.checked_add(1 << 20) {
+            let result = HostData::try_zeros(DType::F32, past / 4);
+            assert!(matches!(result, Err(crate::error::Error::OutOfMemory(_))));
+        }
+    }
+}
