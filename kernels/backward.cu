@@ -258,18 +258,67 @@ struct BroadcastParams {
     int pad_;
 };
 
+// Each thread writes four consecutive elements (one 16-byte store for f32): their multi-index is
+// decoded once and then stepped with carries, and a grad_out element is loaded and divided
+// once per run of equal offsets (a mean over (H, W) repeats each one H * W times). 64-bit
+// division costs dozens of instructions on a GPU, so the per-element decode of the plain loop
+// kept this write-bound kernel at a fifth of bandwidth. Same quotient, same bits.
+#define CUPOOL_BCAST_RUN 4
 template <class D>
 CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* go, typename D::T* gi) {
+    typedef typename D::T T;
     typedef typename D::Acc Acc;
     const Acc div = (Acc)p.divisor;
-    const i64 step = (i64)gridDim.x * (i64)blockDim.x;
-    for (i64 t = global_thread_index(); t < p.total; t += step) {
-        i64 rest = t, off = 0;
-        for (int d = p.rank - 1; d >= 0; --d) {
-            off += (rest % p.shape[d]) * p.strides[d];
-            rest /= p.shape[d];
+    const i64 step = (i64)gridDim.x * (i64)blockDim.x * CUPOOL_BCAST_RUN;
+    for (i64 t0 = global_thread_index() * CUPOOL_BCAST_RUN; t0 < p.total; t0 += step) {
+        // Unrolled over the fixed rank bound (dims past p.rank have size 1, stride 0) so that
+        // the multi-index stays in registers.
+        i64 idx[CUPOOL_MAX_BCAST_RANK];
+        i64 rest = t0, off = 0;
+CUPOOL_UNROLL
+        for (int d = CUPOOL_MAX_BCAST_RANK - 1; d >= 0; --d) {
+            idx[d] = 0;
+            if (d < p.rank) {
+                idx[d] = rest % p.shape[d];
+                rest /= p.shape[d];
+                off += idx[d] * p.strides[d];
+            }
         }
-        gstore(gi + t, D::from_acc(D::to_acc(gload(go + off)) / div));
+        Lanes<CUPOOL_BCAST_RUN, T> run;
+        i64 loaded = -1;
+        T value = T();
+CUPOOL_UNROLL
+        for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) {
+            if (t0 + v < p.total) {
+                if (off != loaded) {
+                    value = D::from_acc(D::to_acc(gload(go + off)) / div);
+                    loaded = off;
+                }
+                run.e[v] = value;
+                // Step the multi-index by one element, innermost dim first.
+                bool carry = true;
+CUPOOL_UNROLL
+                for (int d = CUPOOL_MAX_BCAST_RANK - 1; d >= 0; --d) {
+                    if (carry && d < p.rank) {
+                        off += p.strides[d];
+                        if (++idx[d] < p.shape[d]) {
+                            carry = false;
+                        } else {
+                            off -= p.strides[d] * p.shape[d];
+                            idx[d] = 0;
+                        }
+                    }
+                }
+            }
+        }
+        if (t0 + CUPOOL_BCAST_RUN <= p.total && ((unsigned long long)(gi + t0) % sizeof(Pack4<T>)) == 0) {
+            store_lanes<CUPOOL_BCAST_RUN>(gi + t0, run);
+        } else {
+CUPOOL_UNROLL
+            for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) {
+                if (t0 + v < p.total) gstore(gi + t0 + v, run.e[v]);
+            }
+        }
     }
 }
 

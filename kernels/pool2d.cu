@@ -1,9 +1,10 @@
 // pool2d.cu: windowed avg_pool2d / max_pool2d forward, both layouts, exact PyTorch rules.
 // Launch planning is in src/cuda/window.rs; WindowParams mirrors its #[repr(C)] struct.
 //
-//   {avg,max}_pool2d_nchw[_idx]        a block covers `tile_rows` output rows of one plane; the
-//                                      input rows they need (tile + halo) are one contiguous span,
-//                                      staged in shared memory with aligned 128-bit loads.
+//   {avg,max}_pool2d_nchw[_idx]        a block covers `tile_rows` output rows of one plane, or
+//                                      `planes_per_block` whole small planes; the input rows they
+//                                      need (tile + halo) are one contiguous span, staged in
+//                                      shared memory with aligned 128-bit loads.
 //   {avg,max}_pool2d_nchw_direct[_idx] one thread per output, reading global memory: planes whose
 //                                      rows do not fit in shared memory.
 //   {avg,max}_pool2d_nhwc[_idx]        one thread per (n, oh, ow, 4 channels): loads along C.
@@ -16,8 +17,9 @@ struct WindowParams {
     i64 n, c, h, w, out_h, out_w;
     i64 kh, kw, sh, sw, ph, pw, dh, dw;
     i64 divisor_override;
-    i64 tile_rows;        // output rows per block (tiled NCHW)
-    i64 tiles_per_plane;  // blocks per plane (tiled NCHW)
+    i64 tile_rows;         // output rows per block (tiled NCHW)
+    i64 tiles_per_plane;   // blocks per plane (tiled NCHW)
+    i64 planes_per_block;  // whole planes per block (tiled NCHW; > 1 only with one tile per plane)
     int count_include_pad;
     int has_override;
     int vec;  // NHWC: 4 or 1 channels per thread
@@ -109,12 +111,16 @@ CUPOOL_DEV typename D::T max_output(const WindowParams& p, const Src& src, i64 o
     return D::from_acc(m);
 }
 
-// Tiled NCHW: block = (plane, tile of output rows). IS_MAX selects the op, IDX the index output.
+// Tiled NCHW: block = (plane, tile of output rows), or a run of `planes_per_block` whole planes
+// (small planes: one 7x7 plane has 9 to 49 outputs, far too few for a block of its own).
+// IS_MAX selects the op, IDX the index output.
 template <class D, bool IS_MAX, bool IDX>
 CUPOOL_DEV void pool_nchw_tiled(const WindowParams& p, const typename D::T* __restrict__ x,
                                 typename D::T* __restrict__ y, i64* __restrict__ ind) {
     typedef typename D::T T;
-    const i64 plane = (i64)blockIdx.x / p.tiles_per_plane;
+    const i64 planes = p.n * p.c;
+    const i64 plane0 = (i64)blockIdx.x / p.tiles_per_plane * p.planes_per_block;
+    const i64 plane1 = plane0 + p.planes_per_block < planes ? plane0 + p.planes_per_block : planes;
     const i64 tile = (i64)blockIdx.x % p.tiles_per_plane;
     const i64 oh0 = tile * p.tile_rows;
     const i64 oh1 = oh0 + p.tile_rows < p.out_h ? oh0 + p.tile_rows : p.out_h;
@@ -125,19 +131,26 @@ CUPOOL_DEV void pool_nchw_tiled(const WindowParams& p, const typename D::T* __re
     if (r1 > p.h) r1 = p.h;
     if (r1 < r0) r1 = r0;
     const i64 plane_len = p.h * p.w;
-    const i64 e0 = plane * plane_len + r0 * p.w;
+    // Rows [r0, r1) of the first plane to the same rows of the last: one contiguous span.
+    const i64 e0 = plane0 * plane_len + r0 * p.w;
     T* s = reinterpret_cast<T*>(dynamic_smem());
-    const i64 first = stage_span_to_shared(x, e0, plane * plane_len + r1 * p.w, p.n * p.c * plane_len, s);
-    SharedRows<T> src;
-    src.s = s;
-    src.base = e0 - first;
-    src.r0 = r0;
-    src.w = p.w;
-    const i64 count = (oh1 - oh0) * p.out_w;
-    for (i64 k = threadIdx.x; k < count; k += blockDim.x) {
-        const i64 oh = oh0 + k / p.out_w;
-        const i64 ow = k % p.out_w;
-        const i64 out = (plane * p.out_h + oh) * p.out_w + ow;
+    const i64 first = stage_span_to_shared(x, e0, (plane1 - 1) * plane_len + r1 * p.w, planes * plane_len, s);
+    // A block's outputs number under 2^31 (the planner checks), so the per-output index
+    // arithmetic is 32-bit: a 64-bit division costs several times as many instructions.
+    const unsigned out_w = (unsigned)p.out_w;
+    const unsigned per_plane = (unsigned)((oh1 - oh0) * p.out_w);
+    const unsigned count = (unsigned)(plane1 - plane0) * per_plane;
+    for (unsigned k = threadIdx.x; k < count; k += blockDim.x) {
+        const unsigned q = k / per_plane;  // plane offset within the block
+        const unsigned rem = k - q * per_plane;
+        const i64 oh = oh0 + rem / out_w;
+        const i64 ow = rem % out_w;
+        const i64 out = ((plane0 + q) * p.out_h + oh) * p.out_w + ow;
+        SharedRows<T> src;
+        src.s = s;
+        src.base = e0 - first + (i64)q * plane_len;
+        src.r0 = r0;
+        src.w = p.w;
         if (IS_MAX) {
             i64 index;
             gstore(y + out, max_output<D>(p, src, oh, ow, index));

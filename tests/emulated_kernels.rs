@@ -181,6 +181,14 @@ fn reduce_cases() {
     check_reduce(9, 20, 7, mean(20), &few_sms(1), "reduce_cols");
     check_reduce(2, 6, 300, mean(6), &few_sms(1), "reduce_cols");
     check_reduce(2, 40, 260, mean(40), &HOPPER, "reduce_cols");
+    // Few blocks: narrow blocks of 32 columns and 8 thread rows (49 and 30 rows: uneven shares),
+    // in one launch; vectorised and scalar.
+    let narrow =
+        plan_reduce(&ReduceGeometry { outer: 2, reduce: 49, inner: 1024 }, mean(49), DType::F32, &HOPPER)
+            .unwrap();
+    assert_eq!((narrow.launches.len(), narrow.launches[0].grid[0]), (1, 16), "narrow column blocks");
+    check_reduce(2, 49, 1024, mean(49), &HOPPER, "reduce_cols");
+    check_reduce(1, 30, 1003, ReduceFinish::Sum, &HOPPER, "reduce_cols");
     // An empty reduction: a mean of nothing is NaN, a sum is 0.
     check_reduce(3, 0, 1, mean(0), &HOPPER, "reduce_combine");
     check_reduce(2, 0, 5, ReduceFinish::Sum, &HOPPER, "reduce_combine");
@@ -311,6 +319,14 @@ fn window_cases() {
     let p = base([1, 8, 7, 10], [2, 3], Some([1, 2]), [1, 0], false);
     check_avg(&p, exclude, Layout::Nchw, &few_sms(1), "avg_pool2d_nchw");
     check_avg(&p, include, Layout::Nhwc, &few_sms(1), "avg_pool2d_nhwc");
+    // Small planes, several whole planes per block, the last block short (21 planes, 6 a
+    // block): PyTorch's 3x3 stride-2 pad-1 pooling of 7x7 maps, and a 2x2 kernel.
+    let small = base([3, 7, 7, 7], [3, 3], Some([2, 2]), [1, 1], false);
+    for rule in [include, exclude] {
+        check_avg(&small, rule, Layout::Nchw, &few_sms(2), "avg_pool2d_nchw");
+    }
+    let small_ceil = base([3, 7, 5, 7], [2, 2], None, [0, 0], true);
+    check_avg(&small_ceil, exclude, Layout::Nchw, &few_sms(2), "avg_pool2d_nchw");
     // Planes too wide for shared memory: the direct kernel.
     let wide = base([1, 1, 9, 2100], [9, 2], None, [0, 1], true);
     check_avg(&wide, exclude, Layout::Nchw, &HOPPER, "avg_pool2d_nchw_direct");
@@ -331,6 +347,9 @@ fn window_cases() {
             check_max(p, Layout::Nhwc, with_indices, &HOPPER, &format!("max_pool2d_nhwc{idx}"));
         }
         check_max(&wide, Layout::Nchw, with_indices, &HOPPER, &format!("max_pool2d_nchw_direct{idx}"));
+        for p in [&small, &small_ceil, &dil] {
+            check_max(p, Layout::Nchw, with_indices, &few_sms(2), &format!("max_pool2d_nchw{idx}"));
+        }
     }
 }
 

@@ -324,7 +324,9 @@ pub fn plan_broadcast_divide(
         KernelArg::Buffer(BufferId::Output(0)),
     ];
     let kernel = format!("{OP}_{}", dtype.kernel_suffix());
-    Ok(OpPlan { launches: vec![grid_stride_launch(kernel, total, args, limits)], scratch_bytes: vec![] })
+    // Each thread writes a run of four elements (CUPOOL_BCAST_RUN).
+    let threads = total.div_ceil(4);
+    Ok(OpPlan { launches: vec![grid_stride_launch(kernel, threads, args, limits)], scratch_bytes: vec![] })
 }
 
 #[cfg(test)]

@@ -293,7 +293,20 @@ fn plan_cols(
     let sms = limits.sm_count.max(1) as usize;
     let vec = if g.inner.is_multiple_of(4) { 4 } else { 1 };
     let ncols = g.inner / vec + usize::from(!g.inner.is_multiple_of(vec));
-    let col_blocks = ncols.div_ceil(BLOCK as usize);
+    // Few blocks (channels-last GAP of 7x7 maps: 128 images of 2048 channels make 256 blocks of
+    // 256 columns): narrower blocks with more thread rows each, down to 32 columns (a warp's
+    // 512 contiguous bytes per row) while each thread row keeps two rows or more. That fills
+    // the device in one launch, where splitting the reduce axis needs a second (the combine).
+    let target = BLOCKS_PER_SM * sms;
+    let mut col_blocks = ncols.div_ceil(BLOCK as usize);
+    loop {
+        let narrower = ncols.div_ceil(col_blocks * 2);
+        let rows_per_thread_row = g.reduce / (BLOCK as usize / narrower.max(1));
+        if g.outer.saturating_mul(col_blocks) >= target || narrower < 32 || rows_per_thread_row < 2 {
+            break;
+        }
+        col_blocks *= 2;
+    }
     let cols_per_block = ncols.div_ceil(col_blocks);
     let ty = (BLOCK as usize / cols_per_block).max(1);
     let block = ((cols_per_block * ty).div_ceil(32) * 32) as u32;
@@ -301,9 +314,8 @@ fn plan_cols(
         .outer
         .checked_mul(col_blocks)
         .ok_or_else(|| Error::InvalidArgument("reduce: too many blocks".into()))?;
-    // Split the reduce axis across blocks when there are too few blocks to fill the device,
-    // keeping at least 8 rows per thread row.
-    let target = BLOCKS_PER_SM * sms;
+    // Split the reduce axis across blocks when there are still too few blocks to fill the
+    // device, keeping at least 8 rows per thread row.
     let mut split = 1usize;
     if blocks < target {
         split = target.div_ceil(blocks).min(g.reduce / (8 * ty)).clamp(1, MAX_GRID_YZ);
@@ -378,6 +390,14 @@ mod tests {
         assert_eq!(long.launches.len(), 2);
         assert_eq!(long.launches[1].kernel, "reduce_combine_f32");
         assert_eq!(plan(128, 49, 2048).launches[0].kernel, "reduce_cols_f32");
+        // Channels-last GAP of 7x7 maps: narrower blocks (32 columns of four channels, 8 thread
+        // rows) fill the device in one launch, without a combine.
+        for outer in [1, 128] {
+            let cols = plan(outer, 49, 2048);
+            assert_eq!(cols.launches.len(), 1, "outer {outer}");
+            assert_eq!(cols.launches[0].block, [256, 1, 1]);
+            assert_eq!(cols.launches[0].grid, [outer as u32 * 16, 1, 1]);
+        }
         assert!(plan(0, 49, 1).launches.is_empty());
         assert_eq!(plan(3, 0, 1).launches[0].kernel, "reduce_combine_f32");
     }

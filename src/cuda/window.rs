@@ -39,6 +39,7 @@ pub struct WindowParams {
     pub divisor_override: i64,
     pub tile_rows: i64,
     pub tiles_per_plane: i64,
+    pub planes_per_block: i64,
     pub count_include_pad: i32,
     pub has_override: i32,
     pub vec: i32,
@@ -69,6 +70,7 @@ fn params(g: &WindowGeometry) -> Result<WindowParams> {
         divisor_override: 0,
         tile_rows: 0,
         tiles_per_plane: 0,
+        planes_per_block: 1,
         count_include_pad: 1,
         has_override: 0,
         vec: 1,
@@ -108,25 +110,44 @@ fn plan_pool(
             let reach = (g.kernel[0] - 1) * g.dilation[0] + 1;
             let row_bytes = g.w * es;
             let min_bytes = reach.min(g.h) * row_bytes + 32;
-            if min_bytes > TILE_MAX_BYTES.min(limits.max_shared_per_block as usize) {
+            // The tiled kernel counts a block's outputs in 32 bits.
+            let tile_outputs_fit = g.out_w.checked_mul(g.out_h).is_some_and(|o| o < i32::MAX as usize);
+            if min_bytes > TILE_MAX_BYTES.min(limits.max_shared_per_block as usize) || !tile_outputs_fit {
                 let threads = g.output_len();
                 (format!("{op}_nchw_direct{idx}_{sfx}"), blocks_for(threads, BLOCK), 0)
             } else {
-                let fit_rows = (TILE_TARGET_BYTES / row_bytes).max(reach);
-                let mut tile_rows = ((fit_rows - reach) / g.stride[0] + 1).clamp(1, g.out_h);
-                // Keep at least two blocks per SM on small inputs.
                 let planes = g.n * g.c;
                 let sms = limits.sm_count.max(1) as usize;
-                let want_tiles = (2 * sms).div_ceil(planes);
-                if want_tiles > 1 {
-                    tile_rows = tile_rows.min(g.out_h.div_ceil(want_tiles)).max(1);
-                }
+                let plane_bytes = g.h * row_bytes;
+                let (tile_rows, planes_per_block) =
+                    if plane_bytes <= TILE_TARGET_BYTES && g.out_h * g.out_w < BLOCK as usize {
+                        // Small planes (7x7, 14x14): a block per plane would leave most of its
+                        // threads idle and make the grid hundreds of thousands of blocks long
+                        // (20x slower than PyTorch on 128x2048x7x7), so a block takes a run of
+                        // whole planes, which is still one contiguous span. Keep at least two
+                        // blocks per SM.
+                        let by_bytes = TILE_TARGET_BYTES / plane_bytes;
+                        let by_blocks = planes.div_ceil(2 * sms);
+                        (g.out_h, by_bytes.min(by_blocks).max(1))
+                    } else {
+                        let fit_rows = (TILE_TARGET_BYTES / row_bytes).max(reach);
+                        let mut tile_rows = ((fit_rows - reach) / g.stride[0] + 1).clamp(1, g.out_h);
+                        // Keep at least two blocks per SM on small inputs.
+                        let want_tiles = (2 * sms).div_ceil(planes);
+                        if want_tiles > 1 {
+                            tile_rows = tile_rows.min(g.out_h.div_ceil(want_tiles)).max(1);
+                        }
+                        (tile_rows, 1)
+                    };
                 let tiles = g.out_h.div_ceil(tile_rows);
                 let staged_rows = ((tile_rows - 1) * g.stride[0] + reach).min(g.h);
-                let shared = (staged_rows * row_bytes).div_ceil(16) * 16 + 32;
+                let staged_bytes = (planes_per_block - 1) * plane_bytes + staged_rows * row_bytes;
+                let shared = staged_bytes.div_ceil(16) * 16 + 32;
                 p.tile_rows = to_i64(tile_rows, "tile rows")?;
                 p.tiles_per_plane = to_i64(tiles, "tiles")?;
+                p.planes_per_block = to_i64(planes_per_block, "planes per block")?;
                 let blocks = planes
+                    .div_ceil(planes_per_block)
                     .checked_mul(tiles)
                     .ok_or_else(|| Error::InvalidArgument(format!("{op}: too many blocks")))?;
                 (format!("{op}_nchw{idx}_{sfx}"), blocks, shared)
@@ -184,7 +205,39 @@ mod tests {
 
     #[test]
     fn params_struct_has_no_padding() {
-        assert_eq!(std::mem::size_of::<WindowParams>(), 17 * 8 + 16);
+        assert_eq!(std::mem::size_of::<WindowParams>(), 18 * 8 + 16);
+    }
+
+    /// 7x7 planes: a block takes a run of whole planes (still at least two blocks per SM), so
+    /// the grid is thousands of blocks, not one per plane.
+    #[test]
+    fn small_planes_share_a_block() {
+        let g =
+            plan_window_pool("max_pool2d", &[128, 2048, 7, 7], [3, 3], Some([2, 2]), [1, 1], [1, 1], false)
+                .unwrap();
+        let limits = DeviceLimits::HOPPER;
+        let plan = plan_max_pool2d(&g, Layout::Nchw, DType::F32, true, &limits).unwrap();
+        let launch = &plan.launches[0];
+        assert_eq!(launch.kernel, "max_pool2d_nchw_idx_f32");
+        let KernelArg::Params(bytes) = &launch.args[0] else { panic!("params first") };
+        // SAFETY: the planner wrote these bytes from a WindowParams; read_unaligned copies them.
+        let p: WindowParams = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        assert_eq!((p.tile_rows, p.tiles_per_plane), (4, 1));
+        assert_eq!(p.planes_per_block, (TILE_TARGET_BYTES / (49 * 4)) as i64);
+        let blocks = (128 * 2048usize).div_ceil(p.planes_per_block as usize);
+        assert_eq!(launch.grid[0] as usize, blocks);
+        assert!(blocks >= 2 * limits.sm_count as usize);
+        assert!(launch.shared_mem_bytes as usize >= p.planes_per_block as usize * 49 * 4);
+        assert!(launch.shared_mem_bytes <= limits.max_shared_per_block);
+        // Few planes: no fewer than two blocks per SM, so fewer planes a block.
+        let g = plan_window_pool("avg_pool2d", &[1, 2048, 7, 7], [3, 3], Some([2, 2]), [1, 1], [1, 1], false)
+            .unwrap();
+        let rule = AvgRule { count_include_pad: true, divisor_override: None };
+        let plan = plan_avg_pool2d(&g, rule, Layout::Nchw, DType::BF16, &limits).unwrap();
+        let KernelArg::Params(bytes) = &plan.launches[0].args[0] else { panic!("params first") };
+        // SAFETY: as above.
+        let p: WindowParams = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        assert_eq!(p.planes_per_block, 2048usize.div_ceil(2 * 132) as i64);
     }
 
     #[test]
