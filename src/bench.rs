@@ -275,9 +275,9 @@ fn time_op(
     sync.wait()?;
     let first = start.elapsed().as_secs_f64().max(1e-7);
     if sync.probe.is_some() {
-        // A GPU idles while the host makes each input, and its clocks drop: on an H200 the
-        // first op timed after that ran up to 1.3x slower than the same reduction right after
-        // it. Untimed calls for 20 ms bring the clocks back first.
+        // A GPU idles while the host makes each input: on an H200 the first op timed after
+        // that ran up to 1.3x slower than the same reduction timed right after it, which looks
+        // like clocks that dropped. Untimed calls for 20 ms first.
         let warm = Instant::now();
         while warm.elapsed().as_secs_f64() < 0.02 {
             drop(call(op, p)?);
