@@ -177,7 +177,8 @@ CUPOOL_DEV void gstore_pack4(T* p, const Pack4<T>& v) {
     *reinterpret_cast<Pack4<T>*>(p) = v;
 }
 
-// Loads / stores `V` consecutive elements (V = 4: one vector access, aligned by the planner).
+// Loads / stores `V` consecutive elements (V = 4: one vector access; V = 8 of a 16-bit type:
+// one 16-byte load; aligned by the planner).
 template <int V, typename T>
 struct Lanes {
     T e[V];
@@ -185,7 +186,11 @@ struct Lanes {
 template <int V, typename T>
 CUPOOL_DEV Lanes<V, T> load_lanes(const T* p) {
     Lanes<V, T> r;
-    if (V == 4) {
+    if (V == 8 && sizeof(T) == 2) {
+        const Vec16<T> v = gload_vec16(p);
+CUPOOL_UNROLL
+        for (int k = 0; k < V; ++k) r.e[k] = v.e[k % (16 / sizeof(T))];
+    } else if (V == 4) {
         Pack4<T> v = gload_pack4(p);
 CUPOOL_UNROLL
         for (int k = 0; k < V; ++k) r.e[k] = v.e[k & 3];

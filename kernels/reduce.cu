@@ -7,7 +7,8 @@
 //   reduce_rows        longer rows: one block per row (or per chunk of a row, `split` > 1, the
 //                      chunk sums going to scratch for reduce_combine).
 // inner > 1 (NHWC GAP, strided mean):
-//   reduce_cols        threads over inner (4 elements per load when inner % 4 == 0), the reduce
+//   reduce_cols        threads over inner (one 16-byte load of 8 elements for 16-bit types
+//                      when inner % 8 == 0, else 4 elements when inner % 4 == 0), the reduce
 //                      axis split across the block's thread rows and, with `split` > 1, across
 //                      blocks into scratch.
 //   reduce_combine     sums the `split` partials of each output in order, finishes, stores.
@@ -36,7 +37,7 @@ struct ReduceColsParams {
     double divisor;
     int split;           // chunks along reduce (gridDim.y)
     int divide;
-    int vec;             // 4 or 1 elements per thread along inner
+    int vec;             // 8 (16-bit types), 4 or 1 elements per thread along inner
     int cols_per_block;  // thread columns (in vec units) per block
 };
 
@@ -122,29 +123,18 @@ CUPOOL_UNROLL
         i64 r = r0 + trow;
         // Two rows per step: two independent loads in flight per thread.
         for (; r + ty < r1; r += 2 * ty) {
-            if (VEC == 4) {
-                Pack4<T> u = gload_pack4(base + r * p.inner);
-                Pack4<T> w = gload_pack4(base + (r + ty) * p.inner);
+            const Lanes<VEC, T> u = load_lanes<VEC>(base + r * p.inner);
+            const Lanes<VEC, T> w = load_lanes<VEC>(base + (r + ty) * p.inner);
 CUPOOL_UNROLL
-                for (int v = 0; v < VEC; ++v) {
-                    a[v] += D::to_acc(u.e[v]);
-                    b[v] += D::to_acc(w.e[v]);
-                }
-            } else {
-                T u = gload(base + r * p.inner);
-                T w = gload(base + (r + ty) * p.inner);
-                a[0] += D::to_acc(u);
-                b[0] += D::to_acc(w);
+            for (int v = 0; v < VEC; ++v) {
+                a[v] += D::to_acc(u.e[v]);
+                b[v] += D::to_acc(w.e[v]);
             }
         }
         if (r < r1) {
-            if (VEC == 4) {
-                Pack4<T> u = gload_pack4(base + r * p.inner);
+            const Lanes<VEC, T> u = load_lanes<VEC>(base + r * p.inner);
 CUPOOL_UNROLL
-                for (int v = 0; v < VEC; ++v) a[v] += D::to_acc(u.e[v]);
-            } else {
-                a[0] += D::to_acc(gload(base + r * p.inner));
-            }
+            for (int v = 0; v < VEC; ++v) a[v] += D::to_acc(u.e[v]);
         }
     }
     // Combine the thread rows in index order through shared memory: [ty][cpb][VEC].
@@ -195,7 +185,9 @@ CUPOOL_DEV void reduce_combine_body(const ReduceCombineParams& p, const typename
     CUPOOL_REGISTER_KERNEL(reduce_rows_##sfx);                                                            \
     extern "C" __global__ void reduce_cols_##sfx(ReduceColsParams p, const D::T* __restrict__ x,         \
                                                  D::T* __restrict__ y, D::Acc* __restrict__ scratch) {   \
-        if (p.vec == 4) {                                                                                 \
+        if (p.vec == 8) {                                                                                 \
+            reduce_cols_body<D, sizeof(D::T) == 2 ? 8 : 4>(p, x, y, scratch);                             \
+        } else if (p.vec == 4) {                                                                          \
             reduce_cols_body<D, 4>(p, x, y, scratch);                                                     \
         } else {                                                                                          \
             reduce_cols_body<D, 1>(p, x, y, scratch);                                                     \
