@@ -208,6 +208,16 @@ mod tests {
         assert_eq!(std::mem::size_of::<WindowParams>(), 18 * 8 + 16);
     }
 
+    /// The `WindowParams` a one-launch plan passes first.
+    fn launch_params(plan: &OpPlan) -> WindowParams {
+        let KernelArg::Params(bytes) = &plan.launches[0].args[0] else { panic!("params first") };
+        assert_eq!(bytes.len(), std::mem::size_of::<WindowParams>());
+        // SAFETY: the planner wrote these bytes from a WindowParams (the length is checked
+        // above), and every bit pattern is a valid WindowParams (plain integers);
+        // read_unaligned copies them out of the byte buffer.
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) }
+    }
+
     /// 7x7 planes: a block takes a run of whole planes (still at least two blocks per SM), so
     /// the grid is thousands of blocks, not one per plane.
     #[test]
@@ -219,9 +229,7 @@ mod tests {
         let plan = plan_max_pool2d(&g, Layout::Nchw, DType::F32, true, &limits).unwrap();
         let launch = &plan.launches[0];
         assert_eq!(launch.kernel, "max_pool2d_nchw_idx_f32");
-        let KernelArg::Params(bytes) = &launch.args[0] else { panic!("params first") };
-        // SAFETY: the planner wrote these bytes from a WindowParams; read_unaligned copies them.
-        let p: WindowParams = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let p = launch_params(&plan);
         assert_eq!((p.tile_rows, p.tiles_per_plane), (4, 1));
         assert_eq!(p.planes_per_block, (TILE_TARGET_BYTES / (49 * 4)) as i64);
         let blocks = (128 * 2048usize).div_ceil(p.planes_per_block as usize);
@@ -234,9 +242,7 @@ mod tests {
             .unwrap();
         let rule = AvgRule { count_include_pad: true, divisor_override: None };
         let plan = plan_avg_pool2d(&g, rule, Layout::Nchw, DType::BF16, &limits).unwrap();
-        let KernelArg::Params(bytes) = &plan.launches[0].args[0] else { panic!("params first") };
-        // SAFETY: as above.
-        let p: WindowParams = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let p = launch_params(&plan);
         assert_eq!(p.planes_per_block, 2048usize.div_ceil(2 * 132) as i64);
     }
 
