@@ -8,12 +8,26 @@ torch's GB/s and the ours/torch speed ratio side by side.
 
 GB/s counts bytes read + bytes written with the same formula as src/bench.rs, so the two
 columns are comparable. Progress goes to stderr, the table to stdout (and --out).
+
+On a shared machine whose bandwidth drifts over minutes, a ratio of two runs made minutes
+apart measures the drift as much as the kernels. `--interleave` runs our side too, one op and
+shape at a time, each just before or just after torch's rows of the same op and shape (the
+order alternates), and each `cupool bench` call measures its own baseline, so every ratio and
+"% of baseline" compares numbers taken seconds apart:
+
+    python benches/compare_torch.py --device cpu --quick --interleave target/release/cupool \
+        --json ours.json --out compare.md
+
+With --interleave, --json names the file our merged rows are written to.
 """
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -168,9 +182,9 @@ def default_dtype_runs(op, dtype_name):
     return dtype_name in ("f32", "bf16") or (dtype_name == "f16" and op.startswith("gap "))
 
 
-def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=None):
+def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=None, only_op=None):
     """`wanted`: the row keys of our JSON (run exactly those); else `dtypes` (every op in
-    those types), else the default set."""
+    those types), else the default set. `only_op`: this op's rows only."""
     rows = []
     for shape_name, dims, adaptive_only in SUITE:
         if only_shapes and shape_name not in only_shapes:
@@ -180,6 +194,8 @@ def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=
         for dtype_name, dtype in DTYPES:
 
             def runs(op, layout):
+                if only_op is not None and op != only_op:
+                    return False
                 if wanted is not None:
                     return (op, tuple(dims), layout, dtype_name) in wanted
                 if dtypes is not None:
@@ -232,7 +248,12 @@ def table(torch_rows, ours, device):
     lines.append(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if ours is not None:
         b = ours.get("baseline", {})
-        lines.append(f"ours: {ours.get('device')}; baseline: {b.get('what')} = {fmt(b.get('gbps'), '.1f')} GB/s")
+        if ours.get("interleaved"):
+            lines.append(f"ours: {ours.get('device')}, interleaved with torch per op and shape; baseline: {b.get('what')}, "
+                         f"measured before each op and shape: {fmt(b.get('min_gbps'), '.1f')} to {fmt(b.get('max_gbps'), '.1f')} GB/s, "
+                         f"median {fmt(b.get('gbps'), '.1f')}; % of baseline uses the row's own")
+        else:
+            lines.append(f"ours: {ours.get('device')}; baseline: {b.get('what')} = {fmt(b.get('gbps'), '.1f')} GB/s")
         base = b.get("gbps")
         ours_by_key = {key(r): r for r in ours["rows"]}
         lines.append("")
@@ -254,8 +275,9 @@ def table(torch_rows, ours, device):
         o = ours_by_key.get(key(r), {})
         o_ms, o_gbps = o.get("median_ms"), o.get("gbps")
         o_cell = fmt_ms(o_ms) if o_ms is not None else (o.get("status") or "missing")
-        o_pct = None if (o_gbps is None or not base) else 100 * o_gbps / base
-        t_pct = None if (t_gbps is None or not base) else 100 * t_gbps / base
+        row_base = o.get("baseline_gbps") or base  # --interleave: the baseline of the row's own run
+        o_pct = None if (o_gbps is None or not row_base) else 100 * o_gbps / row_base
+        t_pct = None if (t_gbps is None or not row_base) else 100 * t_gbps / row_base
         ratio = None if (o_ms is None or t_ms is None) else t_ms / o_ms
         lines.append(
             head
@@ -266,6 +288,74 @@ def table(torch_rows, ours, device):
     return "\n".join(lines) + "\n"
 
 
+def run_interleaved(cupool, device, quick, row_seconds, only_shapes, dtypes):
+    """Our rows and torch's, one (shape, op) group at a time, in the suite's order; the group's
+    first runner alternates so neither side always goes first. Returns (torch rows, our JSON)."""
+    torch_rows, our_rows, baselines, meta = [], [], [], {}
+    turn = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = os.path.join(tmp, "group.json")
+        for shape_name, _, _ in SUITE:
+            if only_shapes and shape_name not in only_shapes:
+                continue
+            for op in OPS:
+                cmd = [cupool, "bench", "--device", device, "--shapes", shape_name, "--ops", op, "--json", out_json]
+                if quick:
+                    cmd.append("--quick")
+                if dtypes:
+                    cmd += ["--dtypes", ",".join(sorted(dtypes))]
+                cmd += ["--row-seconds", str(row_seconds)]
+
+                def ours_group():
+                    if os.path.exists(out_json):
+                        os.remove(out_json)
+                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                    with open(out_json) as f:
+                        got = json.load(f)
+                    # --ops matches substrings: keep this op's rows only.
+                    rows = [r for r in got["rows"] if r["op"] == op]
+                    for r in rows:
+                        r["baseline_gbps"] = got["baseline"]["gbps"]
+                    return got, rows
+
+                got = rows = None
+                ours_first = turn % 2 == 0
+                if ours_first:
+                    got, rows = ours_group()
+                    if not rows:
+                        continue  # the op does not apply to this shape
+                wanted = {key(r) for r in rows} if rows is not None else None
+                if wanted is None:
+                    # torch first: run the rows cupool would run (same rule as without --json)
+                    t_rows = run_torch(device, quick, row_seconds, {shape_name}, None, dtypes, only_op=op)
+                    if not t_rows:
+                        continue
+                    got, rows = ours_group()
+                    by_key = {key(r) for r in rows}
+                    t_rows = [r for r in t_rows if key(r) in by_key]
+                else:
+                    t_rows = run_torch(device, quick, row_seconds, {shape_name}, wanted, dtypes, only_op=op)
+                turn += 1
+                torch_rows += t_rows
+                our_rows += rows
+                baselines.append(got["baseline"]["gbps"])
+                meta = {k: got[k] for k in ("device", "quick", "threads") if k in got}
+                meta["baseline_what"] = got["baseline"]["what"]
+    ours = dict(meta)
+    ours.pop("baseline_what", None)
+    ours.update(
+        interleaved=True,
+        baseline=dict(
+            what=meta.get("baseline_what"),
+            gbps=statistics.median(baselines) if baselines else None,
+            min_gbps=min(baselines, default=None),
+            max_gbps=max(baselines, default=None),
+        ),
+        rows=our_rows,
+    )
+    return torch_rows, ours
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -274,12 +364,13 @@ def main():
     ap.add_argument("--shapes", metavar="NAME,...", help="only these suite shapes (seed, resnet_tail, effnet_tail, early_map, long_rows, batch1, mid_map)")
     ap.add_argument("--dtypes", metavar="f32,bf16,f16,f64", help="without --json: run every op in these types (default: as cupool bench)")
     ap.add_argument("--row-seconds", type=float, metavar="S", help="about how long each row's timed calls take (default 0.8, 0.25 with --quick; as cupool bench)")
+    ap.add_argument("--interleave", metavar="CUPOOL", help="run this cupool executable's bench per op and shape, alternating with torch's rows (see above); --json is then where our rows are written")
     ap.add_argument("--torch-json", metavar="FILE", help="also write torch's rows as JSON")
     ap.add_argument("--out", metavar="FILE.md", help="also write the table here")
     args = ap.parse_args()
 
     ours = None
-    if args.json:
+    if args.json and not args.interleave:
         with open(args.json) as f:
             ours = json.load(f)
         if ours.get("quick") and not args.quick:
@@ -299,7 +390,13 @@ def main():
     if args.row_seconds is not None and not args.row_seconds > 0:
         sys.exit("--row-seconds must be positive")
     row_seconds = args.row_seconds if args.row_seconds is not None else (0.25 if args.quick else 0.8)
-    rows = run_torch(args.device, args.quick, row_seconds, only, wanted, dtypes)
+    if args.interleave:
+        rows, ours = run_interleaved(args.interleave, args.device, args.quick, row_seconds, only, dtypes)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(ours, f, indent=1)
+    else:
+        rows = run_torch(args.device, args.quick, row_seconds, only, wanted, dtypes)
     out = table(rows, ours, args.device)
     print(out, end="")
     if args.out:

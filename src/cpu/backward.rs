@@ -12,8 +12,9 @@
 //!
 //! Max pooling (windowed and adaptive) scatters each plane (NCHW) or image (NHWC) serially in
 //! ascending output order into zeroed accumulators (channels-last images fewer than the
-//! threads gather the same terms in the same order instead: `gather_max_nhwc`, so that one
-//! image still splits over the cores); each rayon task first checks its own indices
+//! threads scatter in bands of output rows, adding the same terms in the same order:
+//! `scatter_max_nhwc_bands`, so that one image still splits over the cores); each rayon task
+//! first checks its own indices
 //! (any index outside `[0, H*W)` makes the function return `true`; a task holding one writes
 //! nothing, so nothing outside `grad_in` is ever written).
 //! A per-plane serial scatter is deterministic too and on one core no slower than a gather, and it
@@ -22,12 +23,12 @@
 //! honours them too, through its audit; PyTorch's CUDA kernel drops them).
 
 use super::lanes::{self, LanePlane, LaneWindow, PlanePooling};
-use super::{items_per_task, simd};
+use super::{items_per_task, simd, AccScratch};
 use crate::dtype::FloatElement;
 use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
-use num_traits::{Float, NumCast, Zero};
+use num_traits::{NumCast, Zero};
 use rayon::prelude::*;
 use std::any::TypeId;
 use std::ops::Range;
@@ -615,254 +616,202 @@ fn scatter_max<T: FloatElement>(
         .reduce(|| false, |a, b| a | b)
 }
 
-/// Covering outputs per input element above which the channels-last max backward scatters
-/// instead of gathering (3x3 stride-1 windows have 9).
-const MAX_GATHER_COVERING: usize = 9;
+/// Outputs (pixels times channels) per task of [`scatter_max_nhwc_bands`]: a band's indices,
+/// gradients and accumulators stay in L2.
+const BAND_OUTPUTS: usize = 1 << 14;
 
-/// The fewest input rows a task of the channels-last max gather takes.
-const GATHER_MIN_ROWS: usize = 8;
-
-/// Whether a channels-last max backward gathers ([`gather_max_nhwc`]) rather than scatters:
-/// where the scatter, one image per task, would leave cores idle (fewer images than threads)
-/// and the images are tall enough to split. On one core the gather is no faster (0.65x to
-/// 1.13x the scatter's speed on the long rows, the early map and batch 1), so elsewhere the
-/// scatter stays.
-fn max_backward_gathers(images: usize, h: usize) -> bool {
-    images < rayon::current_num_threads() && h >= 2 * GATHER_MIN_ROWS
+/// One band's result in [`scatter_max_nhwc_bands`]: the terms it left for earlier bands (input
+/// element, gradient, in its output order) and, for 16-bit types, the f32 sums of its open
+/// tail (owned rows that later bands may still add to), rounded after those adds.
+struct BandScatter<A> {
+    deferred: Vec<(usize, A)>,
+    tail: Vec<A>,
 }
 
-/// Channels-last max backward as a gather: each input element sums, from zero and in ascending
-/// output order, the gradients of the outputs whose window covers it and whose index is that
-/// element. Those are the scatter's terms in the scatter's order, so the bits are the same,
-/// provided every output was seen by the element its index names, that is, every index lies
-/// inside its output's window; PyTorch's always do. Each matched output is counted, and
-/// when the count falls short of the outputs (an index outside its window or its plane, which
-/// is narrowed to -1 so that it matches nothing) this returns `false`, leaving `grad_in`
-/// unspecified, and the caller scatters instead.
+/// Channels-last max backward of images fewer than the threads, as a scatter split over bands
+/// of output rows, so that one image keeps every core busy. Bit for bit the serial scatter:
+/// each input element adds its terms from zero in ascending output order.
 ///
-/// Against the scatter: work splits over input rows, so one image keeps every core busy (the
-/// scatter runs an image serially), and each gradient element is written once, with no
-/// zeroing pass before and no rounding pass after; but each input element tests every
-/// covering output, so on one core it is no faster.
+/// Input row `ih` belongs to the band of its first covering output row (`rows[ih].start`,
+/// non-decreasing). A band zeroes its rows and adds its outputs' gradients there; a term that
+/// lands in an earlier band's row is deferred, and after every band is done the deferred
+/// terms are added band by band in order, so each element still sees its terms in ascending
+/// output order (an earlier band's outputs all come before). 16-bit types keep the rows a later
+/// band can reach (`rows[ih].end` past the band) in f32 until then, and round every element
+/// once. Returns `false`, leaving `grad_in` unspecified, when an index leaves its plane or
+/// lands in a later band's rows, or a deferred term lands on a rounded row (each only where an
+/// index lies outside its window, which PyTorch's never do), or the rows are not monotonic;
+/// the caller scatters serially then.
 ///
-/// `rows`/`cols`: the covering outputs of each input row and column, as for the average
-/// gathers. Each task converts the output rows it needs once (indices to i32, gradients to
-/// `Acc`), kept in a small ring since tasks walk their input rows downwards.
-fn gather_max_nhwc<T: FloatElement>(
+/// Against the gather it replaced where images are fewer than the threads: each term is one
+/// read-modify-write in L2 instead of a compare against every covering output, and the
+/// indices are read as they are, with no conversion pass (1x8x512x512, alternating runs on the
+/// 2-core Zen 3 VM: f32 1.5x, bf16 1.2x). `band_outputs`: outputs per band
+/// ([`BAND_OUTPUTS`]; tests pass fewer, for many bands).
+fn scatter_max_nhwc_bands<T: FloatElement>(
     (c, h, w): (usize, usize, usize),
     out_w: usize,
-    (rows, cols): (&[Range<usize>], &[Range<usize>]),
+    rows: &[Range<usize>],
+    band_outputs: usize,
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    let plane = h * w;
-    let ring = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let covering = ring * cols.iter().map(|r| r.len()).max().unwrap_or(0);
-    if plane == 0 || c == 0 || plane > i32::MAX as usize || covering == 0 || covering > MAX_GATHER_COVERING {
-        return false;
-    }
-    let (row_in, row_out) = (w * c, out_w * c);
-    if row_in > i32::MAX as usize {
+    let (plane, row_in, row_out) = (h * w, w * c, out_w * c);
+    if plane == 0 || row_out == 0 || rows.len() != h || rows.windows(2).any(|p| p[0].start > p[1].start) {
         return false;
     }
     let out_h = grad_out.len() / (grad_in.len() / (plane * c) * row_out);
-    #[cfg(target_arch = "x86_64")]
-    let kind = simd::avx2_tile_kind::<T>().filter(|_| c.is_multiple_of(8));
-    // A task converts the output rows it needs once, so short ones would convert most output
-    // rows twice.
-    let rows_per_task = items_per_task(row_in * covering, grad_in.len() / row_in).max(GATHER_MIN_ROWS);
-    let matched = std::sync::atomic::AtomicU64::new(0);
-    grad_in.par_chunks_mut(row_in).enumerate().with_min_len(rows_per_task).for_each_init(
-        || MaxGatherScratch::<T::Acc>::reused(ring, c, row_in, row_out),
-        |s, (k, gi)| {
-            let (image, ih) = (k / h, k % h);
-            for oh in rows[ih].clone() {
-                let slot = oh % ring;
-                if s.keys[slot] != Some((image, oh)) {
-                    let at = (image * out_h + oh) * row_out;
-                    let (index, grad) = (&indices[at..at + row_out], &grad_out[at..at + row_out]);
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as for `max_gather_row` below, `kind` is `T`'s AVX2 kind and
-                    // `T::Acc` is f32; `row_out = out_w * c` is a multiple of 8, and the four
-                    // slices all hold `row_out` elements; `plane <= i32::MAX`.
-                    let converted = kind.map(|kind| unsafe {
-                        simd::max_gather_convert(
-                            kind,
-                            plane,
-                            (index.as_ptr(), grad.as_ptr().cast()),
-                            row_out,
-                            (s.index[slot].as_mut_ptr(), s.grad[slot].as_mut_ptr().cast()),
-                        )
-                    });
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let converted = None::<()>;
-                    if converted.is_none() {
-                        s.convert(slot, plane, index, grad);
-                    }
-                    s.keys[slot] = Some((image, oh));
-                }
+    let band = (band_outputs / row_out).max(1);
+    let bands = out_h.div_ceil(band);
+    // Band `u` owns input rows [own[u], own[u + 1]); its open tail starts at `tail[u]`.
+    let own: Vec<usize> = (0..=bands)
+        .map(|u| {
+            if u == bands {
+                h
+            } else if u == 0 {
+                0
+            } else {
+                rows.partition_point(|r| r.start < u * band)
             }
-            #[cfg(target_arch = "x86_64")]
-            if let Some(kind) = kind {
-                let mut converted = [(std::ptr::null(), std::ptr::null()); MAX_GATHER_COVERING];
-                for (p, oh) in converted.iter_mut().zip(rows[ih].clone()) {
-                    let slot = oh % ring;
-                    *p = (s.index[slot].as_ptr(), s.grad[slot].as_ptr().cast::<f32>());
-                }
-                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` its
-                // element type, so `T::Acc` is f32) and `c % 8 == 0`; the first
-                // `rows[ih].len() <= ring <= MAX_GATHER_COVERING` entries are this input row's
-                // covering output rows in ascending order, converted above, each `out_w * c`
-                // long, and every `cols` range ends at or below `out_w`; `gi` is one input
-                // row of `w * c` elements; pixel numbers are below `plane <= i32::MAX`.
-                let found = unsafe {
-                    simd::max_gather_row(
-                        kind,
-                        c,
-                        ih,
-                        &converted[..rows[ih].len()],
-                        cols,
-                        gi.as_mut_ptr().cast(),
-                    )
-                };
-                matched.fetch_add(found, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
-            let found = simd::dispatch(
-                #[inline(always)]
-                || s.gather_row(c, (ih, w), rows[ih].clone(), cols, gi),
-            );
-            matched.fetch_add(found, std::sync::atomic::Ordering::Relaxed);
-        },
-    );
-    matched.into_inner() == grad_out.len() as u64
-}
-
-/// Per-task buffers of [`gather_max_nhwc`]: `ring` converted output rows (`keys[slot]` names
-/// the (image, output row) in the slot), one input row's accumulators, and per-channel counts
-/// of matched outputs.
-struct MaxGatherScratch<A> {
-    keys: Vec<Option<(usize, usize)>>,
-    index: Vec<Vec<i32>>,
-    grad: Vec<Vec<A>>,
-    acc: Vec<A>,
-    hits: Vec<u64>,
-}
-
-std::thread_local! {
-    /// This thread's last [`MaxGatherScratch`], for the next: its buffers (a few hundred KiB on
-    /// the 7x7 tails) would otherwise be fresh pages, faulted in on every call.
-    static MAX_GATHER_SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// A [`MaxGatherScratch`] taken from this thread's last call, given back on drop.
-struct ReusedScratch<A: 'static>(Option<Box<MaxGatherScratch<A>>>);
-
-impl<A: 'static> Drop for ReusedScratch<A> {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            MAX_GATHER_SCRATCH.set(Some(s));
+        })
+        .collect();
+    let tail: Vec<usize> = (0..bands)
+        .map(|u| {
+            let end = ((u + 1) * band).min(out_h);
+            own[u] + rows[own[u]..own[u + 1]].partition_point(|r| r.end <= end)
+        })
+        .collect();
+    let identity = AccScratch::<T>::is_identity();
+    let images = grad_in
+        .chunks_exact_mut(plane * c)
+        .zip(grad_out.chunks_exact(out_h * row_out).zip(indices.chunks_exact(out_h * row_out)));
+    for (image, (grad_out, indices)) in images {
+        let mut parts = Vec::with_capacity(bands);
+        let mut rest = &mut image[..];
+        for u in 0..bands {
+            let (part, after) = rest.split_at_mut((own[u + 1] - own[u]) * row_in);
+            parts.push(part);
+            rest = after;
         }
-    }
-}
-
-impl<A: 'static> std::ops::Deref for ReusedScratch<A> {
-    type Target = MaxGatherScratch<A>;
-    fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("present until dropped")
-    }
-}
-
-impl<A: 'static> std::ops::DerefMut for ReusedScratch<A> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut().expect("present until dropped")
-    }
-}
-
-impl<A: Float + 'static> MaxGatherScratch<A> {
-    /// This thread's last scratch (or a new one), sized for these rows, every slot empty.
-    fn reused(ring: usize, c: usize, row_in: usize, row_out: usize) -> ReusedScratch<A> {
-        let last = MAX_GATHER_SCRATCH.take().and_then(|s| s.downcast::<Self>().ok());
-        let mut s = last.unwrap_or_else(|| {
-            Box::new(MaxGatherScratch {
-                keys: Vec::new(),
-                index: Vec::new(),
-                grad: Vec::new(),
-                acc: Vec::new(),
-                hits: Vec::new(),
+        let results: Vec<Option<BandScatter<T::Acc>>> = parts
+            .into_par_iter()
+            .enumerate()
+            .map_init(Vec::new, |owned_acc, (u, dst)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || {
+                        let outs = (u * band * row_out)..((u + 1) * band).min(out_h) * row_out;
+                        let (lo, hi) = (own[u] * w, own[u + 1] * w);
+                        let acc: &mut [T::Acc] = match acc_view_mut(dst) {
+                            Some(a) => a,
+                            None => {
+                                owned_acc.resize((hi - lo) * c, T::Acc::zero());
+                                &mut owned_acc[..]
+                            }
+                        };
+                        acc.fill(T::Acc::zero());
+                        let mut deferred = Vec::new();
+                        // The band's first output rows reach back into earlier bands' rows:
+                        // each of their terms is sorted (added, or deferred). The rest mostly
+                        // land in the band's rows (one vectorised check), so their adds need no
+                        // tests. A negative index wraps to a huge value, past `hi`.
+                        let reach_back =
+                            if u == 0 { 0 } else { rows[own[u] - 1].end.saturating_sub(u * band) * row_out };
+                        let body = (outs.start + reach_back).min(outs.end);
+                        let mut sort_terms = |go: &[T], idx: &[i64]| {
+                            for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                                for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+                                    let p = i as u64 as usize;
+                                    if p >= hi {
+                                        return false;
+                                    }
+                                    if p >= lo {
+                                        acc[(p - lo) * c + ch] += simd::load(g);
+                                    } else {
+                                        deferred.push((p * c + ch, simd::load(g)));
+                                    }
+                                }
+                            }
+                            true
+                        };
+                        if !sort_terms(&grad_out[outs.start..body], &indices[outs.start..body]) {
+                            return None;
+                        }
+                        let (go, idx) = (&grad_out[body..outs.end], &indices[body..outs.end]);
+                        let inside = idx.iter().fold(true, |ok, &i| {
+                            ok & ((i as u64).wrapping_sub(lo as u64) < (hi - lo) as u64)
+                        });
+                        if !inside {
+                            if !sort_terms(go, idx) {
+                                return None;
+                            }
+                        } else {
+                            for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+                                for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+                                    // SAFETY: `lo <= i < hi` (checked above) and `ch < c`, so the
+                                    // element lies below `(hi - lo) * c == acc.len()`.
+                                    unsafe {
+                                        *acc.get_unchecked_mut((i as usize - lo) * c + ch) += simd::load(g)
+                                    };
+                                }
+                            }
+                        }
+                        let mut tail_acc = Vec::new();
+                        if !identity {
+                            let split = (tail[u] - own[u]) * row_in;
+                            for (d, &a) in dst[..split].iter_mut().zip(&owned_acc[..split]) {
+                                *d = simd::store::<T>(a);
+                            }
+                            tail_acc = owned_acc[split..].to_vec();
+                        }
+                        Some(BandScatter { deferred, tail: tail_acc })
+                    },
+                )
             })
-        });
-        s.keys.clear();
-        s.keys.resize(ring, None);
-        s.index.resize_with(ring, Vec::new);
-        s.index.iter_mut().for_each(|v| v.resize(row_out, 0));
-        s.grad.resize_with(ring, Vec::new);
-        s.grad.iter_mut().for_each(|v| v.resize(row_out, A::zero()));
-        s.acc.resize(row_in, A::zero());
-        s.hits.resize(c, 0);
-        ReusedScratch(Some(s))
-    }
-
-    /// Converts one output row into `slot`: indices to i32 (those outside `[0, plane)` to -1,
-    /// which matches no element), gradients to `A`.
-    #[inline(always)]
-    fn convert<T: FloatElement<Acc = A>>(&mut self, slot: usize, plane: usize, indices: &[i64], grad: &[T]) {
-        for (d, &i) in self.index[slot].iter_mut().zip(indices) {
-            *d = if (i as u64) < plane as u64 { i as i32 } else { -1 };
+            .collect();
+        let Some(mut results) = results.into_iter().collect::<Option<Vec<_>>>() else {
+            return false;
+        };
+        for u in 1..bands {
+            for (at, g) in std::mem::take(&mut results[u].deferred) {
+                let row = at / row_in;
+                if identity {
+                    let image = acc_view_mut(image).expect("T is its own accumulator");
+                    image[at] += g;
+                    continue;
+                }
+                // The band owning the row, which must still hold it in f32.
+                let v = own.partition_point(|&r| r <= row) - 1;
+                if row < tail[v] {
+                    return false;
+                }
+                results[v].tail[at - tail[v] * row_in] += g;
+            }
         }
-        for (d, &g) in self.grad[slot].iter_mut().zip(grad) {
-            *d = simd::load(g);
-        }
-    }
-
-    /// The portable form of `simd::max_gather_row`, over the converted output rows `oh` of
-    /// `rows` (in their slots): input row `ih` of width `w` into `gi`; returns the matches.
-    #[inline(always)]
-    fn gather_row<T: FloatElement<Acc = A>>(
-        &mut self,
-        c: usize,
-        (ih, w): (usize, usize),
-        rows: Range<usize>,
-        cols: &[Range<usize>],
-        gi: &mut [T],
-    ) -> u64 {
-        let ring = self.keys.len();
-        self.acc.fill(A::zero());
-        self.hits.fill(0);
-        for oh in rows {
-            let (index, grad) = (&self.index[oh % ring], &self.grad[oh % ring]);
-            for (iw, acc) in self.acc.chunks_exact_mut(c).enumerate() {
-                let here = (ih * w + iw) as i32;
-                for ow in cols[iw].clone() {
-                    let (index, grad) = (&index[ow * c..][..c], &grad[ow * c..][..c]);
-                    let terms = acc.iter_mut().zip(self.hits.iter_mut()).zip(index.iter().zip(grad));
-                    for ((a, hit), (&i, &g)) in terms {
-                        let take = i == here;
-                        // Adding +0 leaves every sum that can arise here unchanged (one that
-                        // starts from +0 never becomes -0).
-                        *a = *a + if take { g } else { A::zero() };
-                        *hit += take as u64;
-                    }
+        if !identity {
+            for (u, r) in results.iter().enumerate() {
+                let dst = &mut image[tail[u] * row_in..own[u + 1] * row_in];
+                for (d, &a) in dst.iter_mut().zip(&r.tail) {
+                    *d = simd::store::<T>(a);
                 }
             }
         }
-        for (d, &a) in gi.iter_mut().zip(self.acc.iter()) {
-            *d = simd::store::<T>(a);
-        }
-        self.hits.iter().sum()
     }
+    true
 }
 
-/// The covering outputs of each input row and column of a (possibly dilated) max pool: the
-/// outputs whose window extent, `(kernel - 1) * dilation + 1` from `o * stride - pad`,
-/// contains it.
-fn max_window_ranges(g: &WindowGeometry) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
-    let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], reach(0));
-    let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], reach(1));
-    (rows, cols)
+/// Whether a channels-last max backward scatters in bands ([`scatter_max_nhwc_bands`]): where
+/// the scatter, one image per task, would leave cores idle (fewer images than threads) and an
+/// image has at least two bands of output rows to share.
+fn max_backward_in_bands(images: usize, out_h: usize, out_w: usize, c: usize) -> bool {
+    images < rayon::current_num_threads() && out_h >= 2 * (BAND_OUTPUTS / (out_w * c).max(1)).max(1)
+}
+
+/// The covering output rows of each input row of a (possibly dilated) max pool: the outputs
+/// whose window extent, `(kernel - 1) * dilation + 1` from `o * stride - pad`, contains it.
+fn max_window_rows(g: &WindowGeometry) -> Vec<Range<usize>> {
+    window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], (g.kernel[0] - 1) * g.dilation[0] + 1)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
@@ -875,11 +824,20 @@ pub fn max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
-        let (rows, cols) = max_window_ranges(g);
-        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
-            return false;
-        }
+    if layout == Layout::Nhwc
+        && g.output_len() > 0
+        && max_backward_in_bands(g.n, g.out_h, g.out_w, g.c)
+        && scatter_max_nhwc_bands(
+            (g.c, g.h, g.w),
+            g.out_w,
+            &max_window_rows(g),
+            BAND_OUTPUTS,
+            grad_out,
+            indices,
+            grad_in,
+        )
+    {
+        return false;
     }
     scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
@@ -892,11 +850,20 @@ pub fn adaptive_max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
-        let (rows, cols) = (adaptive_ranges(g.h, g.out_h), adaptive_ranges(g.w, g.out_w));
-        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
-            return false;
-        }
+    if layout == Layout::Nhwc
+        && g.output_len() > 0
+        && max_backward_in_bands(g.n, g.out_h, g.out_w, g.c)
+        && scatter_max_nhwc_bands(
+            (g.c, g.h, g.w),
+            g.out_w,
+            &adaptive_ranges(g.h, g.out_h),
+            BAND_OUTPUTS,
+            grad_out,
+            indices,
+            grad_in,
+        )
+    {
+        return false;
     }
     scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
@@ -1374,11 +1341,12 @@ mod tests {
         run_max::<bf16>(1e-2);
     }
 
-    /// The channels-last max gather against the scatter, bit for bit, on `T`'s paths: AVX2
-    /// blocks where `c % 8 == 0` (f32, bf16, f16), the portable loop otherwise and for f64.
-    /// Gradients hold -0, NaN and infinities; inputs of few values give ties; windows strided,
-    /// overlapping, dilated, ceil-mode, and adaptive ones shrinking and growing.
-    fn gather_vs_scatter<T: FloatElement>() {
+    /// The banded channels-last max scatter against the serial scatter, bit for bit, with bands
+    /// of one output row up to the whole image (so terms are deferred across one or more
+    /// bands). Gradients hold -0, NaN and infinities; inputs of few values give ties; windows
+    /// strided, overlapping (3x3 stride 1: a term can reach back past a one-row band), dilated,
+    /// ceil-mode, and adaptive ones shrinking and growing.
+    fn bands_vs_scatter<T: FloatElement>() {
         let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
         let windows: Vec<WindowCase> = vec![
             (vec![2, 8, 9, 11], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
@@ -1390,16 +1358,15 @@ mod tests {
         let mut cases = Vec::new();
         for (shape, k, st, p, d, ceil) in windows {
             let g = plan_window_pool("t", &shape, k, st, p, d, ceil).unwrap();
-            let (rows, cols) = max_window_ranges(&g);
-            cases.push((g, rows, cols));
+            cases.push((g, max_window_rows(&g)));
         }
         for (shape, out) in [([1, 8, 9, 7], [4, 3]), ([2, 5, 3, 4], [5, 7]), ([1, 16, 7, 7], [2, 2])] {
             let a = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
             let g = plan_window_pool("t", &shape, [1, 1], None, [0, 0], [1, 1], false).unwrap();
             let g = WindowGeometry { out_h: a.out_h, out_w: a.out_w, ..g };
-            cases.push((g, adaptive_ranges(a.h, a.out_h), adaptive_ranges(a.w, a.out_w)));
+            cases.push((g, adaptive_ranges(a.h, a.out_h)));
         }
-        for (g, rows, cols) in cases {
+        for (g, rows) in cases {
             let mut x: Vec<f64> = values(g.input_len(), 3).iter().map(|v| (v * 3.0).round()).collect();
             x.iter_mut().step_by(17).for_each(|v| *v = f64::NAN);
             let mut ind = if g.kernel == [1, 1] {
@@ -1430,38 +1397,58 @@ mod tests {
             let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
             let mut want = vec![T::from_f64(7.0); g.input_len()];
             assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
-            let mut got = vec![T::from_f64(7.0); g.input_len()];
-            let gathered = gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got);
-            assert!(gathered, "{g:?}");
-            assert_eq!(bits(&got), bits(&want), "{g:?}");
-            // An index inside the plane but outside its window, or outside the plane: the
-            // gather declines, and the caller's scatter takes it (or reports the bad index).
+            let dims = (g.c, g.h, g.w);
+            let row_out = g.out_w * g.c;
+            for band_rows in [1, 2, 3, g.out_h] {
+                let mut got = vec![T::from_f64(7.0); g.input_len()];
+                let banded =
+                    scatter_max_nhwc_bands(dims, g.out_w, &rows, band_rows * row_out, &go, &ind, &mut got);
+                assert!(banded, "{g:?} {band_rows}");
+                assert_eq!(bits(&got), bits(&want), "{g:?} {band_rows}");
+            }
+            // An index outside the plane: declined (the caller's scatter reports it). One
+            // inside the plane but outside its window: declined, or the scatter's bits.
             let last = ind.len() - 1;
             let saved = ind[last];
-            ind[last] = 0;
-            if !(rows[0].contains(&(g.out_h - 1)) && cols[0].contains(&(g.out_w - 1))) {
-                assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
+            for bad in [(g.h * g.w) as i64, -1, saved + (1 << 32)] {
+                ind[last] = bad;
+                let mut got = vec![T::from_f64(7.0); g.input_len()];
+                assert!(
+                    !scatter_max_nhwc_bands(dims, g.out_w, &rows, row_out, &go, &ind, &mut got),
+                    "{g:?} {bad}"
+                );
             }
-            ind[last] = (g.h * g.w) as i64;
-            assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
-            ind[last] = saved + (1 << 32);
-            assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
+            for stray in [0, (g.h * g.w - 1) as i64] {
+                ind[last] = stray;
+                ind[0] = (g.h * g.w - 1 - stray as usize) as i64;
+                let mut want = vec![T::from_f64(7.0); g.input_len()];
+                assert!(!scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), Layout::Nhwc, &go, &ind, &mut want));
+                for band_rows in [1, 2] {
+                    let mut got = vec![T::from_f64(7.0); g.input_len()];
+                    if scatter_max_nhwc_bands(dims, g.out_w, &rows, band_rows * row_out, &go, &ind, &mut got)
+                    {
+                        assert_eq!(bits(&got), bits(&want), "{g:?} stray {stray} {band_rows}");
+                    }
+                }
+            }
         }
     }
 
     #[test]
-    fn channels_last_max_gather_matches_the_scatter_bit_for_bit() {
-        gather_vs_scatter::<f32>();
-        gather_vs_scatter::<bf16>();
-        gather_vs_scatter::<f16>();
-        gather_vs_scatter::<f64>();
+    fn channels_last_max_bands_match_the_scatter_bit_for_bit() {
+        bands_vs_scatter::<f32>();
+        bands_vs_scatter::<bf16>();
+        bands_vs_scatter::<f16>();
+        bands_vs_scatter::<f64>();
     }
 
-    /// The public entry takes the gather for one tall image when there are threads to share
-    /// it (not checked here: a one-thread pool scatters), and agrees with the naive scatter.
+    /// The public entry scatters one tall image in bands when there are threads to share it
+    /// (not checked here: a one-thread pool scatters serially), and agrees with the naive
+    /// scatter.
     #[test]
     fn channels_last_max_backward_of_one_tall_image_matches_the_naive_scatter() {
-        let g = plan_window_pool("t", &[1, 16, 40, 33], [3, 3], Some([2, 2]), [1, 1], [1, 1], false).unwrap();
+        let g = plan_window_pool("t", &[1, 8, 300, 64], [3, 3], Some([2, 2]), [1, 1], [1, 1], false).unwrap();
+        assert!(g.out_h >= 2 * BAND_OUTPUTS / (g.out_w * g.c), "two bands at least");
         let x: Vec<f64> = values(g.input_len(), 9).iter().map(|v| (v * 5.0).round()).collect();
         let ind = forward_max_indices(&g, Layout::Nhwc, &x);
         let go: Vec<f32> = values(g.output_len(), 4).iter().map(|&v| v as f32).collect();
