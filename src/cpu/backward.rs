@@ -12,9 +12,9 @@
 //!
 //! Max pooling (windowed and adaptive) scatters each plane (NCHW) or image (NHWC) serially in
 //! ascending output order into zeroed accumulators (channels-last images fewer than the
-//! threads scatter in bands of output rows, adding the same terms in the same order:
-//! `scatter_max_nhwc_bands`, so that one image still splits over the cores); each rayon task
-//! first checks its own indices
+//! threads gather the same terms in the same order instead: `gather_max_nhwc`, or, with few
+//! channels, scatter in bands of output rows: `scatter_max_nhwc_bands`, so that one image
+//! still splits over the cores); each rayon task first checks its own indices
 //! (any index outside `[0, H*W)` makes the function return `true`; a task holding one writes
 //! nothing, so nothing outside `grad_in` is ever written).
 //! A per-plane serial scatter is deterministic too and on one core no slower than a gather, and it
@@ -28,7 +28,7 @@ use crate::dtype::FloatElement;
 use crate::ops::adaptive::{adaptive_end, adaptive_start, AdaptiveGeometry};
 use crate::ops::window::{AvgRule, WindowGeometry};
 use crate::ops::Layout;
-use num_traits::{NumCast, Zero};
+use num_traits::{Float, NumCast, Zero};
 use rayon::prelude::*;
 use std::any::TypeId;
 use std::ops::Range;
@@ -643,10 +643,10 @@ struct BandScatter<A> {
 /// index lies outside its window, which PyTorch's never do), or the rows are not monotonic;
 /// the caller scatters serially then.
 ///
-/// Against the gather it replaced where images are fewer than the threads: each term is one
+/// Against the gather (see [`BAND_MAX_CHANNELS`] for where each runs): each term is one
 /// read-modify-write in L2 instead of a compare against every covering output, and the
-/// indices are read as they are, with no conversion pass (1x8x512x512, alternating runs on the
-/// 2-core Zen 3 VM: f32 1.5x, bf16 1.2x). `band_outputs`: outputs per band
+/// indices are read as they are, with no conversion pass; that wins with few channels, where
+/// the gather's per-pixel loops cost more than its adds. `band_outputs`: outputs per band
 /// ([`BAND_OUTPUTS`]; tests pass fewer, for many bands).
 fn scatter_max_nhwc_bands<T: FloatElement>(
     (c, h, w): (usize, usize, usize),
@@ -801,17 +801,267 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
     true
 }
 
-/// Whether a channels-last max backward scatters in bands ([`scatter_max_nhwc_bands`]): where
-/// the scatter, one image per task, would leave cores idle (fewer images than threads) and an
-/// image has at least two bands of output rows to share.
-fn max_backward_in_bands(images: usize, out_h: usize, out_w: usize, c: usize) -> bool {
-    images < rayon::current_num_threads() && out_h >= 2 * (BAND_OUTPUTS / (out_w * c).max(1)).max(1)
+/// Channels-last max backwards of images fewer than the threads, with at most this many
+/// channels, scatter in bands rather than gather. Alternating runs on the 2-core Zen 3 VM,
+/// f32 / bf16, bands against the gather: C = 8 (1x8x512x512) 1.25x / 1.34x, C = 16
+/// (1x16x256x256) 1.38x / 1.26x; C = 32 0.83x / 0.78x, C = 96 to 256 0.47x to 0.6x.
+const BAND_MAX_CHANNELS: usize = 16;
+
+/// Whether a channels-last max backward that would gather scatters in bands instead: few
+/// channels, where the gather's loops around each pixel's compares cost more than its adds,
+/// and at least two bands of output rows to share.
+fn max_backward_in_bands(c: usize, out_h: usize, out_w: usize) -> bool {
+    c <= BAND_MAX_CHANNELS && out_h >= 2 * (BAND_OUTPUTS / (out_w * c).max(1)).max(1)
 }
 
-/// The covering output rows of each input row of a (possibly dilated) max pool: the outputs
-/// whose window extent, `(kernel - 1) * dilation + 1` from `o * stride - pad`, contains it.
-fn max_window_rows(g: &WindowGeometry) -> Vec<Range<usize>> {
-    window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], (g.kernel[0] - 1) * g.dilation[0] + 1)
+/// Covering outputs per input element above which the channels-last max backward scatters
+/// instead of gathering (3x3 stride-1 windows have 9).
+const MAX_GATHER_COVERING: usize = 9;
+
+/// The fewest input rows a task of the channels-last max gather takes.
+const GATHER_MIN_ROWS: usize = 8;
+
+/// Whether a channels-last max backward gathers ([`gather_max_nhwc`]) rather than scatters:
+/// where the scatter, one image per task, would leave cores idle (fewer images than threads)
+/// and the images are tall enough to split. On one core the gather is no faster (0.65x to
+/// 1.13x the scatter's speed on the long rows, the early map and batch 1), so elsewhere the
+/// scatter stays.
+fn max_backward_gathers(images: usize, h: usize) -> bool {
+    images < rayon::current_num_threads() && h >= 2 * GATHER_MIN_ROWS
+}
+
+/// Channels-last max backward as a gather: each input element sums, from zero and in ascending
+/// output order, the gradients of the outputs whose window covers it and whose index is that
+/// element. Those are the scatter's terms in the scatter's order, so the bits are the same,
+/// provided every output was seen by the element its index names, that is, every index lies
+/// inside its output's window; PyTorch's always do. Each matched output is counted, and
+/// when the count falls short of the outputs (an index outside its window or its plane, which
+/// is narrowed to -1 so that it matches nothing) this returns `false`, leaving `grad_in`
+/// unspecified, and the caller scatters instead.
+///
+/// Against the scatter: work splits over input rows, so one image keeps every core busy (the
+/// scatter runs an image serially), and each gradient element is written once, with no
+/// zeroing pass before and no rounding pass after; but each input element tests every
+/// covering output, so on one core it is no faster.
+///
+/// `rows`/`cols`: the covering outputs of each input row and column, as for the average
+/// gathers. Each task converts the output rows it needs once (indices to i32, gradients to
+/// `Acc`), kept in a small ring since tasks walk their input rows downwards.
+fn gather_max_nhwc<T: FloatElement>(
+    (c, h, w): (usize, usize, usize),
+    out_w: usize,
+    (rows, cols): (&[Range<usize>], &[Range<usize>]),
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
+) -> bool {
+    let plane = h * w;
+    let ring = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let covering = ring * cols.iter().map(|r| r.len()).max().unwrap_or(0);
+    if plane == 0 || c == 0 || plane > i32::MAX as usize || covering == 0 || covering > MAX_GATHER_COVERING {
+        return false;
+    }
+    let (row_in, row_out) = (w * c, out_w * c);
+    if row_in > i32::MAX as usize {
+        return false;
+    }
+    let out_h = grad_out.len() / (grad_in.len() / (plane * c) * row_out);
+    #[cfg(target_arch = "x86_64")]
+    let kind = simd::avx2_tile_kind::<T>().filter(|_| c.is_multiple_of(8));
+    // A task converts the output rows it needs once, so short ones would convert most output
+    // rows twice.
+    let rows_per_task = items_per_task(row_in * covering, grad_in.len() / row_in).max(GATHER_MIN_ROWS);
+    let matched = std::sync::atomic::AtomicU64::new(0);
+    grad_in.par_chunks_mut(row_in).enumerate().with_min_len(rows_per_task).for_each_init(
+        || MaxGatherScratch::<T::Acc>::reused(ring, c, row_in, row_out),
+        |s, (k, gi)| {
+            let (image, ih) = (k / h, k % h);
+            for oh in rows[ih].clone() {
+                let slot = oh % ring;
+                if s.keys[slot] != Some((image, oh)) {
+                    let at = (image * out_h + oh) * row_out;
+                    let (index, grad) = (&indices[at..at + row_out], &grad_out[at..at + row_out]);
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as for `max_gather_row` below, `kind` is `T`'s AVX2 kind and
+                    // `T::Acc` is f32; `row_out = out_w * c` is a multiple of 8, and the four
+                    // slices all hold `row_out` elements; `plane <= i32::MAX`.
+                    let converted = kind.map(|kind| unsafe {
+                        simd::max_gather_convert(
+                            kind,
+                            plane,
+                            (index.as_ptr(), grad.as_ptr().cast()),
+                            row_out,
+                            (s.index[slot].as_mut_ptr(), s.grad[slot].as_mut_ptr().cast()),
+                        )
+                    });
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let converted = None::<()>;
+                    if converted.is_none() {
+                        s.convert(slot, plane, index, grad);
+                    }
+                    s.keys[slot] = Some((image, oh));
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(kind) = kind {
+                let mut converted = [(std::ptr::null(), std::ptr::null()); MAX_GATHER_COVERING];
+                for (p, oh) in converted.iter_mut().zip(rows[ih].clone()) {
+                    let slot = oh % ring;
+                    *p = (s.index[slot].as_ptr(), s.grad[slot].as_ptr().cast::<f32>());
+                }
+                // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` its
+                // element type, so `T::Acc` is f32) and `c % 8 == 0`; the first
+                // `rows[ih].len() <= ring <= MAX_GATHER_COVERING` entries are this input row's
+                // covering output rows in ascending order, converted above, each `out_w * c`
+                // long, and every `cols` range ends at or below `out_w`; `gi` is one input
+                // row of `w * c` elements; pixel numbers are below `plane <= i32::MAX`.
+                let found = unsafe {
+                    simd::max_gather_row(
+                        kind,
+                        c,
+                        ih,
+                        &converted[..rows[ih].len()],
+                        cols,
+                        gi.as_mut_ptr().cast(),
+                    )
+                };
+                matched.fetch_add(found, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            let found = simd::dispatch(
+                #[inline(always)]
+                || s.gather_row(c, (ih, w), rows[ih].clone(), cols, gi),
+            );
+            matched.fetch_add(found, std::sync::atomic::Ordering::Relaxed);
+        },
+    );
+    matched.into_inner() == grad_out.len() as u64
+}
+
+/// Per-task buffers of [`gather_max_nhwc`]: `ring` converted output rows (`keys[slot]` names
+/// the (image, output row) in the slot), one input row's accumulators, and per-channel counts
+/// of matched outputs.
+struct MaxGatherScratch<A> {
+    keys: Vec<Option<(usize, usize)>>,
+    index: Vec<Vec<i32>>,
+    grad: Vec<Vec<A>>,
+    acc: Vec<A>,
+    hits: Vec<u64>,
+}
+
+std::thread_local! {
+    /// This thread's last [`MaxGatherScratch`], for the next: its buffers (a few hundred KiB on
+    /// the 7x7 tails) would otherwise be fresh pages, faulted in on every call.
+    static MAX_GATHER_SCRATCH: std::cell::Cell<Option<Box<dyn std::any::Any>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A [`MaxGatherScratch`] taken from this thread's last call, given back on drop.
+struct ReusedScratch<A: 'static>(Option<Box<MaxGatherScratch<A>>>);
+
+impl<A: 'static> Drop for ReusedScratch<A> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            MAX_GATHER_SCRATCH.set(Some(s));
+        }
+    }
+}
+
+impl<A: 'static> std::ops::Deref for ReusedScratch<A> {
+    type Target = MaxGatherScratch<A>;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<A: 'static> std::ops::DerefMut for ReusedScratch<A> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl<A: Float + 'static> MaxGatherScratch<A> {
+    /// This thread's last scratch (or a new one), sized for these rows, every slot empty.
+    fn reused(ring: usize, c: usize, row_in: usize, row_out: usize) -> ReusedScratch<A> {
+        let last = MAX_GATHER_SCRATCH.take().and_then(|s| s.downcast::<Self>().ok());
+        let mut s = last.unwrap_or_else(|| {
+            Box::new(MaxGatherScratch {
+                keys: Vec::new(),
+                index: Vec::new(),
+                grad: Vec::new(),
+                acc: Vec::new(),
+                hits: Vec::new(),
+            })
+        });
+        s.keys.clear();
+        s.keys.resize(ring, None);
+        s.index.resize_with(ring, Vec::new);
+        s.index.iter_mut().for_each(|v| v.resize(row_out, 0));
+        s.grad.resize_with(ring, Vec::new);
+        s.grad.iter_mut().for_each(|v| v.resize(row_out, A::zero()));
+        s.acc.resize(row_in, A::zero());
+        s.hits.resize(c, 0);
+        ReusedScratch(Some(s))
+    }
+
+    /// Converts one output row into `slot`: indices to i32 (those outside `[0, plane)` to -1,
+    /// which matches no element), gradients to `A`.
+    #[inline(always)]
+    fn convert<T: FloatElement<Acc = A>>(&mut self, slot: usize, plane: usize, indices: &[i64], grad: &[T]) {
+        for (d, &i) in self.index[slot].iter_mut().zip(indices) {
+            *d = if (i as u64) < plane as u64 { i as i32 } else { -1 };
+        }
+        for (d, &g) in self.grad[slot].iter_mut().zip(grad) {
+            *d = simd::load(g);
+        }
+    }
+
+    /// The portable form of `simd::max_gather_row`, over the converted output rows `oh` of
+    /// `rows` (in their slots): input row `ih` of width `w` into `gi`; returns the matches.
+    #[inline(always)]
+    fn gather_row<T: FloatElement<Acc = A>>(
+        &mut self,
+        c: usize,
+        (ih, w): (usize, usize),
+        rows: Range<usize>,
+        cols: &[Range<usize>],
+        gi: &mut [T],
+    ) -> u64 {
+        let ring = self.keys.len();
+        self.acc.fill(A::zero());
+        self.hits.fill(0);
+        for oh in rows {
+            let (index, grad) = (&self.index[oh % ring], &self.grad[oh % ring]);
+            for (iw, acc) in self.acc.chunks_exact_mut(c).enumerate() {
+                let here = (ih * w + iw) as i32;
+                for ow in cols[iw].clone() {
+                    let (index, grad) = (&index[ow * c..][..c], &grad[ow * c..][..c]);
+                    let terms = acc.iter_mut().zip(self.hits.iter_mut()).zip(index.iter().zip(grad));
+                    for ((a, hit), (&i, &g)) in terms {
+                        let take = i == here;
+                        // Adding +0 leaves every sum that can arise here unchanged (one that
+                        // starts from +0 never becomes -0).
+                        *a = *a + if take { g } else { A::zero() };
+                        *hit += take as u64;
+                    }
+                }
+            }
+        }
+        for (d, &a) in gi.iter_mut().zip(self.acc.iter()) {
+            *d = simd::store::<T>(a);
+        }
+        self.hits.iter().sum()
+    }
+}
+
+/// The covering outputs of each input row and column of a (possibly dilated) max pool: the
+/// outputs whose window extent, `(kernel - 1) * dilation + 1` from `o * stride - pad`,
+/// contains it.
+fn max_window_ranges(g: &WindowGeometry) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    let reach = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    let rows = window_ranges(g.h, g.out_h, g.stride[0], g.padding[0], reach(0));
+    let cols = window_ranges(g.w, g.out_w, g.stride[1], g.padding[1], reach(1));
+    (rows, cols)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
@@ -824,20 +1074,24 @@ pub fn max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc
-        && g.output_len() > 0
-        && max_backward_in_bands(g.n, g.out_h, g.out_w, g.c)
-        && scatter_max_nhwc_bands(
-            (g.c, g.h, g.w),
-            g.out_w,
-            &max_window_rows(g),
-            BAND_OUTPUTS,
-            grad_out,
-            indices,
-            grad_in,
-        )
-    {
-        return false;
+    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
+        let (rows, cols) = max_window_ranges(g);
+        if max_backward_in_bands(g.c, g.out_h, g.out_w)
+            && scatter_max_nhwc_bands(
+                (g.c, g.h, g.w),
+                g.out_w,
+                &rows,
+                BAND_OUTPUTS,
+                grad_out,
+                indices,
+                grad_in,
+            )
+        {
+            return false;
+        }
+        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
+            return false;
+        }
     }
     scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
@@ -850,20 +1104,24 @@ pub fn adaptive_max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc
-        && g.output_len() > 0
-        && max_backward_in_bands(g.n, g.out_h, g.out_w, g.c)
-        && scatter_max_nhwc_bands(
-            (g.c, g.h, g.w),
-            g.out_w,
-            &adaptive_ranges(g.h, g.out_h),
-            BAND_OUTPUTS,
-            grad_out,
-            indices,
-            grad_in,
-        )
-    {
-        return false;
+    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
+        let (rows, cols) = (adaptive_ranges(g.h, g.out_h), adaptive_ranges(g.w, g.out_w));
+        if max_backward_in_bands(g.c, g.out_h, g.out_w)
+            && scatter_max_nhwc_bands(
+                (g.c, g.h, g.w),
+                g.out_w,
+                &rows,
+                BAND_OUTPUTS,
+                grad_out,
+                indices,
+                grad_in,
+            )
+        {
+            return false;
+        }
+        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
+            return false;
+        }
     }
     scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
 }
@@ -1341,6 +1599,89 @@ mod tests {
         run_max::<bf16>(1e-2);
     }
 
+    /// The channels-last max gather against the scatter, bit for bit, on `T`'s paths: AVX2
+    /// blocks where `c % 8 == 0` (f32, bf16, f16), the portable loop otherwise and for f64.
+    /// Gradients hold -0, NaN and infinities; inputs of few values give ties; windows strided,
+    /// overlapping, dilated, ceil-mode, and adaptive ones shrinking and growing.
+    fn gather_vs_scatter<T: FloatElement>() {
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        let windows: Vec<WindowCase> = vec![
+            (vec![2, 8, 9, 11], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
+            (vec![1, 16, 8, 8], [2, 2], None, [0, 0], [1, 1], false),
+            (vec![1, 24, 7, 6], [3, 3], Some([1, 1]), [1, 1], [1, 1], true),
+            (vec![2, 3, 9, 10], [2, 2], Some([2, 1]), [1, 1], [2, 2], false),
+            (vec![1, 8, 11, 7], [2, 3], Some([2, 1]), [1, 1], [3, 1], true),
+        ];
+        let mut cases = Vec::new();
+        for (shape, k, st, p, d, ceil) in windows {
+            let g = plan_window_pool("t", &shape, k, st, p, d, ceil).unwrap();
+            let (rows, cols) = max_window_ranges(&g);
+            cases.push((g, rows, cols));
+        }
+        for (shape, out) in [([1, 8, 9, 7], [4, 3]), ([2, 5, 3, 4], [5, 7]), ([1, 16, 7, 7], [2, 2])] {
+            let a = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
+            let g = plan_window_pool("t", &shape, [1, 1], None, [0, 0], [1, 1], false).unwrap();
+            let g = WindowGeometry { out_h: a.out_h, out_w: a.out_w, ..g };
+            cases.push((g, adaptive_ranges(a.h, a.out_h), adaptive_ranges(a.w, a.out_w)));
+        }
+        for (g, rows, cols) in cases {
+            let mut x: Vec<f64> = values(g.input_len(), 3).iter().map(|v| (v * 3.0).round()).collect();
+            x.iter_mut().step_by(17).for_each(|v| *v = f64::NAN);
+            let mut ind = if g.kernel == [1, 1] {
+                // Adaptive: the window's first element, or its last.
+                let axis = |o: usize, out: usize, size: usize| {
+                    (adaptive_start(o, out, size), adaptive_end(o, out, size))
+                };
+                (0..g.output_len())
+                    .map(|k| {
+                        let (oh, ow) = (k / g.c / g.out_w % g.out_h, k / g.c % g.out_w);
+                        let ((h0, h1), (w0, w1)) = (axis(oh, g.out_h, g.h), axis(ow, g.out_w, g.w));
+                        let (h, w) = if k % 3 == 0 { (h1 - 1, w1 - 1) } else { (h0, w0) };
+                        (h * g.w + w) as i64
+                    })
+                    .collect()
+            } else {
+                forward_max_indices(&g, Layout::Nhwc, &x)
+            };
+            let mut go: Vec<T> = values(g.output_len(), 7).iter().map(|&v| T::from_f64(v * 4.0)).collect();
+            for (k, v) in go.iter_mut().enumerate() {
+                match k % 23 {
+                    0 => *v = T::from_f64(-0.0),
+                    5 => *v = T::from_f64(f64::NAN),
+                    9 => *v = T::from_f64(f64::INFINITY),
+                    _ => {}
+                }
+            }
+            let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
+            let mut want = vec![T::from_f64(7.0); g.input_len()];
+            assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
+            let mut got = vec![T::from_f64(7.0); g.input_len()];
+            let gathered = gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got);
+            assert!(gathered, "{g:?}");
+            assert_eq!(bits(&got), bits(&want), "{g:?}");
+            // An index inside the plane but outside its window, or outside the plane: the
+            // gather declines, and the caller's scatter takes it (or reports the bad index).
+            let last = ind.len() - 1;
+            let saved = ind[last];
+            ind[last] = 0;
+            if !(rows[0].contains(&(g.out_h - 1)) && cols[0].contains(&(g.out_w - 1))) {
+                assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
+            }
+            ind[last] = (g.h * g.w) as i64;
+            assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
+            ind[last] = saved + (1 << 32);
+            assert!(!gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got));
+        }
+    }
+
+    #[test]
+    fn channels_last_max_gather_matches_the_scatter_bit_for_bit() {
+        gather_vs_scatter::<f32>();
+        gather_vs_scatter::<bf16>();
+        gather_vs_scatter::<f16>();
+        gather_vs_scatter::<f64>();
+    }
+
     /// The banded channels-last max scatter against the serial scatter, bit for bit, with bands
     /// of one output row up to the whole image (so terms are deferred across one or more
     /// bands). Gradients hold -0, NaN and infinities; inputs of few values give ties; windows
@@ -1358,7 +1699,7 @@ mod tests {
         let mut cases = Vec::new();
         for (shape, k, st, p, d, ceil) in windows {
             let g = plan_window_pool("t", &shape, k, st, p, d, ceil).unwrap();
-            cases.push((g, max_window_rows(&g)));
+            cases.push((g, max_window_ranges(&g).0));
         }
         for (shape, out) in [([1, 8, 9, 7], [4, 3]), ([2, 5, 3, 4], [5, 7]), ([1, 16, 7, 7], [2, 2])] {
             let a = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
@@ -1442,21 +1783,23 @@ mod tests {
         bands_vs_scatter::<f64>();
     }
 
-    /// The public entry scatters one tall image in bands when there are threads to share it
-    /// (not checked here: a one-thread pool scatters serially), and agrees with the naive
-    /// scatter.
+    /// The public entry takes the gather (16 channels) or the bands (8 channels, two bands at
+    /// least) for one tall image when there are threads to share it (not checked here: a
+    /// one-thread pool scatters), and agrees with the naive scatter.
     #[test]
     fn channels_last_max_backward_of_one_tall_image_matches_the_naive_scatter() {
-        let g = plan_window_pool("t", &[1, 8, 300, 64], [3, 3], Some([2, 2]), [1, 1], [1, 1], false).unwrap();
-        assert!(g.out_h >= 2 * BAND_OUTPUTS / (g.out_w * g.c), "two bands at least");
-        let x: Vec<f64> = values(g.input_len(), 9).iter().map(|v| (v * 5.0).round()).collect();
-        let ind = forward_max_indices(&g, Layout::Nhwc, &x);
-        let go: Vec<f32> = values(g.output_len(), 4).iter().map(|&v| v as f32).collect();
-        let go64: Vec<f64> = go.iter().map(|&v| v as f64).collect();
-        let want = ref_max(g.c, g.h * g.w, g.out_h * g.out_w, g.n, Layout::Nhwc, &go64, &ind);
-        let mut gi = vec![0f32; g.input_len()];
-        assert!(!max_pool2d_backward(&g, Layout::Nhwc, &go, &ind, &mut gi));
-        check_close(&gi, &want, 1e-6, "one tall image");
+        for shape in [[1, 16, 40, 33], [1, 8, 300, 64]] {
+            let g = plan_window_pool("t", &shape, [3, 3], Some([2, 2]), [1, 1], [1, 1], false).unwrap();
+            let x: Vec<f64> = values(g.input_len(), 9).iter().map(|v| (v * 5.0).round()).collect();
+            let ind = forward_max_indices(&g, Layout::Nhwc, &x);
+            let go: Vec<f32> = values(g.output_len(), 4).iter().map(|&v| v as f32).collect();
+            let go64: Vec<f64> = go.iter().map(|&v| v as f64).collect();
+            let want = ref_max(g.c, g.h * g.w, g.out_h * g.out_w, g.n, Layout::Nhwc, &go64, &ind);
+            let mut gi = vec![0f32; g.input_len()];
+            assert!(!max_pool2d_backward(&g, Layout::Nhwc, &go, &ind, &mut gi));
+            check_close(&gi, &want, 1e-6, &format!("one tall image {shape:?}"));
+        }
+        assert!(max_backward_in_bands(8, 150, 32), "[1, 8, 300, 64] scatters in bands");
     }
 
     #[test]

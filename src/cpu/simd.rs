@@ -536,6 +536,49 @@ pub(crate) unsafe fn column_block_sums<const R: usize>(
     unsafe { avx2::column_block_sums::<R>(kind, x, stride, rows, block_rows, out) }
 }
 
+/// One input row of the channels-last max-backward gather (`backward::gather_max_nhwc`): for
+/// input pixel `iw` and channel `ch` of row `ih`, `y[iw * c + ch]` is the sum, from +0 and in
+/// ascending output order, of `grad[ow * c + ch]` over the output rows `(index, grad)` of
+/// `rows` (ascending) and the outputs `ow` of `cols[iw]` whose `index[ow * c + ch]` is
+/// `ih * width + iw`, rounded once to `kind`'s type. Returns how many (output, channel) pairs
+/// matched.
+///
+/// # Safety
+/// `kind` as [`max_window`]; `c` a multiple of 8; each `rows` pair readable for
+/// `(cols.iter().map(|r| r.end).max()) * c` i32 and f32; `y` writable for `cols.len() * c`
+/// elements; `(ih + 1) * cols.len() <= i32::MAX` (pixel numbers fit in i32).
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn max_gather_row(
+    kind: TileKind,
+    c: usize,
+    ih: usize,
+    rows: &[(*const i32, *const f32)],
+    cols: &[std::ops::Range<usize>],
+    y: *mut u8,
+) -> u64 {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::max_gather_row(kind, c, ih, rows, cols, y) }
+}
+
+/// Prepares one output row for [`max_gather_row`]: `n` indices narrowed to i32 (those outside
+/// `[0, plane)` to -1, which matches no element) and `n` gradients widened to f32.
+///
+/// # Safety
+/// `kind` as [`max_window`]; `n` a multiple of 8; `index` and `out_index` valid for `n` i64
+/// and i32, `grad` for `n` elements of `kind`'s type, `out_grad` for `n` f32;
+/// `plane <= i32::MAX`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn max_gather_convert(
+    kind: TileKind,
+    plane: usize,
+    (index, grad): (*const i64, *const u8),
+    n: usize,
+    (out_index, out_grad): (*mut i32, *mut f32),
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { avx2::max_gather_convert(kind, plane, (index, grad), n, (out_index, out_grad)) }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{ChannelWindow, OutputWindow, TileKind, WindowOp};
@@ -936,6 +979,76 @@ pub(crate) mod avx2 {
             *s = _mm256_div_ps(*s, divisor);
         }
         store_tile::<R>(kind, y, at, sum, stream);
+    }
+
+    /// See [`super::max_gather_convert`]. Two signed 64-bit compares test `0 <= i < plane`;
+    /// the low halves of the valid indices are the indices.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn max_gather_convert(
+        kind: TileKind,
+        plane: usize,
+        (index, grad): (*const i64, *const u8),
+        n: usize,
+        (out_index, out_grad): (*mut i32, *mut f32),
+    ) {
+        let (below, above) = (_mm256_set1_epi64x(-1), _mm256_set1_epi64x(plane as i64));
+        let low_halves = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        let mut at = 0;
+        while at < n {
+            let mut halves = [_mm_setzero_si128(); 2];
+            for (k, half) in halves.iter_mut().enumerate() {
+                let i = _mm256_loadu_si256(index.add(at + 4 * k).cast());
+                let valid = _mm256_and_si256(_mm256_cmpgt_epi64(i, below), _mm256_cmpgt_epi64(above, i));
+                // Invalid lanes become all ones (-1), valid ones keep their index.
+                let i = _mm256_or_si256(i, _mm256_xor_si256(valid, below));
+                *half = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i, low_halves));
+            }
+            _mm256_storeu_si256(out_index.add(at).cast(), _mm256_set_m128i(halves[1], halves[0]));
+            _mm256_storeu_ps(out_grad.add(at), load8(kind, grad, at));
+            at += 8;
+        }
+    }
+
+    /// See [`super::max_gather_row`]. Each block of eight channels of a pixel sums in one
+    /// register: per covering output a compare, a mask and an add (the masked-off lanes add
+    /// +0, which changes no sum that starts from +0), and the matches are counted by
+    /// subtracting the compare masks (at most `width * c / 8 * 9` per lane, below 2^32 for
+    /// the rows of at most `i32::MAX` elements the caller passes).
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn max_gather_row(
+        kind: TileKind,
+        c: usize,
+        ih: usize,
+        rows: &[(*const i32, *const f32)],
+        cols: &[std::ops::Range<usize>],
+        y: *mut u8,
+    ) -> u64 {
+        let width = cols.len();
+        let mut hits = _mm256_setzero_si256();
+        // Slabs of channels, so that the converted rows' part that neighbouring pixels share
+        // stays in L1 (a 2048-channel row of four outputs is 64 KiB).
+        const SLAB: usize = 256;
+        for slab in (0..c).step_by(SLAB) {
+            for (iw, outputs) in cols.iter().enumerate() {
+                let here = _mm256_set1_epi32((ih * width + iw) as i32);
+                for c0 in (slab..c.min(slab + SLAB)).step_by(8) {
+                    let mut sum = _mm256_setzero_ps();
+                    for &(index, grad) in rows {
+                        for ow in outputs.clone() {
+                            let at = ow * c + c0;
+                            let take = _mm256_cmpeq_epi32(_mm256_loadu_si256(index.add(at).cast()), here);
+                            let g = _mm256_and_ps(_mm256_castsi256_ps(take), _mm256_loadu_ps(grad.add(at)));
+                            sum = _mm256_add_ps(sum, g);
+                            hits = _mm256_sub_epi32(hits, take);
+                        }
+                    }
+                    store8(kind, y, iw * c + c0, sum);
+                }
+            }
+        }
+        let mut lanes = [0u32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), hits);
+        lanes.iter().map(|&n| n as u64).sum()
     }
 
     /// See [`super::column_block_sums`].
