@@ -1599,12 +1599,14 @@ mod tests {
         run_max::<bf16>(1e-2);
     }
 
-    /// The channels-last max gather against the scatter, bit for bit, on `T`'s paths: AVX2
-    /// blocks where `c % 8 == 0` (f32, bf16, f16), the portable loop otherwise and for f64.
-    /// Gradients hold -0, NaN and infinities; inputs of few values give ties; windows strided,
-    /// overlapping, dilated, ceil-mode, and adaptive ones shrinking and growing.
-    fn gather_vs_scatter<T: FloatElement>() {
-        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+    /// A channels-last max backward case of [`max_backward_cases`]: the geometry, the covering
+    /// output rows and columns of each input row and column, the indices and the gradients.
+    type MaxBackwardCase<T> = (WindowGeometry, Vec<Range<usize>>, Vec<Range<usize>>, Vec<i64>, Vec<T>);
+
+    /// Channels-last max backward cases, windowed and adaptive: windows strided, overlapping
+    /// (3x3 stride 1), dilated, ceil-mode, adaptive ones shrinking and growing; inputs of few
+    /// values (ties) and NaNs; gradients with -0, NaN and infinities.
+    fn max_backward_cases<T: FloatElement>() -> Vec<MaxBackwardCase<T>> {
         let windows: Vec<WindowCase> = vec![
             (vec![2, 8, 9, 11], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
             (vec![1, 16, 8, 8], [2, 2], None, [0, 0], [1, 1], false),
@@ -1624,10 +1626,11 @@ mod tests {
             let g = WindowGeometry { out_h: a.out_h, out_w: a.out_w, ..g };
             cases.push((g, adaptive_ranges(a.h, a.out_h), adaptive_ranges(a.w, a.out_w)));
         }
+        let mut out = Vec::new();
         for (g, rows, cols) in cases {
             let mut x: Vec<f64> = values(g.input_len(), 3).iter().map(|v| (v * 3.0).round()).collect();
             x.iter_mut().step_by(17).for_each(|v| *v = f64::NAN);
-            let mut ind = if g.kernel == [1, 1] {
+            let ind = if g.kernel == [1, 1] {
                 // Adaptive: the window's first element, or its last.
                 let axis = |o: usize, out: usize, size: usize| {
                     (adaptive_start(o, out, size), adaptive_end(o, out, size))
@@ -1652,6 +1655,16 @@ mod tests {
                     _ => {}
                 }
             }
+            out.push((g, rows, cols, ind, go));
+        }
+        out
+    }
+
+    /// The channels-last max gather against the scatter, bit for bit, on `T`'s paths: AVX2
+    /// blocks where `c % 8 == 0` (f32, bf16, f16), the portable loop otherwise and for f64.
+    fn gather_vs_scatter<T: FloatElement>() {
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        for (g, rows, cols, mut ind, go) in max_backward_cases::<T>() {
             let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
             let mut want = vec![T::from_f64(7.0); g.input_len()];
             assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
@@ -1684,57 +1697,10 @@ mod tests {
 
     /// The banded channels-last max scatter against the serial scatter, bit for bit, with bands
     /// of one output row up to the whole image (so terms are deferred across one or more
-    /// bands). Gradients hold -0, NaN and infinities; inputs of few values give ties; windows
-    /// strided, overlapping (3x3 stride 1: a term can reach back past a one-row band), dilated,
-    /// ceil-mode, and adaptive ones shrinking and growing.
+    /// bands; 3x3 stride-1 windows reach back past a one-row band).
     fn bands_vs_scatter<T: FloatElement>() {
         let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
-        let windows: Vec<WindowCase> = vec![
-            (vec![2, 8, 9, 11], [3, 3], Some([2, 2]), [1, 1], [1, 1], false),
-            (vec![1, 16, 8, 8], [2, 2], None, [0, 0], [1, 1], false),
-            (vec![1, 24, 7, 6], [3, 3], Some([1, 1]), [1, 1], [1, 1], true),
-            (vec![2, 3, 9, 10], [2, 2], Some([2, 1]), [1, 1], [2, 2], false),
-            (vec![1, 8, 11, 7], [2, 3], Some([2, 1]), [1, 1], [3, 1], true),
-        ];
-        let mut cases = Vec::new();
-        for (shape, k, st, p, d, ceil) in windows {
-            let g = plan_window_pool("t", &shape, k, st, p, d, ceil).unwrap();
-            cases.push((g, max_window_ranges(&g).0));
-        }
-        for (shape, out) in [([1, 8, 9, 7], [4, 3]), ([2, 5, 3, 4], [5, 7]), ([1, 16, 7, 7], [2, 2])] {
-            let a = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();
-            let g = plan_window_pool("t", &shape, [1, 1], None, [0, 0], [1, 1], false).unwrap();
-            let g = WindowGeometry { out_h: a.out_h, out_w: a.out_w, ..g };
-            cases.push((g, adaptive_ranges(a.h, a.out_h)));
-        }
-        for (g, rows) in cases {
-            let mut x: Vec<f64> = values(g.input_len(), 3).iter().map(|v| (v * 3.0).round()).collect();
-            x.iter_mut().step_by(17).for_each(|v| *v = f64::NAN);
-            let mut ind = if g.kernel == [1, 1] {
-                // Adaptive: the window's first element, or its last.
-                let axis = |o: usize, out: usize, size: usize| {
-                    (adaptive_start(o, out, size), adaptive_end(o, out, size))
-                };
-                (0..g.output_len())
-                    .map(|k| {
-                        let (oh, ow) = (k / g.c / g.out_w % g.out_h, k / g.c % g.out_w);
-                        let ((h0, h1), (w0, w1)) = (axis(oh, g.out_h, g.h), axis(ow, g.out_w, g.w));
-                        let (h, w) = if k % 3 == 0 { (h1 - 1, w1 - 1) } else { (h0, w0) };
-                        (h * g.w + w) as i64
-                    })
-                    .collect()
-            } else {
-                forward_max_indices(&g, Layout::Nhwc, &x)
-            };
-            let mut go: Vec<T> = values(g.output_len(), 7).iter().map(|&v| T::from_f64(v * 4.0)).collect();
-            for (k, v) in go.iter_mut().enumerate() {
-                match k % 23 {
-                    0 => *v = T::from_f64(-0.0),
-                    5 => *v = T::from_f64(f64::NAN),
-                    9 => *v = T::from_f64(f64::INFINITY),
-                    _ => {}
-                }
-            }
+        for (g, rows, _, mut ind, go) in max_backward_cases::<T>() {
             let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
             let mut want = vec![T::from_f64(7.0); g.input_len()];
             assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
