@@ -773,15 +773,20 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
         let Some(mut results) = results.into_iter().collect::<Option<Vec<_>>>() else {
             return false;
         };
+        // The deferred terms, band by band in order: f32/f64 straight into the image...
+        if let Some(image) = acc_view_mut(image) {
+            for r in &results[1..] {
+                for &(at, g) in &r.deferred {
+                    image[at] += g;
+                }
+            }
+            continue;
+        }
+        // ...16-bit types into the f32 tail of the band owning the row, which must still hold
+        // it; then every tail is rounded.
         for u in 1..bands {
             for (at, g) in std::mem::take(&mut results[u].deferred) {
                 let row = at / row_in;
-                if identity {
-                    let image = acc_view_mut(image).expect("T is its own accumulator");
-                    image[at] += g;
-                    continue;
-                }
-                // The band owning the row, which must still hold it in f32.
                 let v = own.partition_point(|&r| r <= row) - 1;
                 if row < tail[v] {
                     return false;
@@ -789,12 +794,10 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
                 results[v].tail[at - tail[v] * row_in] += g;
             }
         }
-        if !identity {
-            for (u, r) in results.iter().enumerate() {
-                let dst = &mut image[tail[u] * row_in..own[u + 1] * row_in];
-                for (d, &a) in dst.iter_mut().zip(&r.tail) {
-                    *d = simd::store::<T>(a);
-                }
+        for (u, r) in results.iter().enumerate() {
+            let dst = &mut image[tail[u] * row_in..own[u + 1] * row_in];
+            for (d, &a) in dst.iter_mut().zip(&r.tail) {
+                *d = simd::store::<T>(a);
             }
         }
     }
@@ -1064,6 +1067,24 @@ fn max_window_ranges(g: &WindowGeometry) -> (Vec<Range<usize>>, Vec<Range<usize>
     (rows, cols)
 }
 
+/// Channels-last max backward of images fewer than the threads, split so that one image
+/// keeps every core busy: in bands with few channels ([`BAND_MAX_CHANNELS`]), else, or where
+/// the bands decline, by the gather. `false` (`grad_in` unspecified) when both decline; the
+/// caller scatters serially then. `rows`/`cols`: the covering outputs of each input row and
+/// column.
+fn max_nhwc_across_threads<T: FloatElement>(
+    (c, h, w): (usize, usize, usize),
+    (out_h, out_w): (usize, usize),
+    (rows, cols): (&[Range<usize>], &[Range<usize>]),
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
+) -> bool {
+    (max_backward_in_bands(c, out_h, out_w)
+        && scatter_max_nhwc_bands((c, h, w), out_w, rows, BAND_OUTPUTS, grad_out, indices, grad_in))
+        || gather_max_nhwc((c, h, w), out_w, (rows, cols), grad_out, indices, grad_in)
+}
+
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
 /// Returns `true` when some index lies outside `[0, H*W)`; `grad_in` is then unspecified (but
 /// nothing outside it is written).
@@ -1076,20 +1097,14 @@ pub fn max_pool2d_backward<T: FloatElement>(
 ) -> bool {
     if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
         let (rows, cols) = max_window_ranges(g);
-        if max_backward_in_bands(g.c, g.out_h, g.out_w)
-            && scatter_max_nhwc_bands(
-                (g.c, g.h, g.w),
-                g.out_w,
-                &rows,
-                BAND_OUTPUTS,
-                grad_out,
-                indices,
-                grad_in,
-            )
-        {
-            return false;
-        }
-        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
+        if max_nhwc_across_threads(
+            (g.c, g.h, g.w),
+            (g.out_h, g.out_w),
+            (&rows, &cols),
+            grad_out,
+            indices,
+            grad_in,
+        ) {
             return false;
         }
     }
@@ -1106,20 +1121,14 @@ pub fn adaptive_max_pool2d_backward<T: FloatElement>(
 ) -> bool {
     if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
         let (rows, cols) = (adaptive_ranges(g.h, g.out_h), adaptive_ranges(g.w, g.out_w));
-        if max_backward_in_bands(g.c, g.out_h, g.out_w)
-            && scatter_max_nhwc_bands(
-                (g.c, g.h, g.w),
-                g.out_w,
-                &rows,
-                BAND_OUTPUTS,
-                grad_out,
-                indices,
-                grad_in,
-            )
-        {
-            return false;
-        }
-        if gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), grad_out, indices, grad_in) {
+        if max_nhwc_across_threads(
+            (g.c, g.h, g.w),
+            (g.out_h, g.out_w),
+            (&rows, &cols),
+            grad_out,
+            indices,
+            grad_in,
+        ) {
             return false;
         }
     }
