@@ -1067,22 +1067,31 @@ fn max_window_ranges(g: &WindowGeometry) -> (Vec<Range<usize>>, Vec<Range<usize>
     (rows, cols)
 }
 
-/// Channels-last max backward of images fewer than the threads, split so that one image
-/// keeps every core busy: in bands with few channels ([`BAND_MAX_CHANNELS`]), else, or where
-/// the bands decline, by the gather. `false` (`grad_in` unspecified) when both decline; the
-/// caller scatters serially then. `rows`/`cols`: the covering outputs of each input row and
-/// column.
-fn max_nhwc_across_threads<T: FloatElement>(
-    (c, h, w): (usize, usize, usize),
+/// The routing shared by both max-pooling backwards. Channels-last images fewer than the
+/// threads are split so that one image keeps every core busy: in bands with few channels
+/// ([`BAND_MAX_CHANNELS`]), else, or where the bands decline, by the gather; everything else,
+/// and whatever both decline, is scattered serially. `ranges` gives the covering outputs of
+/// each input row and column (only computed when needed). Returns `true` when some index lies
+/// outside `[0, h*w)`.
+fn max_backward<T: FloatElement>(
+    (n, c, h, w): (usize, usize, usize, usize),
     (out_h, out_w): (usize, usize),
-    (rows, cols): (&[Range<usize>], &[Range<usize>]),
+    layout: Layout,
+    ranges: impl FnOnce() -> (Vec<Range<usize>>, Vec<Range<usize>>),
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    (max_backward_in_bands(c, out_h, out_w)
-        && scatter_max_nhwc_bands((c, h, w), out_w, rows, BAND_OUTPUTS, grad_out, indices, grad_in))
-        || gather_max_nhwc((c, h, w), out_w, (rows, cols), grad_out, indices, grad_in)
+    if layout == Layout::Nhwc && !grad_out.is_empty() && max_backward_gathers(n, h) {
+        let (rows, cols) = ranges();
+        let split = (max_backward_in_bands(c, out_h, out_w)
+            && scatter_max_nhwc_bands((c, h, w), out_w, &rows, BAND_OUTPUTS, grad_out, indices, grad_in))
+            || gather_max_nhwc((c, h, w), out_w, (&rows, &cols), grad_out, indices, grad_in);
+        if split {
+            return false;
+        }
+    }
+    scatter_max((c, h, w, out_h * out_w), layout, grad_out, indices, grad_in)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
@@ -1095,20 +1104,8 @@ pub fn max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
-        let (rows, cols) = max_window_ranges(g);
-        if max_nhwc_across_threads(
-            (g.c, g.h, g.w),
-            (g.out_h, g.out_w),
-            (&rows, &cols),
-            grad_out,
-            indices,
-            grad_in,
-        ) {
-            return false;
-        }
-    }
-    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
+    let ranges = || max_window_ranges(g);
+    max_backward((g.n, g.c, g.h, g.w), (g.out_h, g.out_w), layout, ranges, grad_out, indices, grad_in)
 }
 
 /// Gradient of `adaptive_max_pool2d`, routed through `indices` as [`max_pool2d_backward`].
@@ -1119,20 +1116,8 @@ pub fn adaptive_max_pool2d_backward<T: FloatElement>(
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc && g.output_len() > 0 && max_backward_gathers(g.n, g.h) {
-        let (rows, cols) = (adaptive_ranges(g.h, g.out_h), adaptive_ranges(g.w, g.out_w));
-        if max_nhwc_across_threads(
-            (g.c, g.h, g.w),
-            (g.out_h, g.out_w),
-            (&rows, &cols),
-            grad_out,
-            indices,
-            grad_in,
-        ) {
-            return false;
-        }
-    }
-    scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), layout, grad_out, indices, grad_in)
+    let ranges = || (adaptive_ranges(g.h, g.out_h), adaptive_ranges(g.w, g.out_w));
+    max_backward((g.n, g.c, g.h, g.w), (g.out_h, g.out_w), layout, ranges, grad_out, indices, grad_in)
 }
 
 /// `grad_in` (row-major over `shape`) at multi-index `i` = `grad_out[sum_d i_d * strides[d]] /
