@@ -1594,8 +1594,10 @@ mod tests {
     }
 
     /// A channels-last max backward case of [`max_backward_cases`]: the geometry, the covering
-    /// output rows and columns of each input row and column, the indices and the gradients.
-    type MaxBackwardCase<T> = (WindowGeometry, Vec<Range<usize>>, Vec<Range<usize>>, Vec<i64>, Vec<T>);
+    /// output rows and columns of each input row and column, the indices, the gradients, and
+    /// the serial scatter's result (the reference every split path must match bit for bit).
+    type MaxBackwardCase<T> =
+        (WindowGeometry, Vec<Range<usize>>, Vec<Range<usize>>, Vec<i64>, Vec<T>, Vec<T>);
 
     /// Channels-last max backward cases, windowed and adaptive: windows strided, overlapping
     /// (3x3 stride 1), dilated, ceil-mode, adaptive ones shrinking and growing; inputs of few
@@ -1649,7 +1651,10 @@ mod tests {
                     _ => {}
                 }
             }
-            out.push((g, rows, cols, ind, go));
+            let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
+            let mut want = vec![T::from_f64(7.0); g.input_len()];
+            assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
+            out.push((g, rows, cols, ind, go, want));
         }
         out
     }
@@ -1658,10 +1663,7 @@ mod tests {
     /// blocks where `c % 8 == 0` (f32, bf16, f16), the portable loop otherwise and for f64.
     fn gather_vs_scatter<T: FloatElement>() {
         let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
-        for (g, rows, cols, mut ind, go) in max_backward_cases::<T>() {
-            let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
-            let mut want = vec![T::from_f64(7.0); g.input_len()];
-            assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
+        for (g, rows, cols, mut ind, go, want) in max_backward_cases::<T>() {
             let mut got = vec![T::from_f64(7.0); g.input_len()];
             let gathered = gather_max_nhwc((g.c, g.h, g.w), g.out_w, (&rows, &cols), &go, &ind, &mut got);
             assert!(gathered, "{g:?}");
@@ -1694,10 +1696,7 @@ mod tests {
     /// bands; 3x3 stride-1 windows reach back past a one-row band).
     fn bands_vs_scatter<T: FloatElement>() {
         let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
-        for (g, rows, _, mut ind, go) in max_backward_cases::<T>() {
-            let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
-            let mut want = vec![T::from_f64(7.0); g.input_len()];
-            assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
+        for (g, rows, _, mut ind, go, want) in max_backward_cases::<T>() {
             let dims = (g.c, g.h, g.w);
             let row_out = g.out_w * g.c;
             for band_rows in [1, 2, 3, g.out_h] {
