@@ -584,6 +584,33 @@ pub(crate) mod avx2 {
     use super::{ChannelWindow, OutputWindow, TileKind, WindowOp};
     use std::arch::x86_64::*;
 
+    /// Runs `$body` with `$k` bound to `$kind` as a literal of its variant, so the inlined tile
+    /// kernels compile once per element type and their `match kind` in every load and store
+    /// folds away. With `kind` a run-time value the tap loops kept a branch per load.
+    /// Measured with both versions alternating call by call in one process (2 threads, the
+    /// 7x7 tails, channels-last): plain f32 max 1.1x to 1.5x faster, indexed f32 max 1.04x to
+    /// 1.24x, 3x3 averages (stride 2 and the separable stride 1) 1.01x to 1.07x in f32 and
+    /// bf16, bf16 max 0.96x to 1.12x; on the 112x112 map, which streams from memory, 1.0x to
+    /// 1.1x.
+    macro_rules! with_kind_literal {
+        ($kind:expr, |$k:ident| $body:expr) => {
+            match $kind {
+                TileKind::F32 => {
+                    let $k = TileKind::F32;
+                    $body
+                }
+                TileKind::Bf16 => {
+                    let $k = TileKind::Bf16;
+                    $body
+                }
+                TileKind::F16 => {
+                    let $k = TileKind::F16;
+                    $body
+                }
+            }
+        };
+    }
+
     /// Runs `$body` over the channels `0..$end` (a multiple of 8) in the blocks every kernel
     /// here uses: 32 channels at a time (`$r = 4` registers), then 8 (`$r = 1`), with `$c0`
     /// the block's first channel; with `$sixty_four`, 64 at a time first (`$r = 8`). One
@@ -878,14 +905,14 @@ pub(crate) mod avx2 {
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
-        for (ow, &(w0, w1)) in cols.iter().enumerate() {
+        with_kind_literal!(kind, |kind| for (ow, &(w0, w1)) in cols.iter().enumerate() {
             let out = sums.add(ow * c);
             channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
                 super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
             } else {
                 sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
             });
-        }
+        })
     }
 
     #[inline(always)]
@@ -944,7 +971,7 @@ pub(crate) mod avx2 {
         divisors: &[f32],
         (y, stream): (*mut u8, bool),
     ) {
-        for (ow, &divisor) in divisors.iter().enumerate() {
+        with_kind_literal!(kind, |kind| for (ow, &divisor) in divisors.iter().enumerate() {
             let divisor = _mm256_set1_ps(divisor);
             let at = ow * c;
             channel_blocks!(c, |R, c0| if WIDE && R == 4 {
@@ -952,7 +979,7 @@ pub(crate) mod avx2 {
             } else {
                 divide_block::<R>(kind, rows, at + c0, divisor, (y, stream))
             });
-        }
+        });
         if stream {
             _mm_sfence();
         }
@@ -1061,6 +1088,18 @@ pub(crate) mod avx2 {
         block_rows: usize,
         out: *mut f32,
     ) {
+        with_kind_literal!(kind, |kind| column_block_sums_of::<R>(kind, x, stride, rows, block_rows, out))
+    }
+
+    #[inline(always)]
+    unsafe fn column_block_sums_of<const R: usize>(
+        kind: TileKind,
+        x: *const u8,
+        stride: usize,
+        rows: usize,
+        block_rows: usize,
+        out: *mut f32,
+    ) {
         let mut r = 0;
         while r < rows {
             let end = rows.min(r + block_rows);
@@ -1115,6 +1154,30 @@ pub(crate) mod avx2 {
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn pool_windows_body<const WIDE: bool>(
+        kind: TileKind,
+        op: WindowOp,
+        image: *const u8,
+        (width, c): (usize, usize),
+        windows: &[OutputWindow],
+        c_end: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        with_kind_literal!(kind, |kind| pool_windows_of::<WIDE>(
+            kind,
+            op,
+            image,
+            (width, c),
+            windows,
+            c_end,
+            y,
+            index
+        ))
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pool_windows_of<const WIDE: bool>(
         kind: TileKind,
         op: WindowOp,
         image: *const u8,
@@ -1454,7 +1517,7 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        max_blocks::<WITH_INDEX, false>(kind, image, win, c_end, y, index);
+        with_kind_literal!(kind, |kind| max_blocks::<WITH_INDEX, false>(kind, image, win, c_end, y, index));
     }
 
     #[inline(always)]
