@@ -19,6 +19,19 @@ order alternates), and each `cupool bench` call measures its own baseline, so ev
         --json ours.json --out compare.md
 
 With --interleave, --json names the file our merged rows are written to.
+
+Seconds apart is still too far on a machine whose speed swings by 2x within seconds. `--pair`
+alternates at the sample level: it starts `cupool bench --serve` once and, for every row, runs
+short rounds (about --row-seconds / 8 each) that alternate between torch's calls and ours, the
+first round's side alternating from row to row; each side's median is over all its rounds'
+samples (at least one a round). Both sides make one untimed call at the start of each round,
+which wakes the thread pool the other side left idle, unless one call outlasts the round. The
+baseline is measured before each (shape, dtype) group; on the CPU each of our rounds is also
+followed by one streaming read of 256 MiB (the baseline's sum, once), and a row's "% of
+baseline" uses the median of its rows' reads:
+
+    python benches/compare_torch.py --device cpu --quick --pair target/release/cupool \
+        --json ours.json --out compare.md
 """
 
 import argparse
@@ -248,7 +261,13 @@ def table(torch_rows, ours, device):
     lines.append(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     if ours is not None:
         b = ours.get("baseline", {})
-        if ours.get("interleaved"):
+        if ours.get("paired"):
+            lines.append(f"ours: {ours.get('device')}, paired with torch sample by sample ({ours.get('rounds')} alternating rounds per row); "
+                         f"baseline: {b.get('what')}, measured before each shape and dtype: {fmt(b.get('min_gbps'), '.1f')} to "
+                         f"{fmt(b.get('max_gbps'), '.1f')} GB/s, median {fmt(b.get('gbps'), '.1f')}; % of baseline uses the row's own: "
+                         f"on the CPU the median of a 256 MiB read after each of our rounds ({fmt(b.get('row_min_gbps'), '.1f')} to "
+                         f"{fmt(b.get('row_max_gbps'), '.1f')} GB/s over the rows)")
+        elif ours.get("interleaved"):
             lines.append(f"ours: {ours.get('device')}, interleaved with torch per op and shape; baseline: {b.get('what')}, "
                          f"measured before each op and shape: {fmt(b.get('min_gbps'), '.1f')} to {fmt(b.get('max_gbps'), '.1f')} GB/s, "
                          f"median {fmt(b.get('gbps'), '.1f')}; % of baseline uses the row's own")
@@ -275,7 +294,7 @@ def table(torch_rows, ours, device):
         o = ours_by_key.get(key(r), {})
         o_ms, o_gbps = o.get("median_ms"), o.get("gbps")
         o_cell = fmt_ms(o_ms) if o_ms is not None else (o.get("status") or "missing")
-        row_base = o.get("baseline_gbps") or base  # --interleave: the baseline of the row's own run
+        row_base = o.get("baseline_gbps") or base  # --interleave, --pair: the row's own baseline
         o_pct = None if (o_gbps is None or not row_base) else 100 * o_gbps / row_base
         t_pct = None if (t_gbps is None or not row_base) else 100 * t_gbps / row_base
         ratio = None if (o_ms is None or t_ms is None) else t_ms / o_ms
@@ -356,6 +375,143 @@ def run_interleaved(cupool, device, quick, row_seconds, only_shapes, dtypes):
     return torch_rows, ours
 
 
+PAIR_ROUNDS = 8
+
+
+def torch_round(fn, device, seconds, per_sample, first):
+    """One round of torch samples (seconds per call): an untimed call unless one call (`first`
+    seconds) outlasts the round, then samples for about `seconds`, at least one (as `bench
+    --serve` does for ours)."""
+    if first < seconds:
+        fn()
+        sync(device)
+    samples = []
+    start = time.perf_counter()
+    while not samples or time.perf_counter() - start < seconds:
+        outs = []
+        t0 = time.perf_counter()
+        for _ in range(per_sample):
+            outs.append(fn())
+        sync(device)
+        samples.append((time.perf_counter() - t0) / per_sample)
+        del outs
+    return samples
+
+
+def run_paired(cupool, device, quick, row_seconds, only_shapes, dtypes):
+    """Every row timed in PAIR_ROUNDS alternating rounds of torch's calls and ours (through
+    `cupool bench --serve`). Returns (torch rows, our JSON)."""
+    cmd = [cupool, "bench", "--serve", "--device", device] + (["--quick"] if quick else [])
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(request):
+        proc.stdin.write(request + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            sys.exit(f"{cupool} bench --serve exited (request {request!r})")
+        return json.loads(line)
+
+    torch_rows, our_rows, baselines, row_baselines = [], [], [], []
+    base_what = None
+    per_round = row_seconds / PAIR_ROUNDS
+    turn = 0
+    try:
+        for shape_name, dims, adaptive_only in SUITE:
+            if only_shapes and shape_name not in only_shapes:
+                continue
+            if quick:
+                dims = (max(dims[0] // 8, 1),) + dims[1:]
+            for dtype_name, dtype in DTYPES:
+
+                def runs(op):
+                    return applies(op, shape_name, dims, adaptive_only) and (
+                        dtype_name in dtypes if dtypes is not None else default_dtype_runs(op, dtype_name))
+
+                if not any(runs(op) for op in OPS):
+                    continue
+                base = ask("baseline")
+                base_what = base.get("what")
+                if base.get("gbps"):
+                    baselines.append(base["gbps"])
+                print(f"preparing {shape_name} {dims} {dtype_name} (baseline {fmt(base.get('gbps'), '.1f')} GB/s)", file=sys.stderr)
+                nchw = make_input(dims, dtype, device)
+                nhwc = nchw.contiguous(memory_format=torch.channels_last)
+                for layout, x in (("NCHW", nchw), ("NHWC", nhwc)):
+                    for op in OPS:
+                        if not runs(op):
+                            continue
+                        common = dict(op=op, shape_name=shape_name, shape=list(dims), layout=layout, dtype=dtype_name)
+                        t_row, o_row = dict(common), dict(common, baseline_gbps=base.get("gbps"))
+                        try:
+                            fn, t_bytes = prepare(op, x)
+                            t0 = time.perf_counter()
+                            fn()
+                            sync(device)
+                            first = max(time.perf_counter() - t0, 1e-7)
+                            per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
+                            t_samples, o_samples, o_bytes, o_status, reads = [], [], None, "ok", []
+                            request = "\t".join(["time", shape_name, op, layout, dtype_name, f"{per_round:.6f}"])
+                            for r in range(PAIR_ROUNDS):
+                                for side in (("torch", "ours") if (r + turn) % 2 == 0 else ("ours", "torch")):
+                                    if side == "torch":
+                                        t_samples += torch_round(fn, device, per_round, per_sample, first)
+                                    elif o_status == "ok":
+                                        got = ask(request)
+                                        o_status = got["status"]
+                                        if o_status == "ok":
+                                            o_samples += got["samples"]
+                                            o_bytes = got["bytes"]
+                                            read = ask("read").get("gbps")
+                                            if read:
+                                                reads.append(read)
+                            turn += 1
+                            t = statistics.median(t_samples)
+                            t_row.update(median_ms=t * 1e3, gbps=t_bytes / t / 1e9, bytes=t_bytes, reps=len(t_samples), status="ok")
+                            # The row's baseline: the reads sampled after each of our rounds
+                            # (CPU), else the group's.
+                            row_base = statistics.median(reads) if reads else base.get("gbps")
+                            o_row["baseline_gbps"] = row_base
+                            if row_base:
+                                row_baselines.append(row_base)
+                            if o_status == "ok":
+                                o = statistics.median(o_samples)
+                                o_gbps = o_bytes / o / 1e9
+                                pct = 100 * o_gbps / row_base if row_base else None
+                                o_row.update(median_ms=o * 1e3, gbps=o_gbps, pct_of_baseline=pct, bytes=o_bytes, reps=len(o_samples), status="ok")
+                            else:
+                                o_row.update(median_ms=None, gbps=None, pct_of_baseline=None, bytes=None, reps=None, status=o_status)
+                            print(f"  {op:<34} {layout} {dtype_name:<4} torch {t * 1e3:9.3f} ms, ours "
+                                  f"{fmt_ms(o_row['median_ms'])} ({o_status}; {len(t_samples)}/{len(o_samples)} samples)", file=sys.stderr)
+                        except (RuntimeError, MemoryError) as e:
+                            t_row.update(median_ms=None, gbps=None, bytes=None, reps=None, status=f"n/a: {str(e).splitlines()[0][:100]}")
+                            o_row.update(median_ms=None, gbps=None, pct_of_baseline=None, bytes=None, reps=None, status="not run: torch failed")
+                            print(f"  {op:<34} {layout} {dtype_name:<4} {t_row['status']}", file=sys.stderr)
+                        torch_rows.append(t_row)
+                        our_rows.append(o_row)
+                del nchw, nhwc
+    finally:
+        if proc.poll() is None:
+            proc.stdin.close()
+            proc.wait()
+    ours = dict(
+        device=device,
+        quick=quick,
+        paired=True,
+        rounds=PAIR_ROUNDS,
+        baseline=dict(
+            what=base_what,
+            gbps=statistics.median(baselines) if baselines else None,
+            min_gbps=min(baselines, default=None),
+            max_gbps=max(baselines, default=None),
+            row_min_gbps=min(row_baselines, default=None),
+            row_max_gbps=max(row_baselines, default=None),
+        ),
+        rows=our_rows,
+    )
+    return torch_rows, ours
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -365,12 +521,15 @@ def main():
     ap.add_argument("--dtypes", metavar="f32,bf16,f16,f64", help="without --json: run every op in these types (default: as cupool bench)")
     ap.add_argument("--row-seconds", type=float, metavar="S", help="about how long each row's timed calls take (default 0.8, 0.25 with --quick; as cupool bench)")
     ap.add_argument("--interleave", metavar="CUPOOL", help="run this cupool executable's bench per op and shape, alternating with torch's rows (see above); --json is then where our rows are written")
+    ap.add_argument("--pair", metavar="CUPOOL", help="time every row in alternating short rounds of torch's calls and this cupool executable's (bench --serve; see above); --json is then where our rows are written")
     ap.add_argument("--torch-json", metavar="FILE", help="also write torch's rows as JSON")
     ap.add_argument("--out", metavar="FILE.md", help="also write the table here")
     args = ap.parse_args()
 
     ours = None
-    if args.json and not args.interleave:
+    if args.interleave and args.pair:
+        sys.exit("--interleave and --pair are two ways of running both sides: pick one")
+    if args.json and not args.interleave and not args.pair:
         with open(args.json) as f:
             ours = json.load(f)
         if ours.get("quick") and not args.quick:
@@ -390,8 +549,11 @@ def main():
     if args.row_seconds is not None and not args.row_seconds > 0:
         sys.exit("--row-seconds must be positive")
     row_seconds = args.row_seconds if args.row_seconds is not None else (0.25 if args.quick else 0.8)
-    if args.interleave:
-        rows, ours = run_interleaved(args.interleave, args.device, args.quick, row_seconds, only, dtypes)
+    if args.interleave or args.pair:
+        if args.interleave:
+            rows, ours = run_interleaved(args.interleave, args.device, args.quick, row_seconds, only, dtypes)
+        else:
+            rows, ours = run_paired(args.pair, args.device, args.quick, row_seconds, only, dtypes)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(ours, f, indent=1)

@@ -288,20 +288,35 @@ fn time_op(
     // swing by 2x and more, and a median of ten is not stable.
     let max_reps = if quick { 200 } else { 400 };
     let reps = ((row_seconds / first).round() as usize).clamp(5, max_reps);
-    let per_sample = if sync.probe.is_some() { ((1e-3 / first).ceil() as usize).clamp(1, 100) } else { 1 };
+    let per_sample = calls_per_sample(sync, first);
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
-        let mut outputs = Vec::with_capacity(per_sample);
-        let start = Instant::now();
-        for _ in 0..per_sample {
-            outputs.push(call(op, p)?);
-        }
-        sync.wait()?;
-        let elapsed = start.elapsed().as_secs_f64();
-        drop(outputs); // freeing is not part of the op's time
-        samples.push(((elapsed - sync_overhead_s) / per_sample as f64).max(1e-9));
+        samples.push(sample(op, p, sync, sync_overhead_s, per_sample)?);
     }
     Ok((median(&mut samples), reps))
+}
+
+/// Calls per timed sample: one on the CPU; on a GPU enough to last about a millisecond, so a
+/// sample is not mostly the wait.
+fn calls_per_sample(sync: &Sync, first_call_s: f64) -> usize {
+    if sync.probe.is_some() {
+        ((1e-3 / first_call_s).ceil() as usize).clamp(1, 100)
+    } else {
+        1
+    }
+}
+
+/// One timed sample: `per_sample` calls, then a wait; seconds per call.
+fn sample(op: Op, p: &Prepared, sync: &Sync, sync_overhead_s: f64, per_sample: usize) -> Result<f64> {
+    let mut outputs = Vec::with_capacity(per_sample);
+    let start = Instant::now();
+    for _ in 0..per_sample {
+        outputs.push(call(op, p)?);
+    }
+    sync.wait()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(outputs); // freeing is not part of the op's time
+    Ok(((elapsed - sync_overhead_s) / per_sample as f64).max(1e-9))
 }
 
 /// Uniform values in [-1, 1), generated in parallel; an error where memory cannot hold them.
@@ -363,12 +378,9 @@ fn cpu_read_bandwidth(quick: bool) -> Baseline {
     let mut times = Vec::with_capacity(runs);
     let mut total = 0f32;
     for _ in 0..=runs {
-        let start = Instant::now();
-        // One contiguous range per thread, as the reduction kernels split their input.
-        let part = LEN.div_ceil(rayon::current_num_threads());
-        let sum: f32 = data.par_chunks(part).map(sum_lanes).sum();
-        times.push(start.elapsed().as_secs_f64());
-        total += std::hint::black_box(sum);
+        let (seconds, sum) = read_once(&data);
+        times.push(seconds);
+        total += sum;
     }
     times.remove(0); // the first run faults the pages of nothing, but warms the thread pool
     let t = median(&mut times);
@@ -380,6 +392,18 @@ fn cpu_read_bandwidth(quick: bool) -> Baseline {
             rayon::current_num_threads()
         ),
     }
+}
+
+/// f32 elements of `bench --serve`'s `read` sample: 256 MiB, eight times the L3 here.
+const READ_SAMPLE_LEN: usize = 1 << 26;
+
+/// One pass of the baseline's sum over `data`: (seconds, the sum).
+fn read_once(data: &[f32]) -> (f64, f32) {
+    let start = Instant::now();
+    // One contiguous range per thread, as the reduction kernels split their input.
+    let part = data.len().div_ceil(rayon::current_num_threads());
+    let sum: f32 = data.par_chunks(part).map(sum_lanes).sum();
+    (start.elapsed().as_secs_f64(), std::hint::black_box(sum))
 }
 
 /// The baseline's inner loop: 32 independent lanes, compiled for AVX2 where the CPU has it
@@ -639,6 +663,153 @@ pub fn run(
         eprintln!("wrote {path}");
     }
     Ok(())
+}
+
+/// `cupool bench --serve`: times single rows on request, so that `benches/compare_torch.py
+/// --pair` can alternate our samples with PyTorch's every few tens of milliseconds. On a shared
+/// machine whose speed swings by 2x within seconds, a ratio of two medians taken seconds apart
+/// measures the swing as much as the kernels; samples taken in alternating short rounds see the
+/// same machine.
+///
+/// One request per line on stdin, one JSON line per request on stdout:
+/// - `baseline`: `{"gbps": ..., "what": ...}`, the streaming-read baseline measured now;
+/// - `read`: `{"gbps": ...}`, one streaming read of 256 MiB on the CPU (the baseline's sum,
+///   once, on a buffer allocated at the first request), `null` on other devices: sampled next
+///   to the rows' own samples, so that "% of baseline" compares like moments too;
+/// - `time<TAB>shape<TAB>op<TAB>layout<TAB>dtype<TAB>seconds`: calls the op (the suite's shape
+///   by name, batch / 8 with `--quick`; `NCHW` or `NHWC`; the op's name as in the table) for
+///   about `seconds` (at least one sample), and answers `{"status": "ok", "bytes": B, "samples":
+///   [seconds per call, ...]}`, or `{"status": "n/a: why"}`. The input and the op's prepared
+///   state are kept while consecutive requests name the same row; every request makes one
+///   untimed call first, which wakes the thread pool after the other side's round (unless
+///   one call takes longer than `seconds`).
+/// - `quit`, or the end of stdin: exits.
+pub fn serve(device: &Device, quick: bool) -> Result<()> {
+    use std::io::BufRead;
+    let sync = Sync::new(device)?;
+    let sync_overhead_s = sync.overhead_s()?;
+    // (shape, layout, dtype) -> input; (op) -> prepared state, bytes, calls per sample and the
+    // first call's seconds.
+    let mut input: Option<((String, String, DType), CudaTensor)> = None;
+    let mut row: Option<(Op, Prepared, usize, usize, f64)> = None;
+    let mut read_buffer: Option<Vec<f32>> = None;
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        let fields: Vec<&str> = line.trim_end().split('\t').collect();
+        let reply = match fields.as_slice() {
+            ["quit"] => break,
+            ["baseline"] => {
+                let base = baseline(device, quick);
+                format!("{{\"gbps\": {}, \"what\": {}}}", json_num(base.gbps), json_str(&base.what))
+            }
+            ["read"] => {
+                let gbps = if device.is_cpu() {
+                    if read_buffer.is_none() {
+                        read_buffer = Some(random_f32(READ_SAMPLE_LEN, 7)?);
+                    }
+                    let data = read_buffer.as_deref().expect("allocated above");
+                    Some(std::mem::size_of_val(data) as f64 / read_once(data).0 / 1e9)
+                } else {
+                    None
+                };
+                format!("{{\"gbps\": {}}}", json_num(gbps))
+            }
+            ["time", shape, op, layout, dtype, seconds] => {
+                match serve_row(
+                    device,
+                    quick,
+                    (shape, op, layout, dtype, seconds),
+                    &sync,
+                    sync_overhead_s,
+                    &mut input,
+                    &mut row,
+                ) {
+                    Ok((bytes, samples)) => format!(
+                        "{{\"status\": \"ok\", \"bytes\": {bytes}, \"samples\": [{}]}}",
+                        samples.iter().map(|t| format!("{t:e}")).collect::<Vec<_>>().join(", ")
+                    ),
+                    Err(e) => format!(
+                        "{{\"status\": {}}}",
+                        json_str(&format!("n/a: {}", first_line(&format!("{e:#}"))))
+                    ),
+                }
+            }
+            _ => format!("{{\"status\": {}}}", json_str(&format!("n/a: bad request {line:?}"))),
+        };
+        println!("{reply}");
+    }
+    Ok(())
+}
+
+/// One `time` request of [`serve`]: returns the op's bytes per call and the samples.
+#[allow(clippy::type_complexity)]
+fn serve_row(
+    device: &Device,
+    quick: bool,
+    (shape, op, layout, dtype, seconds): (&str, &str, &str, &str, &str),
+    sync: &Sync,
+    sync_overhead_s: f64,
+    input: &mut Option<((String, String, DType), CudaTensor)>,
+    row: &mut Option<(Op, Prepared, usize, usize, f64)>,
+) -> Result<(usize, Vec<f64>)> {
+    let suite =
+        SUITE.iter().find(|s| s.name == shape).with_context(|| format!("unknown suite shape {shape}"))?;
+    let op = *OPS.iter().find(|o| o.name() == op).with_context(|| format!("unknown op {op}"))?;
+    let dtype = match dtype {
+        "f32" => DType::F32,
+        "f64" => DType::F64,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => anyhow::bail!("unknown dtype {other}"),
+    };
+    if layout != "NCHW" && layout != "NHWC" {
+        anyhow::bail!("unknown layout {layout}");
+    }
+    let seconds: f64 = seconds.parse().context("seconds")?;
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        anyhow::bail!("seconds must be positive");
+    }
+    if !op.applies_to(suite) {
+        anyhow::bail!("{} does not run on {shape}", op.name());
+    }
+    let key = (shape.to_string(), layout.to_string(), dtype);
+    if input.as_ref().is_none_or(|(k, _)| *k != key) {
+        // The previous row's state goes first: the seed's inputs are hundreds of MB.
+        *row = None;
+        *input = None;
+        let mut dims = suite.dims;
+        if quick {
+            dims[0] = (dims[0] / 8).max(1);
+        }
+        let nchw = make_input(device, dims, dtype)?;
+        let x = if layout == "NHWC" { nchw.to_channels_last()? } else { nchw };
+        *input = Some((key, x));
+    }
+    let x = &input.as_ref().expect("made above").1;
+    if row.as_ref().is_none_or(|(o, ..)| *o != op) {
+        *row = None;
+        let (p, bytes) = prepare(op, x)?;
+        let start = Instant::now();
+        drop(call(op, &p)?);
+        sync.wait()?;
+        let first_s = start.elapsed().as_secs_f64().max(1e-7);
+        *row = Some((op, p, bytes, calls_per_sample(sync, first_s), first_s));
+    }
+    let (_, p, bytes, per_sample, first_s) = row.as_ref().expect("prepared above");
+    // After the other side's round, the thread pool has gone to sleep: one untimed call wakes
+    // it (compare_torch.py does the same for PyTorch's round), unless a call outlasts the
+    // round, where the wake-up is lost in it.
+    if *first_s < seconds {
+        drop(call(op, p)?);
+        sync.wait()?;
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.is_empty() || start.elapsed().as_secs_f64() < seconds {
+        samples.push(sample(op, p, sync, sync_overhead_s, *per_sample)?);
+    }
+    Ok((*bytes, samples))
 }
 
 fn first_line(s: &str) -> String {

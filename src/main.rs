@@ -3,6 +3,7 @@
 //!   cupool [demo] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|bf16|f16|f64]
 //!   cupool bench  [--device ...] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...]
 //!                 [--dtypes f32,bf16,f16,f64] [--row-seconds S]
+//!   cupool bench --serve [--device ...] [--quick]   (rows on request, for compare_torch.py --pair)
 //!   cupool check  (which devices work here, and why not)
 
 mod bench;
@@ -40,6 +41,8 @@ struct Options {
     dtypes: Vec<DType>,
     /// `bench` only: about how long each row's timed calls take (default 0.8 s, 0.25 with --quick).
     row_seconds: Option<f64>,
+    /// `bench` only: answer single-row requests on stdin (see `bench::serve`).
+    serve: bool,
 }
 
 fn parse_dtype(name: &str) -> Result<DType> {
@@ -64,6 +67,7 @@ impl Options {
             ops: Vec::new(),
             dtypes: Vec::new(),
             row_seconds: None,
+            serve: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -80,6 +84,7 @@ impl Options {
                 "--dtype" => o.dtype = parse_dtype(value()?)?,
                 "--dtypes" => o.dtypes = value()?.split(',').map(parse_dtype).collect::<Result<_>>()?,
                 "--quick" => o.quick = true,
+                "--serve" => o.serve = true,
                 "--json" => o.json = Some(value()?.clone()),
                 "--shapes" => o.shapes = value()?.split(',').map(str::to_string).collect(),
                 "--ops" => o.ops = value()?.split(',').map(str::to_string).collect(),
@@ -91,7 +96,7 @@ impl Options {
                     o.row_seconds = Some(s);
                 }
                 "-h" | "--help" => {
-                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...] [--dtypes f32,bf16,f16,f64] [--row-seconds S]");
+                    println!("usage: cupool [demo|bench|check] [--shape N,C,H,W] [--device auto|cpu|cuda|emulated] [--dtype f32|f64|f16|bf16] [--quick] [--json FILE] [--shapes NAME,...] [--ops SUBSTRING,...] [--dtypes f32,bf16,f16,f64] [--row-seconds S] [--serve]");
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other} (try --help)"),
@@ -180,6 +185,9 @@ fn check() -> Result<()> {
 }
 
 fn cupool_bench(opts: &Options) -> Result<()> {
+    if opts.serve {
+        return bench::serve(&opts.device()?, opts.quick);
+    }
     let filter =
         bench::Filter { shapes: opts.shapes.clone(), ops: opts.ops.clone(), dtypes: opts.dtypes.clone() };
     bench::run(&opts.device()?, opts.quick, opts.row_seconds, opts.json.as_deref(), &filter)
