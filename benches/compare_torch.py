@@ -171,17 +171,26 @@ def time_op(fn, device, quick, row_seconds):
             sync(device)
     hi = 200 if quick else 400
     reps = min(max(round(row_seconds / first), 5), hi)
-    per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
-    samples = []
-    for _ in range(reps):
-        outs = []
-        t0 = time.perf_counter()
-        for _ in range(per_sample):
-            outs.append(fn())
-        sync(device)
-        samples.append((time.perf_counter() - t0) / per_sample)
-        del outs
+    per_sample = calls_per_sample(first, device)
+    samples = [sample(fn, device, per_sample) for _ in range(reps)]
     return statistics.median(samples), reps
+
+
+def calls_per_sample(first, device):
+    """One call a sample on the CPU; on a GPU enough to last about a millisecond (as ours)."""
+    return min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
+
+
+def sample(fn, device, per_sample):
+    """Seconds per call of one sample of `per_sample` calls; the outputs are freed untimed."""
+    outs = []
+    t0 = time.perf_counter()
+    for _ in range(per_sample):
+        outs.append(fn())
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    del outs
+    return elapsed / per_sample
 
 
 def make_input(dims, dtype, device):
@@ -388,13 +397,7 @@ def torch_round(fn, device, seconds, per_sample, first):
     samples = []
     start = time.perf_counter()
     while not samples or time.perf_counter() - start < seconds:
-        outs = []
-        t0 = time.perf_counter()
-        for _ in range(per_sample):
-            outs.append(fn())
-        sync(device)
-        samples.append((time.perf_counter() - t0) / per_sample)
-        del outs
+        samples.append(sample(fn, device, per_sample))
     return samples
 
 
@@ -449,7 +452,7 @@ def run_paired(cupool, device, quick, row_seconds, only_shapes, dtypes):
                             fn()
                             sync(device)
                             first = max(time.perf_counter() - t0, 1e-7)
-                            per_sample = min(max(int(-(-1e-3 // first)), 1), 100) if device == "cuda" else 1
+                            per_sample = calls_per_sample(first, device)
                             t_samples, o_samples, o_bytes, o_status, reads = [], [], None, "ok", []
                             request = "\t".join(["time", shape_name, op, layout, dtype_name, f"{per_round:.6f}"])
                             for r in range(PAIR_ROUNDS):

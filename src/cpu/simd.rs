@@ -1088,32 +1088,22 @@ pub(crate) mod avx2 {
         block_rows: usize,
         out: *mut f32,
     ) {
-        with_kind_literal!(kind, |kind| column_block_sums_of::<R>(kind, x, stride, rows, block_rows, out))
-    }
-
-    #[inline(always)]
-    unsafe fn column_block_sums_of<const R: usize>(
-        kind: TileKind,
-        x: *const u8,
-        stride: usize,
-        rows: usize,
-        block_rows: usize,
-        out: *mut f32,
-    ) {
-        let mut r = 0;
-        while r < rows {
-            let end = rows.min(r + block_rows);
-            let mut sum = [_mm256_setzero_ps(); R];
-            for row in r..end {
-                for (i, s) in sum.iter_mut().enumerate() {
-                    *s = _mm256_add_ps(*s, load8(kind, x, row * stride + 8 * i));
+        with_kind_literal!(kind, |kind| {
+            let mut r = 0;
+            while r < rows {
+                let end = rows.min(r + block_rows);
+                let mut sum = [_mm256_setzero_ps(); R];
+                for row in r..end {
+                    for (i, s) in sum.iter_mut().enumerate() {
+                        *s = _mm256_add_ps(*s, load8(kind, x, row * stride + 8 * i));
+                    }
                 }
+                for (i, &s) in sum.iter().enumerate() {
+                    _mm256_storeu_ps(out.add(8 * i), _mm256_add_ps(_mm256_loadu_ps(out.add(8 * i)), s));
+                }
+                r = end;
             }
-            for (i, &s) in sum.iter().enumerate() {
-                _mm256_storeu_ps(out.add(8 * i), _mm256_add_ps(_mm256_loadu_ps(out.add(8 * i)), s));
-            }
-            r = end;
-        }
+        })
     }
 
     /// See [`super::pool_windows`].
@@ -1163,45 +1153,25 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        with_kind_literal!(kind, |kind| pool_windows_of::<WIDE>(
-            kind,
-            op,
-            image,
-            (width, c),
-            windows,
-            c_end,
-            y,
-            index
-        ))
-    }
-
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn pool_windows_of<const WIDE: bool>(
-        kind: TileKind,
-        op: WindowOp,
-        image: *const u8,
-        (width, c): (usize, usize),
-        windows: &[OutputWindow],
-        c_end: usize,
-        y: *mut u8,
-        index: *mut i64,
-    ) {
-        let elem = kind.bytes();
-        for (i, out) in windows.iter().enumerate() {
-            let win = ChannelWindow { width, c, h: out.h, w: out.w };
-            let y = y.add(i * c * elem);
-            match op {
-                WindowOp::Avg if out.divisors.1 == 1.0 => {
-                    avg_passes::<false, WIDE>(kind, image, win, c_end, out.divisors, y)
-                }
-                WindowOp::Avg => avg_passes::<true, WIDE>(kind, image, win, c_end, out.divisors, y),
-                WindowOp::Max => max_blocks::<false, WIDE>(kind, image, win, c_end, y, std::ptr::null_mut()),
-                WindowOp::MaxWithIndex => {
-                    max_blocks::<true, false>(kind, image, win, c_end, y, index.add(i * c))
+        with_kind_literal!(kind, |kind| {
+            let elem = kind.bytes();
+            for (i, out) in windows.iter().enumerate() {
+                let win = ChannelWindow { width, c, h: out.h, w: out.w };
+                let y = y.add(i * c * elem);
+                match op {
+                    WindowOp::Avg if out.divisors.1 == 1.0 => {
+                        avg_passes::<false, WIDE>(kind, image, win, c_end, out.divisors, y)
+                    }
+                    WindowOp::Avg => avg_passes::<true, WIDE>(kind, image, win, c_end, out.divisors, y),
+                    WindowOp::Max => {
+                        max_blocks::<false, WIDE>(kind, image, win, c_end, y, std::ptr::null_mut())
+                    }
+                    WindowOp::MaxWithIndex => {
+                        max_blocks::<true, false>(kind, image, win, c_end, y, index.add(i * c))
+                    }
                 }
             }
-        }
+        })
     }
 
     /// Channels `c0..c0 + 8 * R` of one window.
