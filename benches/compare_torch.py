@@ -204,15 +204,22 @@ def default_dtype_runs(op, dtype_name):
     return dtype_name in ("f32", "bf16") or (dtype_name == "f16" and op.startswith("gap "))
 
 
-def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=None, only_op=None):
-    """`wanted`: the row keys of our JSON (run exactly those); else `dtypes` (every op in
-    those types), else the default set. `only_op`: this op's rows only."""
-    rows = []
+def suite_shapes(only_shapes, quick):
+    """The suite's (name, dims, adaptive_only) in order, `only_shapes` (a set, or None for all);
+    `quick` divides the batch by 8 (at least 1), as `cupool bench --quick`."""
     for shape_name, dims, adaptive_only in SUITE:
         if only_shapes and shape_name not in only_shapes:
             continue
         if quick:
             dims = (max(dims[0] // 8, 1),) + dims[1:]
+        yield shape_name, dims, adaptive_only
+
+
+def run_torch(device, quick, row_seconds, only_shapes=None, wanted=None, dtypes=None, only_op=None):
+    """`wanted`: the row keys of our JSON (run exactly those); else `dtypes` (every op in
+    those types), else the default set. `only_op`: this op's rows only."""
+    rows = []
+    for shape_name, dims, adaptive_only in suite_shapes(only_shapes, quick):
         for dtype_name, dtype in DTYPES:
 
             def runs(op, layout):
@@ -420,11 +427,7 @@ def run_paired(cupool, device, quick, row_seconds, only_shapes, dtypes):
     per_round = row_seconds / PAIR_ROUNDS
     turn = 0
     try:
-        for shape_name, dims, adaptive_only in SUITE:
-            if only_shapes and shape_name not in only_shapes:
-                continue
-            if quick:
-                dims = (max(dims[0] // 8, 1),) + dims[1:]
+        for shape_name, dims, adaptive_only in suite_shapes(only_shapes, quick):
             for dtype_name, dtype in DTYPES:
 
                 def runs(op):
