@@ -674,8 +674,9 @@ pub fn run(
 /// One request per line on stdin, one JSON line per request on stdout:
 /// - `baseline`: `{"gbps": ..., "what": ...}`, the streaming-read baseline measured now;
 /// - `read`: `{"gbps": ...}`, one streaming read of 256 MiB on the CPU (the baseline's sum,
-///   once, on a buffer allocated at the first request), `null` on other devices: sampled next
-///   to the rows' own samples, so that "% of baseline" compares like moments too;
+///   once, on a buffer allocated at the first request), `null` on other devices (or without
+///   the memory): sampled next to the rows' own samples, so that "% of baseline" compares
+///   like moments too;
 /// - `time<TAB>shape<TAB>op<TAB>layout<TAB>dtype<TAB>seconds`: calls the op (the suite's shape
 ///   by name, batch / 8 with `--quick`; `NCHW` or `NHWC`; the op's name as in the table) for
 ///   about `seconds` (at least one sample), and answers `{"status": "ok", "bytes": B, "samples":
@@ -704,15 +705,14 @@ pub fn serve(device: &Device, quick: bool) -> Result<()> {
                 format!("{{\"gbps\": {}, \"what\": {}}}", json_num(base.gbps), json_str(&base.what))
             }
             ["read"] => {
-                let gbps = if device.is_cpu() {
-                    if read_buffer.is_none() {
-                        read_buffer = Some(random_f32(READ_SAMPLE_LEN, 7)?);
-                    }
-                    let data = read_buffer.as_deref().expect("allocated above");
-                    Some(std::mem::size_of_val(data) as f64 / read_once(data).0 / 1e9)
-                } else {
-                    None
-                };
+                if device.is_cpu() && read_buffer.is_none() {
+                    // Where 256 MiB cannot be had, the reads answer null (the caller then uses
+                    // the `baseline` request's figure).
+                    read_buffer = random_f32(READ_SAMPLE_LEN, 7).ok();
+                }
+                let gbps = read_buffer
+                    .as_deref()
+                    .map(|data| std::mem::size_of_val(data) as f64 / read_once(data).0 / 1e9);
                 format!("{{\"gbps\": {}}}", json_num(gbps))
             }
             ["time", shape, op, layout, dtype, seconds] => {
@@ -756,13 +756,7 @@ fn serve_row(
     let suite =
         SUITE.iter().find(|s| s.name == shape).with_context(|| format!("unknown suite shape {shape}"))?;
     let op = *OPS.iter().find(|o| o.name() == op).with_context(|| format!("unknown op {op}"))?;
-    let dtype = match dtype {
-        "f32" => DType::F32,
-        "f64" => DType::F64,
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        other => anyhow::bail!("unknown dtype {other}"),
-    };
+    let dtype = crate::parse_dtype(dtype)?;
     if layout != "NCHW" && layout != "NHWC" {
         anyhow::bail!("unknown layout {layout}");
     }

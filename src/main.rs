@@ -186,6 +186,14 @@ fn check() -> Result<()> {
 
 fn cupool_bench(opts: &Options) -> Result<()> {
     if opts.serve {
+        if opts.json.is_some()
+            || !opts.shapes.is_empty()
+            || !opts.ops.is_empty()
+            || !opts.dtypes.is_empty()
+            || opts.row_seconds.is_some()
+        {
+            bail!("bench --serve takes only --device and --quick (each request names its row and time)");
+        }
         return bench::serve(&opts.device()?, opts.quick);
     }
     let filter =

@@ -58,3 +58,14 @@ fn serve_answers_rows_reads_and_bad_requests_then_quits() {
     drop(stdin);
     assert!(child.wait().expect("cupool exits").success());
 }
+
+#[test]
+fn serve_refuses_the_suite_options() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cupool"))
+        .args(["bench", "--serve", "--device", "cpu", "--shapes", "seed"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cupool runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--serve takes only --device and --quick"));
+}

@@ -590,8 +590,8 @@ pub(crate) mod avx2 {
     /// Measured with both versions alternating call by call in one process (2 threads, the
     /// 7x7 tails, channels-last): plain f32 max 1.1x to 1.5x faster, indexed f32 max 1.04x to
     /// 1.24x, 3x3 averages (stride 2 and the separable stride 1) 1.01x to 1.07x in f32 and
-    /// bf16, bf16 max 0.96x to 1.12x; on the 112x112 map, which streams from memory, 1.0x to
-    /// 1.1x.
+    /// bf16, bf16 max 0.96x to 1.12x; on the 112x112 map, which streams from memory, 0.97x to
+    /// 1.11x.
     macro_rules! with_kind_literal {
         ($kind:expr, |$k:ident| $body:expr) => {
             match $kind {
