@@ -1261,6 +1261,7 @@ fn collapse_dims(shape: &[usize], strides: &[usize]) -> (Vec<usize>, Vec<usize>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::test_util::for_all_floats;
 
     #[test]
     fn collapse_dims_merges_broadcast_and_contiguous_runs() {
@@ -1370,10 +1371,7 @@ mod tests {
 
     #[test]
     fn nchw_and_nhwc_average_gathers_agree_bit_for_bit() {
-        gathers_agree::<f32>();
-        gathers_agree::<bf16>();
-        gathers_agree::<f64>();
-        gathers_agree::<f16>();
+        for_all_floats!(gathers_agree);
     }
 
     /// Naive scatter reference for avg pooling in f64.
@@ -1685,10 +1683,7 @@ mod tests {
 
     #[test]
     fn channels_last_max_gather_matches_the_scatter_bit_for_bit() {
-        gather_vs_scatter::<f32>();
-        gather_vs_scatter::<bf16>();
-        gather_vs_scatter::<f16>();
-        gather_vs_scatter::<f64>();
+        for_all_floats!(gather_vs_scatter);
     }
 
     /// The banded channels-last max scatter against the serial scatter, bit for bit, with bands
@@ -1736,10 +1731,7 @@ mod tests {
 
     #[test]
     fn channels_last_max_bands_match_the_scatter_bit_for_bit() {
-        bands_vs_scatter::<f32>();
-        bands_vs_scatter::<bf16>();
-        bands_vs_scatter::<f16>();
-        bands_vs_scatter::<f64>();
+        for_all_floats!(bands_vs_scatter);
     }
 
     /// The public entry takes the gather (16 channels) or the bands (8 channels, two bands at
