@@ -1245,6 +1245,69 @@ mod tests {
         }
     }
 
+    fn avg_specials<T: FloatElement>() {
+        let rule = AvgRule { count_include_pad: true, divisor_override: None };
+        for c in cases(false) {
+            let g = geometry(&c);
+            let x: Vec<T> = special(g.input_len(), g.input_len() as u64 + 1);
+            for layout in [Layout::Nchw, Layout::Nhwc] {
+                let mut y = vec![T::from_f64(9.0); g.output_len()];
+                avg_pool2d(&g, rule, layout, &x, &mut y);
+                let what = format!("avg of specials {:?} {layout:?}", c.shape);
+                assert_same(&y, &avg_reference(&g, rule, layout, &x), &what);
+            }
+        }
+    }
+
+    #[test]
+    fn avg_pool_matches_the_direct_loop_with_nan_and_infinities() {
+        for avx2_only in [false, true] {
+            simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
+            for_all_floats!(avg_specials);
+        }
+        simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// bf16 averages round their f32 sums without a NaN test on channels-last tiles
+    /// (`simd::sum_bf16_in_high_half`): with NaN inputs of several payloads, signalling and
+    /// negative ones included, and infinities of both signs (whose sum is the default NaN),
+    /// every output is NaN where the reference's is, a quiet one, and the reference's bits
+    /// elsewhere, on the direct 3x3 stride-2 path and the separable stride-1 one, in 64-, 32-
+    /// and 8-channel blocks. (Which NaN payload a sum keeps is the compiler's choice, since
+    /// it may swap an addition's operands, so payloads are not compared.)
+    #[test]
+    fn bf16_averages_keep_nan_bits() {
+        use crate::cpu::test_util::Lcg;
+        let rule = AvgRule { count_include_pad: false, divisor_override: None };
+        let picks: [u16; 8] = [0x7f81, 0xff81, 0x7fc1, 0xffff, 0x7f80, 0xff80, 0x3f80, 0xc0a0];
+        for shape in [[2, 104, 7, 7], [1, 64, 9, 8]] {
+            for stride in [[2, 2], [1, 1]] {
+                let g = geometry(&case(shape, [3, 3], Some(stride), [1, 1], [1, 1], false));
+                let mut r = Lcg::new(7);
+                // About one input in 24 is special, so some windows stay finite.
+                let x: Vec<half::bf16> = (0..g.input_len())
+                    .map(|_| match r.next_u32() % 24 {
+                        k @ 0..8 => half::bf16::from_bits(picks[k as usize]),
+                        k => half::bf16::from_f64(f64::from(k) * 0.37 - 4.0),
+                    })
+                    .collect();
+                for avx2_only in [false, true] {
+                    simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
+                    let mut y = vec![half::bf16::from_f64(9.0); g.output_len()];
+                    avg_pool2d(&g, rule, Layout::Nhwc, &x, &mut y);
+                    let want = avg_reference(&g, rule, Layout::Nhwc, &x);
+                    assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| v.is_finite()));
+                    for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                        let what = format!("{shape:?} stride {stride:?} at {i}: {:#x}", a.to_bits());
+                        assert!(same(*a, *b), "{what}, want {:#x}", b.to_bits());
+                        assert!(!a.is_nan() || a.to_bits() & 0x7fc0 == 0x7fc0, "{what}: not a quiet NaN");
+                    }
+                }
+            }
+        }
+        simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Outputs large enough for non-temporal stores (`simd::streams_output`), 16-byte aligned
     /// and not, through every channels-last path: the same bits as the direct loops.
     fn large_outputs<T: FloatElement>() {
