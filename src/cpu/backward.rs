@@ -260,12 +260,40 @@ fn gather_share_rows<T: FloatElement>(
 /// eight planes; by rows each expanded share row serves every input row of its window, so on
 /// large windows the rows win: adaptive backward by rows 2.5x to 3x faster from 112x112 to
 /// 7x7, 14x14 and 28x28 (f32; bf16 1.3x to 2.2x), 1.4x to 3x from 80x80 to 7x7 and 96x96 to
-/// 24x24. The lanes stay faster on smaller planes (56x56 -> 7x7: 1.0x to 1.5x) and on small
+/// 24x24 (Zen 4). The lanes stay faster there on smaller planes (56x56 -> 7x7: 1.0x to 1.5x;
+/// not so without AVX-512, see [`AVX2_ROWS_MIN_INPUTS_PER_SHARE`]) and on small
 /// windows (a 3x3 stride-2 average's backward on 80x80 planes, 4 gradient elements per
 /// share: 1.0x to 1.5x).
 const LANE_GATHER_MAX_PLANE: usize = 4096;
 /// See [`LANE_GATHER_MAX_PLANE`].
 const ROWS_MIN_INPUTS_PER_SHARE: usize = 16;
+
+/// On CPUs without AVX-512, whose lanes transpose with AVX2 shuffles only, f32 gradient
+/// planes at least [`AVX2_ROWS_MIN_WIDTH`] wide with at least this many elements per share
+/// gather by rows whatever their size. Measured on the Zen 3 VM (f32, NCHW adaptive backward,
+/// both paths alternating in one process), rows against lanes: to 7x7 from 56x56 1.26x to
+/// 1.58x, 49x49 1.48x, 63x63 1.29x, 64x64 1.14x, 42x42 (36 per share) 1.26x, but 35x35 (25)
+/// 0.86x and 28x28 (16) 0.67x to 1.04x; to 1x1, 2x2 and 4x4 from 32x32 and 40x40 1.06x to
+/// 1.24x, but from 28x28 0.77x to 0.89x, 14x14 0.57x and 7x7 0.42x (rows of a few elements
+/// cost more per element than the lanes). bf16 measured even (0.95x to 1.15x on 42x42 to
+/// 64x64), so it keeps the lanes; so do CPUs with AVX-512, where the lanes measured faster on
+/// 56x56 (see [`LANE_GATHER_MAX_PLANE`]).
+const AVX2_ROWS_MIN_INPUTS_PER_SHARE: usize = 36;
+/// See [`AVX2_ROWS_MIN_INPUTS_PER_SHARE`].
+const AVX2_ROWS_MIN_WIDTH: usize = 32;
+
+/// Whether [`AVX2_ROWS_MIN_INPUTS_PER_SHARE`] sends an f32 gather of `h x w` gradient planes
+/// from `out_h x out_w` share planes to the rows.
+fn rows_beat_avx2_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usize, usize)) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = simd::has_avx512_bw();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    TypeId::of::<T>() == TypeId::of::<f32>()
+        && !avx512
+        && w >= AVX2_ROWS_MIN_WIDTH
+        && h * w >= AVX2_ROWS_MIN_INPUTS_PER_SHARE * out_h * out_w
+}
 
 /// The NCHW gather on small planes of shares, eight planes at a time in AVX2 lanes
 /// ([`lanes`]): the outputs covering input element (ih, iw) are the window `rows[ih] x
@@ -285,6 +313,7 @@ fn gather_shares_in_lanes<T: FloatElement>(
     if TypeId::of::<T::Acc>() != TypeId::of::<f32>()
         || rows.iter().chain(cols).any(|r| r.is_empty())
         || (h * w > LANE_GATHER_MAX_PLANE && h * w >= ROWS_MIN_INPUTS_PER_SHARE * out_h * out_w)
+        || rows_beat_avx2_lanes::<T>((h, w), (out_h, out_w))
     {
         return false;
     }
