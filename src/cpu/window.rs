@@ -1233,39 +1233,21 @@ mod tests {
         ];
         for c in cases(false) {
             let g = geometry(&c);
-            let x: Vec<T> = random(g.input_len(), g.input_len() as u64);
-            for layout in [Layout::Nchw, Layout::Nhwc] {
-                for rule in rules {
-                    let mut y = vec![T::from_f64(9.0); g.output_len()];
-                    avg_pool2d(&g, rule, layout, &x, &mut y);
-                    let what = format!("avg {:?} {layout:?} {rule:?}", c.shape);
-                    assert_same(&y, &avg_reference(&g, rule, layout, &x), &what);
+            let seed = g.input_len() as u64;
+            // Random values, and NaN, infinities of both signs (whose sums are NaN) and ties.
+            for (data, x) in
+                [("random", random::<T>(g.input_len(), seed)), ("special", special(g.input_len(), seed))]
+            {
+                for layout in [Layout::Nchw, Layout::Nhwc] {
+                    for rule in rules {
+                        let mut y = vec![T::from_f64(9.0); g.output_len()];
+                        avg_pool2d(&g, rule, layout, &x, &mut y);
+                        let what = format!("avg {data} {:?} {layout:?} {rule:?}", c.shape);
+                        assert_same(&y, &avg_reference(&g, rule, layout, &x), &what);
+                    }
                 }
             }
         }
-    }
-
-    fn avg_specials<T: FloatElement>() {
-        let rule = AvgRule { count_include_pad: true, divisor_override: None };
-        for c in cases(false) {
-            let g = geometry(&c);
-            let x: Vec<T> = special(g.input_len(), g.input_len() as u64 + 1);
-            for layout in [Layout::Nchw, Layout::Nhwc] {
-                let mut y = vec![T::from_f64(9.0); g.output_len()];
-                avg_pool2d(&g, rule, layout, &x, &mut y);
-                let what = format!("avg of specials {:?} {layout:?}", c.shape);
-                assert_same(&y, &avg_reference(&g, rule, layout, &x), &what);
-            }
-        }
-    }
-
-    #[test]
-    fn avg_pool_matches_the_direct_loop_with_nan_and_infinities() {
-        for avx2_only in [false, true] {
-            simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
-            for_all_floats!(avg_specials);
-        }
-        simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// bf16 averages round their f32 sums without a NaN test on channels-last tiles
