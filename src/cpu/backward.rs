@@ -271,7 +271,7 @@ const ROWS_MIN_INPUTS_PER_SHARE: usize = 16;
 /// On CPUs without AVX-512, whose lanes transpose with AVX2 shuffles only, f32 gradient
 /// planes at least [`AVX2_ROWS_MIN_WIDTH`] wide with at least this many elements per share
 /// gather by rows whatever their size. Measured on the Zen 3 VM (f32, NCHW adaptive backward,
-/// both paths alternating in one process), rows against lanes: to 7x7 from 56x56 1.26x to
+/// both paths alternating in one process), rows against lanes: to 7x7 from 56x56 1.14x to
 /// 1.58x, 49x49 1.48x, 63x63 1.29x, 64x64 1.14x, 42x42 (36 per share) 1.26x, but 35x35 (25)
 /// 0.86x and 28x28 (16) 0.67x to 1.04x; to 1x1, 2x2 and 4x4 from 32x32 and 40x40 1.06x to
 /// 1.24x, but from 28x28 0.77x to 0.89x, 14x14 0.57x and 7x7 0.42x (rows of a few elements

@@ -743,7 +743,7 @@ pub(crate) mod avx2 {
     /// its low 16 bits zero: x86 arithmetic returns a NaN operand quieted (a widened bf16 has
     /// zero low bits) or the default NaN `0xffc00000`. Adding `0x7fff` and the lsb to zero low
     /// bits carries nothing into the high half, which is then the NaN's bits with the quiet
-    /// bit set, as `bits >> 16 | 0x40` gives (`window.rs`'s `bf16_averages_keep_nan_bits`).
+    /// bit set, as `bits >> 16 | 0x40` gives (`window.rs`'s `bf16_averages_of_nan_stay_quiet_nan`).
     /// Channels-last bf16 averages of 3x3 windows stored by this ran 1.05x to 1.07x faster
     /// with stride 2 and 1.04x to 1.11x with stride 1 (the four tails and the 112x112 map,
     /// both versions alternating call by call in one process, Zen 3).

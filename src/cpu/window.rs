@@ -1258,7 +1258,7 @@ mod tests {
     /// and 8-channel blocks. (Which NaN payload a sum keeps is the compiler's choice, since
     /// it may swap an addition's operands, so payloads are not compared.)
     #[test]
-    fn bf16_averages_keep_nan_bits() {
+    fn bf16_averages_of_nan_stay_quiet_nan() {
         use crate::cpu::test_util::Lcg;
         let rule = AvgRule { count_include_pad: false, divisor_override: None };
         let picks: [u16; 8] = [0x7f81, 0xff81, 0x7fc1, 0xffff, 0x7f80, 0xff80, 0x3f80, 0xc0a0];
