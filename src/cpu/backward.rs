@@ -282,9 +282,15 @@ const AVX2_ROWS_MIN_INPUTS_PER_SHARE: usize = 36;
 /// See [`AVX2_ROWS_MIN_INPUTS_PER_SHARE`].
 const AVX2_ROWS_MIN_WIDTH: usize = 32;
 
-/// Whether [`AVX2_ROWS_MIN_INPUTS_PER_SHARE`] sends an f32 gather of `h x w` gradient planes
-/// from `out_h x out_w` share planes to the rows.
-fn rows_beat_avx2_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usize, usize)) -> bool {
+/// Whether the NCHW gather of `h x w` gradient planes from `out_h x out_w` share planes runs
+/// by rows rather than in the lanes: large planes of large windows
+/// ([`LANE_GATHER_MAX_PLANE`]), and without AVX-512 wide f32 planes of large windows
+/// ([`AVX2_ROWS_MIN_INPUTS_PER_SHARE`]).
+fn rows_beat_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usize, usize)) -> bool {
+    let (plane, shares) = (h * w, out_h * out_w);
+    if plane > LANE_GATHER_MAX_PLANE && plane >= ROWS_MIN_INPUTS_PER_SHARE * shares {
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     let avx512 = simd::has_avx512_bw();
     #[cfg(not(target_arch = "x86_64"))]
@@ -292,7 +298,7 @@ fn rows_beat_avx2_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usi
     TypeId::of::<T>() == TypeId::of::<f32>()
         && !avx512
         && w >= AVX2_ROWS_MIN_WIDTH
-        && h * w >= AVX2_ROWS_MIN_INPUTS_PER_SHARE * out_h * out_w
+        && plane >= AVX2_ROWS_MIN_INPUTS_PER_SHARE * shares
 }
 
 /// The NCHW gather on small planes of shares, eight planes at a time in AVX2 lanes
@@ -300,8 +306,8 @@ fn rows_beat_avx2_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usi
 /// cols[iw]` of the plane of shares, summed from +0 in ascending (oh, ow) order and rounded
 /// once, exactly the gather's terms in the gather's order, so the same bits. Returns `false`,
 /// having written nothing, where the lane path does not apply (an f64 accumulator, f16, share
-/// planes larger than [`lanes::SMALL_PLANE`], large gradient planes of large windows (see
-/// [`LANE_GATHER_MAX_PLANE`]), no AVX2) or some input element has no covering output (an
+/// planes larger than [`lanes::SMALL_PLANE`], planes the rows gather faster (see
+/// [`rows_beat_lanes`]), no AVX2) or some input element has no covering output (an
 /// empty window).
 fn gather_shares_in_lanes<T: FloatElement>(
     (h, w, out_h, out_w): (usize, usize, usize, usize),
@@ -312,8 +318,7 @@ fn gather_shares_in_lanes<T: FloatElement>(
 ) -> bool {
     if TypeId::of::<T::Acc>() != TypeId::of::<f32>()
         || rows.iter().chain(cols).any(|r| r.is_empty())
-        || (h * w > LANE_GATHER_MAX_PLANE && h * w >= ROWS_MIN_INPUTS_PER_SHARE * out_h * out_w)
-        || rows_beat_avx2_lanes::<T>((h, w), (out_h, out_w))
+        || rows_beat_lanes::<T>((h, w), (out_h, out_w))
     {
         return false;
     }
@@ -1374,10 +1379,14 @@ mod tests {
             );
         }
         // Gradient planes on both sides of `LANE_GATHER_MAX_PLANE` (lanes, then rows; 4550
-        // gradient elements for 35 shares).
+        // gradient elements for 35 shares), and, without AVX-512, of
+        // `AVX2_ROWS_MIN_INPUTS_PER_SHARE` for f32 (35x35: 25 per share, lanes; 42x42 and
+        // 60x60: rows).
         let adaptive = [
             ([2usize, 11, 7, 7], [2usize, 2]),
             ([1, 8, 12, 10], [5, 3]),
+            ([1, 9, 35, 35], [7, 7]),
+            ([1, 9, 42, 42], [7, 7]),
             ([1, 9, 60, 60], [7, 7]),
             ([1, 9, 70, 65], [7, 5]),
             ([1, 33, 12, 10], [5, 3]),

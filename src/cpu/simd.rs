@@ -730,12 +730,9 @@ pub(crate) mod avx2 {
     /// not inherit the caller's AVX2.
     #[inline(always)]
     unsafe fn bf16_in_high_half(v: __m256) -> __m256i {
-        let bits = _mm256_castps_si256(v);
-        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-        let rounded = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lsb);
-        let quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x40 << 16));
+        let quiet = _mm256_or_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x40 << 16));
         let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-        _mm256_blendv_epi8(rounded, quiet, nan)
+        _mm256_blendv_epi8(sum_bf16_in_high_half(v), quiet, nan)
     }
 
     /// [`bf16_in_high_half`] for f32 sums and quotients of bf16 values (and +0 and finite
@@ -817,8 +814,9 @@ pub(crate) mod avx2 {
     ///
     /// With `stream`, non-temporal 16-byte stores (`y + at` elements must then be 16-byte
     /// aligned, which holds for a 16-byte aligned `y` and `at` a multiple of 8). `SUMS`: the
-    /// registers hold f32 sums and quotients of `kind`'s values, so bf16 rounds them by
-    /// [`sum_bf16_in_high_half`], without the NaN test.
+    /// registers hold f32 sums and quotients of `kind`'s values, so bf16 blocks of 16 channels
+    /// round them by [`sum_bf16_in_high_half`], without the NaN test (blocks of 8, a few
+    /// channels at the end, keep [`to_bf16`]'s: the same bits either way).
     #[inline(always)]
     unsafe fn store_tile<const R: usize, const SUMS: bool>(
         kind: TileKind,
