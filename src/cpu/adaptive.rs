@@ -925,7 +925,7 @@ mod planes8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special, Lcg};
+    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special, zeros_at_most};
     use crate::ops::adaptive::{plan_adaptive_pool, AdaptiveKind};
 
     fn outputs(g: &AdaptiveGeometry) -> impl Iterator<Item = [usize; 4]> + '_ {
@@ -966,20 +966,6 @@ mod tests {
             ind[at] = mi;
         }
         (avg, max, ind)
-    }
-
-    /// No value above zero: +0 and -0, -1 and -inf, so that maxima of large windows are
-    /// zeros of either sign (the first one in PyTorch's order wins), and a NaN about once in
-    /// 4096 values.
-    fn zeros_at_most<T: FloatElement>(len: usize, seed: u64) -> Vec<T> {
-        let mut r = Lcg::new(seed);
-        let values = [0.0, -0.0, -1.0, f64::NEG_INFINITY];
-        (0..len)
-            .map(|_| {
-                let u = r.next_u32();
-                T::from_f64(if u.is_multiple_of(4096) { f64::NAN } else { values[(u >> 12) as usize % 4] })
-            })
-            .collect()
     }
 
     fn all<T: FloatElement>() {

@@ -155,6 +155,20 @@ pub(crate) mod test_util {
             .collect()
     }
 
+    /// No value above zero: +0 and -0, -1 and -inf, so that maxima of large windows are
+    /// zeros of either sign (the first one in PyTorch's order wins), and a NaN about once in
+    /// 4096 values.
+    pub fn zeros_at_most<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        let mut r = Lcg::new(seed);
+        let values = [0.0, -0.0, -1.0, f64::NEG_INFINITY];
+        (0..len)
+            .map(|_| {
+                let u = r.next_u32();
+                T::from_f64(if u.is_multiple_of(4096) { f64::NAN } else { values[(u >> 12) as usize % 4] })
+            })
+            .collect()
+    }
+
     /// Memory offset of logical (n, c, h, w) in a tensor of shape (_, cs, hs, ws).
     pub fn offset(layout: Layout, [n, c, h, w]: [usize; 4], [cs, hs, ws]: [usize; 3]) -> usize {
         match layout {

@@ -1083,7 +1083,7 @@ fn max_nhwc_row<T: FloatElement, const WITH_INDEX: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special};
+    use crate::cpu::test_util::{for_all_floats, offset, random, rare_nan, same, special, zeros_at_most};
     use crate::ops::window::plan_window_pool;
 
     struct Case {
@@ -1398,6 +1398,7 @@ mod tests {
                 random::<T>(g.input_len(), 3),
                 special::<T>(g.input_len(), seed),
                 rare_nan::<T>(g.input_len(), seed),
+                zeros_at_most::<T>(g.input_len(), seed),
             ] {
                 for layout in [Layout::Nchw, Layout::Nhwc] {
                     let what = format!("max {:?} d{:?} {layout:?}", c.shape, c.dilation);
