@@ -277,7 +277,7 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                         (g.w, c),
                         windows,
                         vector_end,
-                        yrow.as_mut_ptr().cast(),
+                        (yrow.as_mut_ptr().cast(), false),
                         std::ptr::null_mut(),
                     );
                 }

@@ -293,8 +293,9 @@ const STREAM_MIN_BYTES: usize = 4 << 20;
 /// evict the input. Measured through `cupool bench` (3x3 stride 1, best of three interleaved
 /// runs): 1.36x on the 12.8 MB output of the 112x112 map, 1.37x on the long rows' 8 MB, 1.08x
 /// on the seed's 201 MB; but 0.85x on a 2 MB output that stays in cache (hence the
-/// threshold), 0.78x to 1.04x for bf16 outputs, and 0.85x to 0.96x for the direct kernels'
-/// stride-2 outputs (a quarter of the input), which keep ordinary stores. The stores are 16
+/// threshold) and 0.78x to 1.04x for bf16 outputs. (The direct kernels' stride-2 outputs
+/// measured 0.85x to 0.96x this way in an earlier round; they now stream under their own
+/// rule, [`streams_window_output`], which measured faster for both types.) The stores are 16
 /// bytes wide, so `y` must be 16-byte aligned (every host allocation is; a slice at an odd
 /// offset is not).
 pub(crate) fn streams_output<T: 'static>(y: &[T]) -> bool {
@@ -356,11 +357,15 @@ const SPLIT_MIN_CHANNELS: usize = 256;
 /// of `index`, with indices). One call per output row, so that the loop over outputs runs
 /// inside AVX2 code: per-output calls and window arithmetic cost as much as the taps on
 /// narrow or few channels. On wide pixels the channels are split at the first 64-byte line
-/// ([`line_aligned_blocks`]), so that the loads of the rest are aligned.
+/// ([`line_aligned_blocks`]), so that the loads of the rest are aligned. With `stream`
+/// ([`streams_window_output`]), averages and max without indices write `y` with
+/// non-temporal stores and end with a store fence; not where the blocks run in AVX-512
+/// registers, which keep their ordinary stores.
 ///
 /// # Safety
 /// As [`max_window`] for every window, with `y` (and `index` for [`WindowOp::MaxWithIndex`])
-/// writable for `windows.len() * c` elements.
+/// writable for `windows.len() * c` elements; with `stream`, `y` 16-byte aligned and `c` a
+/// multiple of 8.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn pool_windows(
@@ -370,10 +375,11 @@ pub(crate) unsafe fn pool_windows(
     (width, c): (usize, usize),
     windows: &[OutputWindow],
     c_end: usize,
-    y: *mut u8,
+    (y, stream): (*mut u8, bool),
     index: *mut i64,
 ) {
     let wide = op != WindowOp::MaxWithIndex && wide_blocks(kind);
+    let stream = stream && !wide && op != WindowOp::MaxWithIndex;
     let elem = kind.bytes();
     // Channels `c0..c0 + n` of every window: the same windows over an image and outputs that
     // start `c0` channels later (every channel is pooled on its own, so any split of the
@@ -382,13 +388,14 @@ pub(crate) unsafe fn pool_windows(
         let (image, y) = (image.add(c0 * elem), y.add(c0 * elem));
         let index = if op == WindowOp::MaxWithIndex { index.add(c0) } else { index };
         // SAFETY: forwarded from this function's contract (channels `c0..c0 + n` lie within
-        // `0..c_end`: `line_aligned_blocks` ranges, `n` a multiple of 8); the wide entry only
-        // where the CPU has AVX-512 F and BW (checked by `wide_blocks`).
+        // `0..c_end`: `line_aligned_blocks` ranges, `c0` and `n` multiples of 8, so streamed
+        // stores stay 16-byte aligned); the wide entry only where the CPU has AVX-512 F and BW
+        // (checked by `wide_blocks`).
         unsafe {
             if wide {
                 avx2::pool_windows_wide(kind, op, image, (width, c), windows, n, y, index)
             } else {
-                avx2::pool_windows(kind, op, image, (width, c), windows, n, y, index)
+                avx2::pool_windows(kind, op, image, (width, c), windows, n, (y, stream), index)
             }
         }
     };
@@ -397,6 +404,30 @@ pub(crate) unsafe fn pool_windows(
             blocks(c0, n);
         }
     }
+    if stream {
+        // Non-temporal stores are weakly ordered: fence them before the caller's threads
+        // join and the output is read.
+        // SAFETY: SSE is part of x86_64.
+        unsafe { std::arch::x86_64::_mm_sfence() };
+    }
+}
+
+/// Whether the channels-last window kernels ([`pool_windows`]) should write `y`, the output
+/// of an op over `c` channels, with non-temporal stores: outputs of [`STREAM_MIN_BYTES`] and
+/// more, 16-byte aligned, `c` a multiple of 8 (so every vector store is aligned and no
+/// scalar tail shares their lines). An output a quarter of its input (3x3 or 2x2 stride 2)
+/// that does not fit in the caches is otherwise read line by line before it is written.
+/// Measured with both versions alternating call by call in one process, channels-last
+/// 32x96x128x128 and 4x64x224x224 (6 to 50 MB outputs): 3x3 stride-2 averages 1.10x to 1.14x
+/// in f32 and 1.02x to 1.07x in bf16, 3x3 stride-2 max 1.06x to 1.07x in f32 and 0.99x to
+/// 1.03x in bf16; a 0.8 MB output that stays in cache measured 0.94x, hence the threshold.
+/// Max with indices writes twice (bf16: four times) as many index bytes as values and keeps
+/// ordinary stores (non-temporal index stores measured 0.90x to 1.10x).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn streams_window_output<T>(y: &[T], c: usize) -> bool {
+    std::mem::size_of_val(y) >= STREAM_MIN_BYTES
+        && (y.as_ptr() as usize).is_multiple_of(16)
+        && c.is_multiple_of(8)
 }
 
 /// Channel ranges `(c0, n)` that cover `0..c_end` (a multiple of 8) so that the loads of all
@@ -1137,10 +1168,10 @@ pub(crate) mod avx2 {
         (width, c): (usize, usize),
         windows: &[OutputWindow],
         c_end: usize,
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
         index: *mut i64,
     ) {
-        pool_windows_body::<false>(kind, op, image, (width, c), windows, c_end, y, index)
+        pool_windows_body::<false>(kind, op, image, (width, c), windows, c_end, (y, stream), index)
     }
 
     /// [`pool_windows`] with averages' 32-channel blocks in AVX-512 registers.
@@ -1159,7 +1190,7 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        pool_windows_body::<true>(kind, op, image, (width, c), windows, c_end, y, index)
+        pool_windows_body::<true>(kind, op, image, (width, c), windows, c_end, (y, false), index)
     }
 
     #[inline(always)]
@@ -1171,14 +1202,14 @@ pub(crate) mod avx2 {
         (width, c): (usize, usize),
         windows: &[OutputWindow],
         c_end: usize,
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
         index: *mut i64,
     ) {
         with_kind_literal!(kind, |kind| {
             let elem = kind.bytes();
             for (i, out) in windows.iter().enumerate() {
                 let win = ChannelWindow { width, c, h: out.h, w: out.w };
-                let y = y.add(i * c * elem);
+                let y = (y.add(i * c * elem), stream);
                 match op {
                     WindowOp::Avg if out.divisors.1 == 1.0 => {
                         avg_passes::<false, WIDE>(kind, image, win, c_end, out.divisors, y)
@@ -1202,7 +1233,7 @@ pub(crate) mod avx2 {
         image: *const u8,
         win: ChannelWindow,
         c0: usize,
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
         index: *mut i64,
     ) {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
@@ -1226,7 +1257,7 @@ pub(crate) mod avx2 {
             h += dh;
             w = w0;
         }
-        store_tile::<R, false>(kind, y, c0, max, false);
+        store_tile::<R, false>(kind, y, c0, max, stream);
         if WITH_INDEX {
             store_index_tile::<R>(kind, index, c0, at_max);
         }
@@ -1312,7 +1343,7 @@ pub(crate) mod avx2 {
         win: ChannelWindow,
         c0: usize,
         divisors: (__m256, __m256),
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
         partial: *mut f32,
     ) {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
@@ -1346,7 +1377,7 @@ pub(crate) mod avx2 {
                 *s = _mm256_div_ps(*s, divisors.1);
             }
         }
-        store_tile::<R, true>(kind, y, c0, sum, false);
+        store_tile::<R, true>(kind, y, c0, sum, stream);
     }
 
     /// Windows with more taps than this, on images whose pixel stride is a multiple of 4 KiB,
@@ -1402,7 +1433,7 @@ pub(crate) mod avx2 {
         win: ChannelWindow,
         c_end: usize,
         divisors: (f32, f32),
-        y: *mut u8,
+        y: (*mut u8, bool),
     ) {
         let divisors = (_mm256_set1_ps(divisors.0), _mm256_set1_ps(divisors.1));
         let Some(per_pass) = row_passes(kind, &win) else {
@@ -1439,12 +1470,12 @@ pub(crate) mod avx2 {
         win: ChannelWindow,
         c_end: usize,
         divisors: (__m256, __m256),
-        y: *mut u8,
+        y: (*mut u8, bool),
         partial: *mut f32,
     ) {
         channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
             super::avx512::avg_block32::<TWO_DIVISIONS, FIRST, LAST>(
-                kind, image, win, c0, divisors, y, partial,
+                kind, image, win, c0, divisors, y.0, partial,
             )
         } else {
             avg_block::<R, TWO_DIVISIONS, FIRST, LAST>(kind, image, win, c0, divisors, y, partial)
@@ -1464,7 +1495,7 @@ pub(crate) mod avx2 {
         image: *const u8,
         win: ChannelWindow,
         c0: usize,
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
     ) -> bool {
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         // The first tap starts the max (as in [`max_block`]) and the probe (NaN there or not).
@@ -1491,7 +1522,7 @@ pub(crate) mod avx2 {
         if _mm256_movemask_ps(any_nan) != 0 {
             return false;
         }
-        store_tile::<R, false>(kind, y, c0, max, false);
+        store_tile::<R, false>(kind, y, c0, max, stream);
         true
     }
 
@@ -1583,7 +1614,14 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) {
-        with_kind_literal!(kind, |kind| max_blocks::<WITH_INDEX, false>(kind, image, win, c_end, y, index));
+        with_kind_literal!(kind, |kind| max_blocks::<WITH_INDEX, false>(
+            kind,
+            image,
+            win,
+            c_end,
+            (y, false),
+            index
+        ));
     }
 
     #[inline(always)]
@@ -1592,7 +1630,7 @@ pub(crate) mod avx2 {
         image: *const u8,
         win: ChannelWindow,
         c_end: usize,
-        y: *mut u8,
+        (y, stream): (*mut u8, bool),
         index: *mut i64,
     ) {
         // bf16 and f16 blocks of 32 compare integer keys when their indices fit its u16 lanes,
@@ -1609,7 +1647,7 @@ pub(crate) mod avx2 {
                     if WIDE {
                         super::avx512::max_block32_unless_nan(kind, image, win, c0, y)
                     } else {
-                        max_block_unless_nan::<R>(kind, image, win, c0, y)
+                        max_block_unless_nan::<R>(kind, image, win, c0, (y, stream))
                     }
                 } else if kind == TileKind::F32 {
                     max_block_f32_indexed::<R>(image, win, c0, y, index);
@@ -1618,7 +1656,7 @@ pub(crate) mod avx2 {
                     keys && max_block_keys16(kind, image, win, c0, y, index)
                 };
             if !done {
-                max_block::<R, WITH_INDEX>(kind, image, win, c0, y, index);
+                max_block::<R, WITH_INDEX>(kind, image, win, c0, (y, stream), index);
             }
         });
     }

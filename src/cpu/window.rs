@@ -392,6 +392,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         }
         let [row_windows, col_windows] = g.avg_axis_windows(rule);
         let vector_end = c - c % 8;
+        let stream = simd::streams_window_output(y, c);
         y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
             || Vec::with_capacity(g.out_w),
             |windows, (k, yrow)| {
@@ -407,7 +408,9 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                 // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T`
                 // is its element type; `image` is the whole image, and every window is clipped
                 // to it with at least one tap (PyTorch's padding <= kernel / 2); `yrow` holds
-                // `out_w * c` elements, one output of `c >= vector_end` per window.
+                // `out_w * c` elements, one output of `c >= vector_end` per window; with
+                // `stream`, `y` is 16-byte aligned and `c` a multiple of 8, so `yrow` (`k *
+                // out_w * c` elements on) is aligned too.
                 unsafe {
                     simd::pool_windows(
                         kind,
@@ -416,7 +419,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
                         (g.w, c),
                         windows,
                         vector_end,
-                        yrow.as_mut_ptr().cast(),
+                        (yrow.as_mut_ptr().cast(), stream),
                         std::ptr::null_mut(),
                     );
                 }
@@ -904,6 +907,8 @@ fn max_nchw_planes<T: FloatElement, const WITH_INDEX: bool>(
 fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: Option<&mut [i64]>) {
     let row_out = g.out_w * g.c;
     let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
+    #[cfg(target_arch = "x86_64")]
+    let stream = indices.is_none() && simd::streams_window_output(y, g.c);
     let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = simd::avx2_tile_kind::<T>().filter(|_| g.h * g.w <= i32::MAX as usize) {
@@ -912,11 +917,11 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
         match indices {
             Some(ind) => {
                 ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
-                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, irow, windows)
+                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, false), irow, windows)
                 })
             }
             None => ys.for_each_init(Vec::new, |windows, (k, yrow)| {
-                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, yrow, &mut [], windows)
+                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, stream), &mut [], windows)
             }),
         }
         return;
@@ -945,7 +950,8 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
 
 /// One (image, output row) of channels-last max pooling through [`simd::pool_windows`]
 /// (`k = n * out_h + oh`; `irow` empty without indices), then the `c % 8` leftover channels in
-/// portable tiles. `cols` are the rows' column taps, `windows` a reused buffer.
+/// portable tiles. `cols` are the rows' column taps, `windows` a reused buffer; `stream`
+/// ([`simd::streams_window_output`]) writes `yrow` with non-temporal stores.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn max_nhwc_row_avx2<T: FloatElement>(
@@ -954,7 +960,7 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     x: &[T],
     cols: &[(usize, usize)],
     k: usize,
-    yrow: &mut [T],
+    (yrow, stream): (&mut [T], bool),
     irow: &mut [i64],
     windows: &mut Vec<simd::OutputWindow>,
 ) {
@@ -977,7 +983,8 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     // element type; `image` is the whole image and every tap of every window is inside it
     // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
     // `out_w * c` elements, one output of `c >= vector_end` per window (asserted above); the
-    // plane fits in i32 (checked by the caller).
+    // plane fits in i32 (checked by the caller); `stream` comes from `streams_window_output`
+    // over the whole output, whose rows start `k * out_w * c` elements on, so stay aligned.
     unsafe {
         simd::pool_windows(
             kind,
@@ -986,7 +993,7 @@ fn max_nhwc_row_avx2<T: FloatElement>(
             (g.w, c),
             windows,
             vector_end,
-            yrow.as_mut_ptr().cast(),
+            (yrow.as_mut_ptr().cast(), stream),
             irow.as_mut_ptr(),
         );
     }
@@ -1290,7 +1297,8 @@ mod tests {
         simd::AVX2_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Outputs large enough for non-temporal stores (`simd::streams_output`), 16-byte aligned
+    /// Outputs large enough for non-temporal stores (`simd::streams_output`,
+    /// `simd::streams_window_output`), 16-byte aligned
     /// and not, through every channels-last path: the same bits as the direct loops.
     fn large_outputs<T: FloatElement>() {
         let rule = AvgRule { count_include_pad: false, divisor_override: None };
@@ -1306,15 +1314,20 @@ mod tests {
                 let mut buffer = vec![T::from_f64(9.0); g.output_len() + 1];
                 let y = &mut buffer[offset..offset + g.output_len()];
                 // A fresh allocation this large is 16-byte aligned; one element in, it is not.
-                // Only f32 outputs stream (the stride-1 average's separable path).
+                // The stride-1 average's separable path streams f32 outputs only; the direct
+                // windows (stride-2 average, max without indices) stream both types.
                 assert_eq!(simd::streams_output(y), offset == 0 && T::DTYPE == crate::DType::F32);
+                #[cfg(target_arch = "x86_64")]
+                assert_eq!(simd::streams_window_output(y, g.c), offset == 0);
                 let what = format!("{:?} stride {stride:?} offset {offset}", T::DTYPE);
                 avg_pool2d(&g, rule, Layout::Nhwc, &x, y);
                 assert_same(y, &want_avg, &format!("avg {what}"));
+                y.fill(T::from_f64(9.0));
                 let mut ind = vec![-1i64; g.output_len()];
                 max_pool2d(&g, Layout::Nhwc, &x, y, Some(&mut ind));
                 assert_same(y, &want_max, &format!("max with indices {what}"));
                 assert_eq!(ind, want_ind, "indices {what}");
+                y.fill(T::from_f64(9.0));
                 max_pool2d(&g, Layout::Nhwc, &x, y, None);
                 assert_same(y, &want_max, &format!("max {what}"));
             }
