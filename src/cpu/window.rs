@@ -1115,7 +1115,7 @@ mod tests {
 
     fn cases(with_dilation: bool) -> Vec<Case> {
         let d = if with_dilation { [2, 3] } else { [1, 1] };
-        vec![
+        let mut cases = vec![
             case([2, 3, 6, 6], [3, 3], Some([2, 2]), [1, 1], [1, 1], true),
             case([2, 3, 5, 5], [2, 2], None, [0, 0], [1, 1], true),
             case([1, 4, 7, 9], [3, 2], Some([1, 2]), [1, 1], [1, 1], false),
@@ -1157,7 +1157,15 @@ mod tests {
             case([1, 16, 20, 3], [9, 1], Some([1, 1]), [4, 0], [1, 1], false),
             case([2, 24, 11, 7], [2, 2], Some([3, 3]), [1, 1], [1, 1], true),
             case([2, 64, 40, 40], [3, 3], Some([1, 1]), [1, 1], [1, 1], false),
-        ]
+        ];
+        if with_dilation {
+            // Windows with no input element: along H every window starts in the padding and
+            // its first dilated tap lands past the single row. PyTorch reports -inf there and
+            // the index of that first tap (outside the plane); 40 channels take the 32- and
+            // 8-channel blocks, and no kernel may read the tap.
+            cases.push(case([2, 40, 1, 6], [2, 2], Some([1, 2]), [1, 1], [2, 2], false));
+        }
+        cases
     }
 
     fn geometry(c: &Case) -> WindowGeometry {
