@@ -1306,8 +1306,8 @@ mod tests {
     }
 
     /// Outputs large enough for non-temporal stores (`simd::streams_output`,
-    /// `simd::streams_window_output`), 16-byte aligned
-    /// and not, through every channels-last path: the same bits as the direct loops.
+    /// `simd::streams_window_output`), 16-byte aligned and not, through every channels-last
+    /// path: the same bits as the direct loops.
     fn large_outputs<T: FloatElement>() {
         let rule = AvgRule { count_include_pad: false, divisor_override: None };
         for (stride, padding) in [([1, 1], [1, 1]), ([2, 2], [1, 1])] {
