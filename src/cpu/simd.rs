@@ -1227,9 +1227,24 @@ pub(crate) mod avx2 {
         })
     }
 
-    /// Channels `c0..c0 + 8 * R` of one window.
+    /// Channels `c0..c0 + 8 * R` of one window, from its first tap ([`first_tap`]), by
+    /// [`max_tap`]'s exact rule; or, with `NAN_AS_INF` (f32 with indices only), by the same
+    /// rule in four operations a tap instead of five. The exact rule (`take = v > max ||
+    /// isnan(v)`, then blend the max and the index) needs two compares and an `or`, because
+    /// once `max` is NaN only a NaN may be taken, and no single predicate says "`v` is NaN
+    /// or greater, but not when `max` is NaN". So the running max becomes a key with NaN read
+    /// as +inf: `take = !(v <= key)` (one unordered compare) is then `v > max || isnan(v)` in
+    /// every case, since a NaN max has key +inf, above which only a NaN lies. The key follows
+    /// as `vmaxps(vminps(v, inf), key)` (`vminps` returns its second operand for a NaN,
+    /// `vmaxps` its second on ties, so ties keep the first tap's bits, -0 or +0, as the
+    /// strict `>` does), and with no value blend. Where the key ends below +inf it is the
+    /// result's bits; where it is +inf (a NaN or +inf was taken) the result is the value at
+    /// the kept index, as everywhere (PyTorch's max is always its index's tap), read back.
+    /// Measured against the exact rule, alternating in one process: 1.04x to 1.06x on the 7x7
+    /// tails (with the first tap's start, 1.09x to 1.12x against the round before); 0.92x to
+    /// 0.95x on blocks of 8, which keep the exact rule (see [`max_blocks`]).
     #[inline(always)]
-    unsafe fn max_block<const R: usize, const WITH_INDEX: bool>(
+    unsafe fn max_block<const R: usize, const WITH_INDEX: bool, const NAN_AS_INF: bool>(
         kind: TileKind,
         image: *const u8,
         win: ChannelWindow,
@@ -1237,9 +1252,16 @@ pub(crate) mod avx2 {
         (y, stream): (*mut u8, bool),
         index: *mut i64,
     ) {
+        debug_assert!(!NAN_AS_INF || (WITH_INDEX && kind == TileKind::F32));
         let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let inf = _mm256_set1_ps(f32::INFINITY);
         let first = h0 * win.width + w0;
         let mut max = first_tap::<R>(kind, image, win, c0);
+        if NAN_AS_INF {
+            for m in max.iter_mut() {
+                *m = _mm256_min_ps(*m, inf);
+            }
+        }
         let mut at_max = [_mm256_set1_epi32(first as i32); R];
         let mut h = h0;
         let mut w = w0 + dw;
@@ -1249,7 +1271,13 @@ pub(crate) mod avx2 {
                 let here = _mm256_set1_epi32(at as i32);
                 let v = load_tile::<R>(kind, image, at * win.c + c0);
                 for (r, &v) in v.iter().enumerate() {
-                    max_tap::<WITH_INDEX>(v, &mut max[r], &mut at_max[r], here);
+                    if NAN_AS_INF {
+                        let take = _mm256_cmp_ps::<_CMP_NLE_UQ>(v, max[r]);
+                        max[r] = _mm256_max_ps(_mm256_min_ps(v, inf), max[r]);
+                        at_max[r] = _mm256_blendv_epi8(at_max[r], here, _mm256_castps_si256(take));
+                    } else {
+                        max_tap::<WITH_INDEX>(v, &mut max[r], &mut at_max[r], here);
+                    }
                 }
                 w += dw;
             }
@@ -1257,6 +1285,25 @@ pub(crate) mod avx2 {
             w = w0;
         }
         store_tile::<R, false>(kind, y, c0, max, stream);
+        if NAN_AS_INF {
+            // The lanes whose key is +inf get their tap's value back (rare: inputs with NaN
+            // or +inf). Every kept index is one of the window's taps, in bounds as they are.
+            let mut fix = _mm256_setzero_ps();
+            for &m in &max {
+                fix = _mm256_or_ps(fix, _mm256_cmp_ps::<_CMP_EQ_OQ>(m, inf));
+            }
+            if _mm256_movemask_ps(fix) != 0 {
+                let (image, y) = (image.cast::<f32>(), y.cast::<f32>());
+                for (r, &at) in at_max.iter().enumerate() {
+                    let mut lanes = [0i32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), at);
+                    for (lane, &at) in lanes.iter().enumerate() {
+                        let ch = c0 + 8 * r + lane;
+                        *y.add(ch) = *image.add(at as usize * win.c + ch);
+                    }
+                }
+            }
+        }
         if WITH_INDEX {
             store_index_tile::<R>(kind, index, c0, at_max);
         }
@@ -1280,75 +1327,6 @@ pub(crate) mod avx2 {
         } else {
             [_mm256_set1_ps(f32::NEG_INFINITY); R]
         }
-    }
-
-    /// f32 max with indices over channels `c0..c0 + 8 * R` of one window: PyTorch's rule in
-    /// four operations a tap instead of five. The exact rule (`take = v > max || isnan(v)`,
-    /// then blend the max and the index) needs two compares and an `or`, because once `max`
-    /// is NaN only a NaN may be taken, and no single predicate says "`v` is NaN or greater,
-    /// but not when `max` is NaN". So the running max here is a key with NaN read as +inf:
-    /// `take = !(v <= key)` (one unordered compare) is then `v > max || isnan(v)` in every
-    /// case, since a NaN max has key +inf, above which only a NaN lies. The key follows as
-    /// `vmaxps(vminps(v, inf), key)` (`vminps` returns its second operand for a NaN,
-    /// `vmaxps` its second on ties, so ties keep the first tap's bits, -0 or +0, as the
-    /// strict `>` does), and with no value blend. Where the key ends below +inf it is the
-    /// result's bits; where it is +inf (a NaN or +inf was taken) the result is the value at
-    /// the kept index, as everywhere (PyTorch's max is always its index's tap), read back.
-    /// The first tap starts both ([`first_tap`]).
-    /// Measured against the exact rule, alternating in one process: 1.04x to 1.06x on the 7x7
-    /// tails (with the first tap's start, 1.09x to 1.12x against the round before).
-    #[inline(always)]
-    unsafe fn max_block_f32_indexed<const R: usize>(
-        image: *const u8,
-        win: ChannelWindow,
-        c0: usize,
-        y: *mut u8,
-        index: *mut i64,
-    ) {
-        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
-        let inf = _mm256_set1_ps(f32::INFINITY);
-        let first = h0 * win.width + w0;
-        let mut key = first_tap::<R>(TileKind::F32, image, win, c0);
-        for k in key.iter_mut() {
-            *k = _mm256_min_ps(*k, inf);
-        }
-        let mut at_max = [_mm256_set1_epi32(first as i32); R];
-        let mut h = h0;
-        let mut w = w0 + dw;
-        while h < h1 {
-            while w < w1 {
-                let at = h * win.width + w;
-                let here = _mm256_set1_epi32(at as i32);
-                let v = load_tile::<R>(TileKind::F32, image, at * win.c + c0);
-                for r in 0..R {
-                    let take = _mm256_cmp_ps::<_CMP_NLE_UQ>(v[r], key[r]);
-                    key[r] = _mm256_max_ps(_mm256_min_ps(v[r], inf), key[r]);
-                    at_max[r] = _mm256_blendv_epi8(at_max[r], here, _mm256_castps_si256(take));
-                }
-                w += dw;
-            }
-            h += dh;
-            w = w0;
-        }
-        // The lanes whose key is +inf get their tap's value back (rare: inputs with NaN or
-        // +inf). Every kept index is one of the window's taps, in bounds as they are.
-        let mut fix = _mm256_setzero_ps();
-        for (r, &k) in key.iter().enumerate() {
-            _mm256_storeu_ps(y.cast::<f32>().add(c0 + 8 * r), k);
-            fix = _mm256_or_ps(fix, _mm256_cmp_ps::<_CMP_EQ_OQ>(k, inf));
-        }
-        if _mm256_movemask_ps(fix) != 0 {
-            let (image, y) = (image.cast::<f32>(), y.cast::<f32>());
-            for (r, &at) in at_max.iter().enumerate() {
-                let mut lanes = [0i32; 8];
-                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), at);
-                for (lane, &at) in lanes.iter().enumerate() {
-                    let ch = c0 + 8 * r + lane;
-                    *y.add(ch) = *image.add(at as usize * win.c + ch);
-                }
-            }
-        }
-        store_index_tile::<R>(TileKind::F32, index, c0, at_max);
     }
 
     /// Channels `c0..c0 + 8 * R` of one average window, or of one pass over some of its rows
@@ -1669,13 +1647,13 @@ pub(crate) mod avx2 {
                         max_block_unless_nan::<R>(kind, image, win, c0, (y, stream))
                     }
                 } else if kind == TileKind::F32 {
-                    max_block_f32_indexed::<R>(image, win, c0, y, index);
+                    max_block::<R, true, true>(kind, image, win, c0, (y, false), index);
                     true
                 } else {
                     keys && max_block_keys16(kind, image, win, c0, y, index)
                 };
             if !done {
-                max_block::<R, WITH_INDEX>(kind, image, win, c0, (y, stream), index);
+                max_block::<R, WITH_INDEX, false>(kind, image, win, c0, (y, stream), index);
             }
         });
     }

@@ -908,7 +908,7 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
     let row_out = g.out_w * g.c;
     let rows_per_task = items_per_task(row_out * g.kernel[0] * g.kernel[1], g.n * g.out_h);
     #[cfg(target_arch = "x86_64")]
-    let stream = indices.is_none() && simd::streams_window_output(y, g.c);
+    let stream = simd::streams_window_output(y, g.c);
     let ys = y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task);
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = simd::avx2_tile_kind::<T>().filter(|_| g.h * g.w <= i32::MAX as usize) {
@@ -917,7 +917,7 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
         match indices {
             Some(ind) => {
                 ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
-                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, false), irow, windows)
+                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, stream), irow, windows)
                 })
             }
             None => ys.for_each_init(Vec::new, |windows, (k, yrow)| {
@@ -951,7 +951,8 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
 /// One (image, output row) of channels-last max pooling through [`simd::pool_windows`]
 /// (`k = n * out_h + oh`; `irow` empty without indices), then the `c % 8` leftover channels in
 /// portable tiles. `cols` are the rows' column taps, `windows` a reused buffer; `stream`
-/// ([`simd::streams_window_output`]) writes `yrow` with non-temporal stores.
+/// ([`simd::streams_window_output`]) writes `yrow` with non-temporal stores where
+/// [`simd::pool_windows`] streams (not with indices).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn max_nhwc_row_avx2<T: FloatElement>(
