@@ -132,9 +132,11 @@ fn parity_gap() {
 /// The CPU's bf16 NCHW averages to four outputs sum in whatever order is fastest where every
 /// partial sum is exact (`src/cpu/exact_sums.rs`), and in PyTorch's order elsewhere: either
 /// way PyTorch's bits, which these cases (planes that pass and fail that check) hold it to.
+/// They are in the committed files only, so they are read from there even where
+/// `CUPOOL_GOLDEN_DIR` points the other tests at random cases.
 #[test]
 fn cpu_adaptive_averages_to_four_outputs_are_pytorchs_bits() {
-    let cases = common::load_cases("adaptive");
+    let cases = common::load_committed_cases("adaptive");
     let exact: Vec<&Value> = cases
         .iter()
         .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("adaptive_avg_pool2d_exact_sums")))
@@ -177,12 +179,15 @@ fn parity_backward_mean() {
 }
 
 /// The golden files are what the tests think they are: every op named is one the checks know,
-/// and every family has cases (a truncated or regenerated-wrong file fails here first).
+/// and every committed family has cases (a truncated or regenerated-wrong file fails here
+/// first). Random cases (`CUPOOL_GOLDEN_DIR`) may leave a family empty: fuzz.py's `large` sets
+/// draw no error cases.
 #[test]
 fn golden_files_are_well_formed() {
+    let random = std::env::var("CUPOOL_GOLDEN_DIR").is_ok();
     for family in ["avg_pool2d", "max_pool2d", "adaptive", "reduce", "gap", "backward", "errors"] {
         let cases = common::load_cases(family);
-        assert!(!cases.is_empty(), "{family}.json has no cases");
+        assert!(random || !cases.is_empty(), "{family}.json has no cases");
         for case in &cases {
             assert!(
                 case["name"].is_string() && case["op"].is_string() && case["params"].is_object(),

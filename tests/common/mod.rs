@@ -9,12 +9,22 @@ use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 
-/// The cases of `tests/golden/{family}.json`.
+/// The cases of `tests/golden/{family}.json`, or of `$CUPOOL_GOLDEN_DIR/{family}.json` where
+/// that is set (tests/golden/fuzz.py writes random cases there).
 pub fn load_cases(family: &str) -> Vec<Value> {
-    // CUPOOL_GOLDEN_DIR: another directory of the same files (tests/golden/fuzz.py writes
-    // random cases there).
-    let dir = std::env::var("CUPOOL_GOLDEN_DIR")
-        .unwrap_or_else(|_| format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR")));
+    match std::env::var("CUPOOL_GOLDEN_DIR") {
+        Ok(dir) => load_cases_from(&dir, family),
+        Err(_) => load_committed_cases(family),
+    }
+}
+
+/// The cases of the committed `tests/golden/{family}.json`, for tests of named cases that only
+/// the committed files hold.
+pub fn load_committed_cases(family: &str) -> Vec<Value> {
+    load_cases_from(&format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR")), family)
+}
+
+fn load_cases_from(dir: &str, family: &str) -> Vec<Value> {
     let path = format!("{dir}/{family}.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let mut doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"));
