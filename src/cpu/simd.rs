@@ -688,6 +688,29 @@ pub(crate) mod avx2 {
         }};
     }
 
+    /// Runs `$body` with `$at` bound to the pixel (`h * width + w`) of each tap of the
+    /// [`ChannelWindow`] `$win`, in PyTorch's order (rows, then columns): every tap, or with
+    /// `$after_first` every tap but the first (the max kernels start from it, [`first_tap`]).
+    /// A macro, not a function taking a closure: a closure would not inherit the caller's
+    /// AVX2, and its intrinsics would not inline.
+    macro_rules! window_taps {
+        ($win:expr, $after_first:expr, |$at:ident| $body:block) => {{
+            let win: ChannelWindow = $win;
+            let (width, (h0, h1, dh), (w0, w1, dw)) = (win.width, win.h, win.w);
+            let mut h = h0;
+            let mut w = if $after_first { w0 + dw } else { w0 };
+            while h < h1 {
+                while w < w1 {
+                    let $at = h * width + w;
+                    $body
+                    w += dw;
+                }
+                h += dh;
+                w = w0;
+            }
+        }};
+    }
+
     /// Eight accumulator values from element `at` of `p`, exact.
     #[inline(always)]
     pub(crate) unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
@@ -1253,9 +1276,8 @@ pub(crate) mod avx2 {
         index: *mut i64,
     ) {
         debug_assert!(!NAN_AS_INF || (WITH_INDEX && kind == TileKind::F32));
-        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         let inf = _mm256_set1_ps(f32::INFINITY);
-        let first = h0 * win.width + w0;
+        let first = win.h.0 * win.width + win.w.0;
         let mut max = first_tap::<R>(kind, image, win, c0);
         if NAN_AS_INF {
             for m in max.iter_mut() {
@@ -1263,27 +1285,19 @@ pub(crate) mod avx2 {
             }
         }
         let mut at_max = [_mm256_set1_epi32(first as i32); R];
-        let mut h = h0;
-        let mut w = w0 + dw;
-        while h < h1 {
-            while w < w1 {
-                let at = h * win.width + w;
-                let here = _mm256_set1_epi32(at as i32);
-                let v = load_tile::<R>(kind, image, at * win.c + c0);
-                for (r, &v) in v.iter().enumerate() {
-                    if NAN_AS_INF {
-                        let take = _mm256_cmp_ps::<_CMP_NLE_UQ>(v, max[r]);
-                        max[r] = _mm256_max_ps(_mm256_min_ps(v, inf), max[r]);
-                        at_max[r] = _mm256_blendv_epi8(at_max[r], here, _mm256_castps_si256(take));
-                    } else {
-                        max_tap::<WITH_INDEX>(v, &mut max[r], &mut at_max[r], here);
-                    }
+        window_taps!(win, true, |at| {
+            let here = _mm256_set1_epi32(at as i32);
+            let v = load_tile::<R>(kind, image, at * win.c + c0);
+            for (r, &v) in v.iter().enumerate() {
+                if NAN_AS_INF {
+                    let take = _mm256_cmp_ps::<_CMP_NLE_UQ>(v, max[r]);
+                    max[r] = _mm256_max_ps(_mm256_min_ps(v, inf), max[r]);
+                    at_max[r] = _mm256_blendv_epi8(at_max[r], here, _mm256_castps_si256(take));
+                } else {
+                    max_tap::<WITH_INDEX>(v, &mut max[r], &mut at_max[r], here);
                 }
-                w += dw;
             }
-            h += dh;
-            w = w0;
-        }
+        });
         store_tile::<R, false>(kind, y, c0, max, stream);
         if NAN_AS_INF {
             // The lanes whose key is +inf get their tap's value back (rare: inputs with NaN
@@ -1343,25 +1357,18 @@ pub(crate) mod avx2 {
         (y, stream): (*mut u8, bool),
         partial: *mut f32,
     ) {
-        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         let mut sum = [_mm256_setzero_ps(); R];
         if !FIRST {
             for (r, s) in sum.iter_mut().enumerate() {
                 *s = _mm256_loadu_ps(partial.add(c0 + 8 * r));
             }
         }
-        let mut h = h0;
-        while h < h1 {
-            let mut w = w0;
-            while w < w1 {
-                let v = load_tile::<R>(kind, image, (h * win.width + w) * win.c + c0);
-                for (s, v) in sum.iter_mut().zip(v) {
-                    *s = _mm256_add_ps(*s, v);
-                }
-                w += dw;
+        window_taps!(win, false, |at| {
+            let v = load_tile::<R>(kind, image, at * win.c + c0);
+            for (s, v) in sum.iter_mut().zip(v) {
+                *s = _mm256_add_ps(*s, v);
             }
-            h += dh;
-        }
+        });
         if !LAST {
             for (r, &s) in sum.iter().enumerate() {
                 _mm256_storeu_ps(partial.add(c0 + 8 * r), s);
@@ -1494,24 +1501,16 @@ pub(crate) mod avx2 {
         c0: usize,
         (y, stream): (*mut u8, bool),
     ) -> bool {
-        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         // The first tap starts the max and the probe (NaN there or not).
         let mut max = first_tap::<R>(kind, image, win, c0);
         let mut probe = max;
-        let mut h = h0;
-        let mut w = w0 + dw;
-        while h < h1 {
-            while w < w1 {
-                let v = load_tile::<R>(kind, image, (h * win.width + w) * win.c + c0);
-                for r in 0..R {
-                    max[r] = _mm256_max_ps(v[r], max[r]);
-                    probe[r] = _mm256_add_ps(probe[r], v[r]);
-                }
-                w += dw;
+        window_taps!(win, true, |at| {
+            let v = load_tile::<R>(kind, image, at * win.c + c0);
+            for r in 0..R {
+                max[r] = _mm256_max_ps(v[r], max[r]);
+                probe[r] = _mm256_add_ps(probe[r], v[r]);
             }
-            h += dh;
-            w = w0;
-        }
+        });
         let mut any_nan = _mm256_setzero_ps();
         for p in probe {
             any_nan = _mm256_or_ps(any_nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(p, p));
@@ -1550,36 +1549,28 @@ pub(crate) mod avx2 {
         y: *mut u8,
         index: *mut i64,
     ) -> bool {
-        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
         // Infinity's magnitude: -inf (sign bit and this) starts the max, as PyTorch's does.
         let infinity: i16 = if kind == TileKind::F16 { 0x7c00 } else { 0x7f80 };
         let magnitude = _mm256_set1_epi16(0x7fff);
         let mut key_max = [_mm256_set1_epi16(-infinity); 2];
         let mut max = [_mm256_set1_epi16(infinity | i16::MIN); 2];
-        let mut at_max = [_mm256_set1_epi16((h0 * win.width + w0) as u16 as i16); 2];
+        let mut at_max = [_mm256_set1_epi16((win.h.0 * win.width + win.w.0) as u16 as i16); 2];
         let mut probe = [_mm256_setzero_si256(); 2];
         let image = image.cast::<u16>();
-        let mut h = h0;
-        while h < h1 {
-            let mut w = w0;
-            while w < w1 {
-                let at = h * win.width + w;
-                let here = _mm256_set1_epi16(at as u16 as i16);
-                let p = image.add(at * win.c + c0);
-                for r in 0..2 {
-                    let raw = _mm256_loadu_si256(p.add(16 * r).cast());
-                    let mag = _mm256_and_si256(raw, magnitude);
-                    probe[r] = _mm256_max_epu16(probe[r], mag);
-                    let key = _mm256_sign_epi16(mag, raw);
-                    let take = _mm256_cmpgt_epi16(key, key_max[r]);
-                    key_max[r] = _mm256_max_epi16(key, key_max[r]);
-                    max[r] = _mm256_blendv_epi8(max[r], raw, take);
-                    at_max[r] = _mm256_blendv_epi8(at_max[r], here, take);
-                }
-                w += dw;
+        window_taps!(win, false, |at| {
+            let here = _mm256_set1_epi16(at as u16 as i16);
+            let p = image.add(at * win.c + c0);
+            for r in 0..2 {
+                let raw = _mm256_loadu_si256(p.add(16 * r).cast());
+                let mag = _mm256_and_si256(raw, magnitude);
+                probe[r] = _mm256_max_epu16(probe[r], mag);
+                let key = _mm256_sign_epi16(mag, raw);
+                let take = _mm256_cmpgt_epi16(key, key_max[r]);
+                key_max[r] = _mm256_max_epi16(key, key_max[r]);
+                max[r] = _mm256_blendv_epi8(max[r], raw, take);
+                at_max[r] = _mm256_blendv_epi8(at_max[r], here, take);
             }
-            h += dh;
-        }
+        });
         let nan = _mm256_cmpgt_epi16(_mm256_max_epu16(probe[0], probe[1]), _mm256_set1_epi16(infinity));
         if _mm256_movemask_epi8(nan) != 0 {
             return false;
