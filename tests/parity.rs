@@ -181,7 +181,7 @@ fn parity_backward_mean() {
 /// The golden files are what the tests think they are: every op named is one the checks know,
 /// and every committed family has cases (a truncated or regenerated-wrong file fails here
 /// first). Random cases (`CUPOOL_GOLDEN_DIR`) may leave a family empty: fuzz.py's `large` sets
-/// draw no error cases.
+/// draw few error cases, and sometimes none.
 #[test]
 fn golden_files_are_well_formed() {
     let random = std::env::var("CUPOOL_GOLDEN_DIR").is_ok();

@@ -690,7 +690,8 @@ pub(crate) mod avx2 {
 
     /// Runs `$body` with `$at` bound to the pixel (`h * width + w`) of each tap of the
     /// [`ChannelWindow`] `$win`, in PyTorch's order (rows, then columns): every tap, or with
-    /// `$after_first` every tap but the first (the max kernels start from it, [`first_tap`]).
+    /// `$after_first` every tap but the first (for the max kernels that start from it,
+    /// [`first_tap`]).
     /// A macro, not a function taking a closure: a closure would not inherit the caller's
     /// AVX2, and its intrinsics would not inline.
     macro_rules! window_taps {
