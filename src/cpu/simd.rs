@@ -299,9 +299,13 @@ const STREAM_MIN_BYTES: usize = 4 << 20;
 /// bytes wide, so `y` must be 16-byte aligned (every host allocation is; a slice at an odd
 /// offset is not).
 pub(crate) fn streams_output<T: 'static>(y: &[T]) -> bool {
-    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::mem::size_of_val(y) >= STREAM_MIN_BYTES
-        && (y.as_ptr() as usize).is_multiple_of(16)
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && large_and_aligned(y)
+}
+
+/// What every streamed output needs: [`STREAM_MIN_BYTES`] or more, 16-byte aligned (the
+/// non-temporal stores are 16 bytes wide).
+fn large_and_aligned<T>(y: &[T]) -> bool {
+    std::mem::size_of_val(y) >= STREAM_MIN_BYTES && (y.as_ptr() as usize).is_multiple_of(16)
 }
 
 /// One output's window for [`pool_windows`]: taps `h0..h1` step `dh`, `w0..w1` step `dw` (at
@@ -426,9 +430,7 @@ pub(crate) unsafe fn pool_windows(
 /// ordinary stores (non-temporal index stores measured 0.90x to 1.10x).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn streams_window_output<T>(y: &[T], c: usize) -> bool {
-    std::mem::size_of_val(y) >= STREAM_MIN_BYTES
-        && (y.as_ptr() as usize).is_multiple_of(16)
-        && c.is_multiple_of(8)
+    large_and_aligned(y) && c.is_multiple_of(8)
 }
 
 /// Channel ranges `(c0, n)` that cover `0..c_end` (a multiple of 8) so that the loads of all
