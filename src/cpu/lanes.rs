@@ -105,7 +105,7 @@ const ROW_REGISTER_OUTPUTS: usize = 4;
 /// On the 2-vCPU Zen 3 without AVX-512, the lane path ran the ResNet tail's NCHW 7x7 -> 2x2
 /// average at 6 to 14 GB/s (about 250 ns per group of eight planes on one core, where a
 /// hand-written register loop over the same data took 60 to 100); this path runs it about 2x
-/// faster (docs/BENCHMARKS.md has the figures).
+/// faster (docs/BENCHMARKS-HISTORY.md has the figures).
 struct RowRegisters {
     /// Per input row, bit `k` set when output `k`'s window takes the row.
     row_outputs: Vec<u8>,

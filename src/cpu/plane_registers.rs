@@ -16,7 +16,7 @@
 //!
 //! It pays where outputs per plane are few, so that a 16-lane gather is mostly used, and taps
 //! per output are few: [`Tables::pays`] says where, from timings on Zen 4 (see
-//! docs/BENCHMARKS.md).
+//! docs/BENCHMARKS-HISTORY.md).
 
 use super::lanes::{LanePlane, LaneWindow};
 use crate::dtype::FloatElement;
