@@ -275,13 +275,23 @@ pub(crate) fn avx2_tile_kind<T: FloatElement>() -> Option<TileKind> {
 }
 
 /// One channels-last window, described for [`max_window`]: the image's row width and channel
-/// count, and the taps `h0..h1` step `dh`, `w0..w1` step `dw` (at least one tap).
+/// count, and the taps `h0..h1` step `dh`, `w0..w1` step `dw` (none for a dilated max window
+/// that holds no input element).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChannelWindow {
     pub(crate) width: usize,
     pub(crate) c: usize,
     pub(crate) h: (usize, usize, usize),
     pub(crate) w: (usize, usize, usize),
+}
+
+impl ChannelWindow {
+    /// The pixel (`h0 * width + w0`) of the window's first tap: where a max starts, and the
+    /// index PyTorch gives a window none of whose taps is taken.
+    #[inline(always)]
+    pub(crate) fn first_pixel(&self) -> usize {
+        self.h.0 * self.width + self.w.0
+    }
 }
 
 /// Outputs of at least this many bytes are written with non-temporal stores.
@@ -1280,7 +1290,7 @@ pub(crate) mod avx2 {
     ) {
         debug_assert!(!NAN_AS_INF || (WITH_INDEX && kind == TileKind::F32));
         let inf = _mm256_set1_ps(f32::INFINITY);
-        let first = win.h.0 * win.width + win.w.0;
+        let first = win.first_pixel();
         let mut max = first_tap::<R>(kind, image, win, c0);
         if NAN_AS_INF {
             for m in max.iter_mut() {
@@ -1340,7 +1350,7 @@ pub(crate) mod avx2 {
     ) -> [__m256; R] {
         let ((h0, h1, _), (w0, w1, _)) = (win.h, win.w);
         if h0 < h1 && w0 < w1 {
-            load_tile::<R>(kind, image, (h0 * win.width + w0) * win.c + c0)
+            load_tile::<R>(kind, image, win.first_pixel() * win.c + c0)
         } else {
             [_mm256_set1_ps(f32::NEG_INFINITY); R]
         }
@@ -1557,7 +1567,7 @@ pub(crate) mod avx2 {
         let magnitude = _mm256_set1_epi16(0x7fff);
         let mut key_max = [_mm256_set1_epi16(-infinity); 2];
         let mut max = [_mm256_set1_epi16(infinity | i16::MIN); 2];
-        let mut at_max = [_mm256_set1_epi16((win.h.0 * win.width + win.w.0) as u16 as i16); 2];
+        let mut at_max = [_mm256_set1_epi16(win.first_pixel() as u16 as i16); 2];
         let mut probe = [_mm256_setzero_si256(); 2];
         let image = image.cast::<u16>();
         window_taps!(win, false, |at| {
