@@ -119,6 +119,9 @@ struct RowRegisters {
     /// one every 3.5 cycles on Zen 3 against two `vmulps` a cycle (in the bench, within
     /// noise).
     powers_of_two: bool,
+    /// `div`'s reciprocals, exact where `powers_of_two` (and unused otherwise), worked out
+    /// once per op rather than by eight scalar divisions per group.
+    reciprocals: [(f32, f32); ROW_REGISTER_OUTPUTS],
     outputs: usize,
 }
 
@@ -135,6 +138,7 @@ impl RowRegisters {
             first: [0; ROW_REGISTER_OUTPUTS],
             div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
             powers_of_two: false,
+            reciprocals: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
             outputs: windows.len(),
         };
         for (k, w) in windows.iter().enumerate() {
@@ -149,6 +153,7 @@ impl RowRegisters {
         }
         let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
         tables.powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
+        tables.reciprocals = tables.div.map(|(a, b)| (1.0 / a, 1.0 / b));
         Some(tables)
     }
 }
@@ -238,8 +243,19 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             Path::Fastest | Path::RowRegisters => pooling.row_registers.as_ref(),
             Path::Lanes { .. } => None,
         }
-        .map(|rows| (avx2::row_register_kernel::<MAX, WITH_INDEX>(in_kind, rows), rows));
-        for p0 in (0..planes).step_by(8) {
+        .map(|rows| (avx2::row_register_kernel::<MAX, WITH_INDEX>(in_kind, layout, rows), rows));
+        let mut fused = 0;
+        if let (Some((_, rows)), false, true) = (row_kernel, WITH_INDEX, in_kind == kind) {
+            if let Some(kernel) = avx2::seven_to_two_kernel::<MAX>(kind, layout, rows) {
+                fused = planes / 8;
+                // SAFETY: AVX2 and F16C (`avx2_tile_kind` found them); `U` and `T` are both the
+                // type named by `kind`; `xs` holds `planes >= 8 * fused` planes of 49 elements
+                // and `ys` their `4 * 8 * fused` outputs (`seven_to_two_kernel` checked that
+                // `rows` pool `layout`, a 7x7 plane, to 2x2).
+                unsafe { kernel(xs.as_ptr().cast(), xs.len(), fused, layout, rows, ys.as_mut_ptr().cast()) };
+            }
+        }
+        for p0 in (8 * fused..planes).step_by(8) {
             let group = (planes - p0).min(8);
             let mut xg = &xs[p0 * plane..planes * plane];
             if group < 8 {
@@ -665,12 +681,12 @@ pub(crate) mod avx2 {
     }
 
     /// A window's sum divided by `div.0`, then by `div.1` (windowed pooling's second divisor
-    /// is 1: skipping it is exact); with `powers_of_two` (both are), multiplied by their
-    /// reciprocals instead, which gives the same bits.
+    /// is 1: skipping it is exact); given `reciprocals` of divisors that are both powers of
+    /// two, multiplied by them instead, which gives the same bits.
     #[inline(always)]
-    unsafe fn divide(sum: __m256, (div0, div1): (f32, f32), powers_of_two: bool) -> __m256 {
-        if powers_of_two {
-            return _mm256_mul_ps(_mm256_mul_ps(sum, _mm256_set1_ps(1.0 / div0)), _mm256_set1_ps(1.0 / div1));
+    unsafe fn divide(sum: __m256, (div0, div1): (f32, f32), reciprocals: Option<(f32, f32)>) -> __m256 {
+        if let Some((r0, r1)) = reciprocals {
+            return _mm256_mul_ps(_mm256_mul_ps(sum, _mm256_set1_ps(r0)), _mm256_set1_ps(r1));
         }
         let v = _mm256_div_ps(sum, _mm256_set1_ps(div0));
         if div1 != 1.0 {
@@ -711,23 +727,17 @@ pub(crate) mod avx2 {
     /// One group of eight planes (at `x`, `len` elements readable) pooled through `rows`
     /// (see [`RowRegisters`]): `vals[8k..8k + 8]` gets output `k`'s max (`MAX`, PyTorch's
     /// rule) or `sum / div.0 / div.1`, and with `WITH_INDEX` `idx[8k..]` the max's plane index,
-    /// as [`reduce_windows`] gives them. The element type and the outputs' column masks are
-    /// constants where the caller knows them ([`row_register_kernel`]): a runtime type made
-    /// each row's loads branch on it, and runtime masks made each tap a test and a branch
-    /// (together 2x the time of this kernel with both constant, measured on the ResNet tail).
+    /// as [`reduce_windows`] gives them.
     ///
     /// # Safety
-    /// AVX2 and F16C; `KIND` is a [`TileKind`] code (`kind_code`) and `x` points to
-    /// `len >= 8 * height * width` readable elements of that kind; `rows` were built for
-    /// `layout` (so the plane is at most 8 wide and unpadded, and each output's window lies
-    /// inside it) and, where `COLUMNS` is not 0, `COLUMNS` is `rows.columns` as a little-endian
-    /// u32; `vals` (and `idx` with `WITH_INDEX`) hold `8 * rows.outputs`.
+    /// As [`row_register_outputs`]; `vals` (and `idx` with `WITH_INDEX`) hold
+    /// `8 * rows.outputs`.
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pool_group_in_row_registers<
         const MAX: bool,
         const WITH_INDEX: bool,
         const KIND: u8,
-        const COLUMNS: u32,
+        const SEVEN_TO_TWO: bool,
     >(
         x: *const u8,
         len: usize,
@@ -736,16 +746,88 @@ pub(crate) mod avx2 {
         vals: &mut [f32],
         idx: &mut [i32],
     ) {
+        let (v, at) = row_register_outputs::<MAX, WITH_INDEX, KIND, SEVEN_TO_TWO>(x, len, layout, rows);
+        let outputs = if SEVEN_TO_TWO { ROW_REGISTER_OUTPUTS } else { rows.outputs };
+        for k in 0..outputs {
+            _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v[k]);
+            if WITH_INDEX {
+                _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[k]);
+            }
+        }
+    }
+
+    /// `groups` whole groups of eight 7x7 planes (at `x`, `len` elements readable) pooled
+    /// to 2x2 through `rows` ([`is_seven_to_two`]), without indices, and written straight to
+    /// their planes' outputs at `y` (four of the same `KIND` per plane) by one 4x8
+    /// transpose: no detour through [`scatter_group`], no call per group (each was a function
+    /// of its own, and together they took 1.2x to 1.3x as long on batch 1, see
+    /// docs/BENCHMARKS.md).
+    ///
+    /// # Safety
+    /// As [`row_register_outputs`] with `len >= 8 * groups * 49`, `SEVEN_TO_TWO`; `y` points
+    /// to `32 * groups` writable elements of `KIND`.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn seven_to_two_groups<const MAX: bool, const KIND: u8>(
+        x: *const u8,
+        len: usize,
+        groups: usize,
+        layout: &LanePlane,
+        rows: &RowRegisters,
+        y: *mut u8,
+    ) {
         let kind = kind_from_code(KIND);
-        let columns = if COLUMNS != 0 { COLUMNS.to_le_bytes() } else { rows.columns };
-        let (height, width) = (layout.height, layout.width);
+        let group_len = 8 * 49;
+        for g in 0..groups {
+            let x = x.add(g * group_len * kind.bytes());
+            let (v, _) = row_register_outputs::<MAX, false, KIND, true>(x, len - g * group_len, layout, rows);
+            for (at, v) in [0, 8, 16, 24].into_iter().zip(transpose4x8(v)) {
+                store8(kind, y, 32 * g + at, v);
+            }
+        }
+    }
+
+    /// The outputs of one group of eight planes (at `x`, `len` elements readable) pooled
+    /// through `rows` (see [`RowRegisters`]): vector `k` holds output `k`'s max (`MAX`,
+    /// PyTorch's rule) or `sum / div.0 / div.1` for the eight planes, and with `WITH_INDEX`
+    /// its plane index, as [`reduce_windows`] gives them. The element type is a constant, and
+    /// with `SEVEN_TO_TWO` so is the whole table but the divisors and first indices (the
+    /// plane's shape, which outputs take each row, and their columns): a runtime type made
+    /// each row's loads branch on it, and runtime masks made each tap a test and a branch
+    /// (together 2x the time of this kernel with both constant, measured on the ResNet tail);
+    /// runtime rows left a test and a branch per row and output, and a loop over rows
+    /// (compiled in, the rows unroll).
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `KIND` is a [`TileKind`] code (`kind_code`) and `x` points to
+    /// `len >= 8 * height * width` readable elements of that kind; `rows` were built for
+    /// `layout` (so the plane is at most 8 wide and unpadded, and each output's window lies
+    /// inside it) and, with `SEVEN_TO_TWO`, are [`is_seven_to_two`].
+    #[inline(always)]
+    unsafe fn row_register_outputs<
+        const MAX: bool,
+        const WITH_INDEX: bool,
+        const KIND: u8,
+        const SEVEN_TO_TWO: bool,
+    >(
+        x: *const u8,
+        len: usize,
+        layout: &LanePlane,
+        rows: &RowRegisters,
+    ) -> ([__m256; ROW_REGISTER_OUTPUTS], [__m256i; ROW_REGISTER_OUTPUTS]) {
+        let kind = kind_from_code(KIND);
+        let (columns, (height, width), outputs) = if SEVEN_TO_TWO {
+            (SEVEN_TO_TWO_COLUMNS, (7, 7), ROW_REGISTER_OUTPUTS)
+        } else {
+            (rows.columns, (layout.height, layout.width), rows.outputs)
+        };
         let plane = height * width;
         let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); ROW_REGISTER_OUTPUTS];
         let mut at = [_mm256_setzero_si256(); ROW_REGISTER_OUTPUTS];
         for (at, &first) in at.iter_mut().zip(&rows.first) {
             *at = _mm256_set1_epi32(first);
         }
-        for (h, &outputs) in rows.row_outputs.iter().enumerate().take(height) {
+        let row_outputs: &[u8] = if SEVEN_TO_TWO { &SEVEN_TO_TWO_ROWS } else { &rows.row_outputs };
+        for (h, &takes) in row_outputs.iter().enumerate().take(height) {
             // The columns of row `h` of the eight planes, lane `p` = plane `p` (columns past
             // `width` hold the next row's or zeros, and no mask takes them).
             let t = taps(kind, x, len, plane, h * width, width);
@@ -754,26 +836,36 @@ pub(crate) mod avx2 {
             let row = (h * width) as i32;
             let [a0, a1, a2, a3] = &mut acc;
             let [i0, i1, i2, i3] = &mut at;
-            row_taps::<MAX, WITH_INDEX>(outputs & 1 != 0, columns[0], &t, row, a0, i0);
-            row_taps::<MAX, WITH_INDEX>(outputs & 2 != 0, columns[1], &t, row, a1, i1);
-            row_taps::<MAX, WITH_INDEX>(outputs & 4 != 0, columns[2], &t, row, a2, i2);
-            row_taps::<MAX, WITH_INDEX>(outputs & 8 != 0, columns[3], &t, row, a3, i3);
+            row_taps::<MAX, WITH_INDEX>(takes & 1 != 0, columns[0], &t, row, a0, i0);
+            row_taps::<MAX, WITH_INDEX>(takes & 2 != 0, columns[1], &t, row, a1, i1);
+            row_taps::<MAX, WITH_INDEX>(takes & 4 != 0, columns[2], &t, row, a2, i2);
+            row_taps::<MAX, WITH_INDEX>(takes & 8 != 0, columns[3], &t, row, a3, i3);
         }
-        for k in 0..rows.outputs {
-            let mut v = acc[k];
-            if !MAX {
-                v = divide(v, rows.div[k], rows.powers_of_two);
-            }
-            _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
-            if WITH_INDEX {
-                _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[k]);
+        if !MAX {
+            for (k, acc) in acc.iter_mut().enumerate().take(outputs) {
+                *acc = divide(*acc, rows.div[k], rows.powers_of_two.then_some(rows.reciprocals[k]));
             }
         }
+        (acc, at)
     }
 
-    /// The column masks [`pool_group_in_row_registers`] is compiled for as constants:
-    /// adaptive 7x7 -> 2x2 (columns 0..4 and 3..7), the ResNet and EfficientNet tails.
-    pub(super) const SEVEN_TO_TWO: u32 = u32::from_le_bytes([0x0f, 0x78, 0x0f, 0x78]);
+    /// The column masks of adaptive 7x7 -> 2x2 (columns 0..4 and 3..7), the ResNet and
+    /// EfficientNet tails', which [`pool_group_in_row_registers`] is compiled for.
+    pub(super) const SEVEN_TO_TWO_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x0f, 0x78, 0x0f, 0x78];
+
+    /// Which of the four outputs take each row of a 7x7 plane pooled to 2x2 (rows 0..4 and
+    /// 3..7).
+    pub(super) const SEVEN_TO_TWO_ROWS: [u8; 7] = [3, 3, 3, 15, 12, 12, 12];
+
+    /// Whether `rows` pool a 7x7 `layout` plane exactly as adaptive 7x7 -> 2x2 does (the
+    /// same windows also come from a 4x4 window at stride 3, whose divisors differ), so that
+    /// [`pool_group_in_row_registers`] may take the table as constants.
+    pub(super) fn is_seven_to_two(layout: &LanePlane, rows: &RowRegisters) -> bool {
+        (layout.height, layout.width) == (7, 7)
+            && rows.outputs == ROW_REGISTER_OUTPUTS
+            && rows.columns == SEVEN_TO_TWO_COLUMNS
+            && rows.row_outputs == SEVEN_TO_TWO_ROWS
+    }
 
     /// A [`TileKind`] as a const generic parameter.
     const fn kind_code(kind: TileKind) -> u8 {
@@ -797,24 +889,44 @@ pub(crate) mod avx2 {
     pub(super) type RowRegisterKernel =
         unsafe fn(*const u8, usize, &LanePlane, &RowRegisters, &mut [f32], &mut [i32]);
 
-    /// [`pool_group_in_row_registers`] for `kind` and `rows`' masks: constant masks where
-    /// they are [`SEVEN_TO_TWO`], else read at run time.
+    /// [`pool_group_in_row_registers`] for `kind`, with the table compiled in where `rows`
+    /// pool `layout` 7x7 -> 2x2 ([`is_seven_to_two`]), else read at run time.
     pub(super) fn row_register_kernel<const MAX: bool, const WITH_INDEX: bool>(
         kind: TileKind,
+        layout: &LanePlane,
         rows: &RowRegisters,
     ) -> RowRegisterKernel {
         const F32: u8 = kind_code(TileKind::F32);
         const BF16: u8 = kind_code(TileKind::Bf16);
         const F16: u8 = kind_code(TileKind::F16);
-        let seven_to_two = u32::from_le_bytes(rows.columns) == SEVEN_TO_TWO;
-        match (kind, seven_to_two) {
-            (TileKind::F32, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, SEVEN_TO_TWO>,
-            (TileKind::F32, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, 0>,
-            (TileKind::Bf16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, SEVEN_TO_TWO>,
-            (TileKind::Bf16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, 0>,
-            (TileKind::F16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, SEVEN_TO_TWO>,
-            (TileKind::F16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, 0>,
+        match (kind, is_seven_to_two(layout, rows)) {
+            (TileKind::F32, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, true>,
+            (TileKind::F32, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, false>,
+            (TileKind::Bf16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, true>,
+            (TileKind::Bf16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, false>,
+            (TileKind::F16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, true>,
+            (TileKind::F16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, false>,
         }
+    }
+
+    /// [`seven_to_two_groups`]'s arguments.
+    pub(super) type SevenToTwoKernel = unsafe fn(*const u8, usize, usize, &LanePlane, &RowRegisters, *mut u8);
+
+    /// [`seven_to_two_groups`] for `kind`, where `rows` pool `layout` 7x7 -> 2x2
+    /// ([`is_seven_to_two`]).
+    pub(super) fn seven_to_two_kernel<const MAX: bool>(
+        kind: TileKind,
+        layout: &LanePlane,
+        rows: &RowRegisters,
+    ) -> Option<SevenToTwoKernel> {
+        const F32: u8 = kind_code(TileKind::F32);
+        const BF16: u8 = kind_code(TileKind::Bf16);
+        const F16: u8 = kind_code(TileKind::F16);
+        is_seven_to_two(layout, rows).then_some(match kind {
+            TileKind::F32 => seven_to_two_groups::<MAX, F32> as SevenToTwoKernel,
+            TileKind::Bf16 => seven_to_two_groups::<MAX, BF16>,
+            TileKind::F16 => seven_to_two_groups::<MAX, F16>,
+        })
     }
 
     /// Windows `k0..k0 + R` (`block`, all of the first one's shape), tap by tap.
@@ -867,7 +979,7 @@ pub(crate) mod avx2 {
             let k = k0 + r;
             let mut v = acc[r];
             if !MAX {
-                v = divide(v, w.div, false);
+                v = divide(v, w.div, None);
             }
             _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v);
             if WITH_INDEX {
@@ -1140,6 +1252,7 @@ mod tests {
             }
         }
         for (height, width, geometry) in [
+            (7, 7, [4, 3, 0, 1]), // 7x7 -> 2x2's windows, divided by 16 once
             (7, 7, [3, 2, 1, 1]),
             (7, 7, [2, 2, 0, 1]),
             (7, 7, [3, 1, 1, 1]),
@@ -1215,6 +1328,15 @@ mod tests {
                     if max {
                         assert_eq!(is, want_is, "{what}: indices");
                     }
+                    if let (Some(path), true) = (path, max) {
+                        // Max without indices: its own kernels (7x7 -> 2x2 fused with the
+                        // scatter).
+                        let mut ys = vec![T::from_f64(7.0); want.len()];
+                        assert!(pool_planes_using::<T, T, true, false>(pooling, &xs, &mut ys, &mut [], path));
+                        for (k, (a, b)) in ys.iter().zip(&want).enumerate() {
+                            assert!(same(*a, *b), "{what} without indices: output {k}: {a:?} vs {b:?}");
+                        }
+                    }
                 }
             }
         }
@@ -1243,8 +1365,9 @@ mod tests {
         let takes =
             |layout: LanePlane, windows: Vec<LaneWindow>| PlanePooling::new(layout, windows).row_registers;
         let seven = takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 2, 2)).unwrap();
-        assert_eq!(u32::from_le_bytes(seven.columns), avx2::SEVEN_TO_TWO);
-        assert_eq!(seven.row_outputs, [3, 3, 3, 15, 12, 12, 12]);
+        assert!(avx2::is_seven_to_two(&LanePlane::unpadded(7, 7), &seven));
+        assert_eq!(seven.columns, avx2::SEVEN_TO_TWO_COLUMNS);
+        assert_eq!(seven.row_outputs, avx2::SEVEN_TO_TWO_ROWS);
         assert!(seven.powers_of_two);
         assert!(!takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().powers_of_two);
         assert!(takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).is_some());
