@@ -759,9 +759,9 @@ pub(crate) mod avx2 {
     /// `groups` whole groups of eight 7x7 planes (at `x`, `len` elements readable) pooled
     /// to 2x2 through `rows` ([`is_seven_to_two`]), without indices, and written straight to
     /// their planes' outputs at `y` (four of the same `KIND` per plane) by one 4x8
-    /// transpose: no detour through [`scatter_group`], no call per group (each was a function
-    /// of its own, and together they took 1.2x to 1.3x as long on batch 1, see
-    /// docs/BENCHMARKS.md).
+    /// transpose: no detour through [`scatter_group`], and no two calls per group (one for
+    /// the sums, one for the scatter; docs/BENCHMARKS.md has the figures). Two groups at a
+    /// time, their rows interleaved, took 1.1x to 1.4x as long (registers run out).
     ///
     /// # Safety
     /// As [`row_register_outputs`] with `len >= 8 * groups * 49`, `SEVEN_TO_TWO`; `y` points
