@@ -761,7 +761,7 @@ pub(crate) mod avx2 {
     /// their planes' outputs at `y` (four of the same `KIND` per plane) by one 4x8
     /// transpose: no detour through [`scatter_group`], and no two calls per group (one for
     /// the sums, one for the scatter; docs/BENCHMARKS.md has the figures). Two groups at a
-    /// time, their rows interleaved, took 1.1x to 1.4x as long (registers run out).
+    /// time, their rows interleaved, took 1.1x to 1.45x as long (out of registers, presumably).
     ///
     /// # Safety
     /// As [`row_register_outputs`] with `len >= 8 * groups * 49`, `SEVEN_TO_TWO`; `y` points
