@@ -123,7 +123,18 @@ struct RowRegisters {
     /// once per op rather than by eight scalar divisions per group.
     reciprocals: [(f32, f32); ROW_REGISTER_OUTPUTS],
     outputs: usize,
+    /// Whether the tables pool a 7x7 plane exactly as adaptive 7x7 -> 2x2 does
+    /// ([`SEVEN_TO_TWO_ROWS`], [`SEVEN_TO_TWO_COLUMNS`]; a 4x4 window at stride 3 has the same
+    /// windows and other divisors), so that the kernels may take the table as constants.
+    seven_to_two: bool,
 }
+
+/// Which of the four outputs take each row of a 7x7 plane pooled to 2x2 (rows 0..4 and 3..7).
+const SEVEN_TO_TWO_ROWS: [u8; 7] = [3, 3, 3, 15, 12, 12, 12];
+
+/// The column masks of those four outputs (columns 0..4 and 3..7): the ResNet and
+/// EfficientNet tails' adaptive 7x7 -> 2x2.
+const SEVEN_TO_TWO_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x0f, 0x78, 0x0f, 0x78];
 
 impl RowRegisters {
     /// The tables where the path applies to `layout` and its (validated) `windows`.
@@ -140,6 +151,7 @@ impl RowRegisters {
             powers_of_two: false,
             reciprocals: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
             outputs: windows.len(),
+            seven_to_two: false,
         };
         for (k, w) in windows.iter().enumerate() {
             for h in (w.h.0..w.h.1).step_by(w.h.2) {
@@ -154,6 +166,10 @@ impl RowRegisters {
         let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
         tables.powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
         tables.reciprocals = tables.div.map(|(a, b)| (1.0 / a, 1.0 / b));
+        tables.seven_to_two = (layout.height, layout.width) == (7, 7)
+            && tables.outputs == ROW_REGISTER_OUTPUTS
+            && tables.columns == SEVEN_TO_TWO_COLUMNS
+            && tables.row_outputs == SEVEN_TO_TWO_ROWS;
         Some(tables)
     }
 }
@@ -243,15 +259,16 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             Path::Fastest | Path::RowRegisters => pooling.row_registers.as_ref(),
             Path::Lanes { .. } => None,
         }
-        .map(|rows| (avx2::row_register_kernel::<MAX, WITH_INDEX>(in_kind, layout, rows), rows));
+        .map(|rows| (avx2::row_register_kernel::<MAX, WITH_INDEX>(in_kind, rows), rows));
+        // Whole groups of 7x7 -> 2x2 without indices, in and out of one type: all at once.
         let mut fused = 0;
-        if let (Some((_, rows)), false, true) = (row_kernel, WITH_INDEX, in_kind == kind) {
-            if let Some(kernel) = avx2::seven_to_two_kernel::<MAX>(kind, layout, rows) {
+        if let Some((_, rows)) = row_kernel.filter(|_| !WITH_INDEX && in_kind == kind) {
+            if let Some(kernel) = avx2::seven_to_two_kernel::<MAX>(kind, rows) {
                 fused = planes / 8;
                 // SAFETY: AVX2 and F16C (`avx2_tile_kind` found them); `U` and `T` are both the
                 // type named by `kind`; `xs` holds `planes >= 8 * fused` planes of 49 elements
-                // and `ys` their `4 * 8 * fused` outputs (`seven_to_two_kernel` checked that
-                // `rows` pool `layout`, a 7x7 plane, to 2x2).
+                // and `ys` their `4 * 8 * fused` outputs (`seven_to_two_kernel` gives a kernel
+                // only where `rows`, built for `layout`, pool a 7x7 plane to 2x2).
                 unsafe { kernel(xs.as_ptr().cast(), xs.len(), fused, layout, rows, ys.as_mut_ptr().cast()) };
             }
         }
@@ -331,7 +348,9 @@ std::thread_local! {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{LanePlane, LaneWindow, RowRegisters, ROW_REGISTER_OUTPUTS};
+    use super::{
+        LanePlane, LaneWindow, RowRegisters, ROW_REGISTER_OUTPUTS, SEVEN_TO_TWO_COLUMNS, SEVEN_TO_TWO_ROWS,
+    };
     use crate::cpu::simd::avx2::{load1, load8, max_tap, store8, to_16bit};
     use crate::cpu::simd::TileKind;
     use std::arch::x86_64::*;
@@ -757,7 +776,7 @@ pub(crate) mod avx2 {
     }
 
     /// `groups` whole groups of eight 7x7 planes (at `x`, `len` elements readable) pooled
-    /// to 2x2 through `rows` ([`is_seven_to_two`]), without indices, and written straight to
+    /// to 2x2 through `rows` (`rows.seven_to_two`), without indices, and written straight to
     /// their planes' outputs at `y` (four of the same `KIND` per plane) by one 4x8
     /// transpose: no detour through [`scatter_group`], and no two calls per group (one for
     /// the sums, one for the scatter; docs/BENCHMARKS.md has the figures). Two groups at a
@@ -801,7 +820,7 @@ pub(crate) mod avx2 {
     /// AVX2 and F16C; `KIND` is a [`TileKind`] code (`kind_code`) and `x` points to
     /// `len >= 8 * height * width` readable elements of that kind; `rows` were built for
     /// `layout` (so the plane is at most 8 wide and unpadded, and each output's window lies
-    /// inside it) and, with `SEVEN_TO_TWO`, are [`is_seven_to_two`].
+    /// inside it) and, with `SEVEN_TO_TWO`, `rows.seven_to_two`.
     #[inline(always)]
     unsafe fn row_register_outputs<
         const MAX: bool,
@@ -849,23 +868,10 @@ pub(crate) mod avx2 {
         (acc, at)
     }
 
-    /// The column masks of adaptive 7x7 -> 2x2 (columns 0..4 and 3..7), the ResNet and
-    /// EfficientNet tails', which [`pool_group_in_row_registers`] is compiled for.
-    pub(super) const SEVEN_TO_TWO_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x0f, 0x78, 0x0f, 0x78];
-
-    /// Which of the four outputs take each row of a 7x7 plane pooled to 2x2 (rows 0..4 and
-    /// 3..7).
-    pub(super) const SEVEN_TO_TWO_ROWS: [u8; 7] = [3, 3, 3, 15, 12, 12, 12];
-
-    /// Whether `rows` pool a 7x7 `layout` plane exactly as adaptive 7x7 -> 2x2 does (the
-    /// same windows also come from a 4x4 window at stride 3, whose divisors differ), so that
-    /// [`pool_group_in_row_registers`] may take the table as constants.
-    pub(super) fn is_seven_to_two(layout: &LanePlane, rows: &RowRegisters) -> bool {
-        (layout.height, layout.width) == (7, 7)
-            && rows.outputs == ROW_REGISTER_OUTPUTS
-            && rows.columns == SEVEN_TO_TWO_COLUMNS
-            && rows.row_outputs == SEVEN_TO_TWO_ROWS
-    }
+    /// [`TileKind`] codes for const generic parameters (see [`kind_code`]).
+    const F32: u8 = kind_code(TileKind::F32);
+    const BF16: u8 = kind_code(TileKind::Bf16);
+    const F16: u8 = kind_code(TileKind::F16);
 
     /// A [`TileKind`] as a const generic parameter.
     const fn kind_code(kind: TileKind) -> u8 {
@@ -890,16 +896,12 @@ pub(crate) mod avx2 {
         unsafe fn(*const u8, usize, &LanePlane, &RowRegisters, &mut [f32], &mut [i32]);
 
     /// [`pool_group_in_row_registers`] for `kind`, with the table compiled in where `rows`
-    /// pool `layout` 7x7 -> 2x2 ([`is_seven_to_two`]), else read at run time.
+    /// pool 7x7 -> 2x2 (`rows.seven_to_two`), else read at run time.
     pub(super) fn row_register_kernel<const MAX: bool, const WITH_INDEX: bool>(
         kind: TileKind,
-        layout: &LanePlane,
         rows: &RowRegisters,
     ) -> RowRegisterKernel {
-        const F32: u8 = kind_code(TileKind::F32);
-        const BF16: u8 = kind_code(TileKind::Bf16);
-        const F16: u8 = kind_code(TileKind::F16);
-        match (kind, is_seven_to_two(layout, rows)) {
+        match (kind, rows.seven_to_two) {
             (TileKind::F32, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, true>,
             (TileKind::F32, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, false>,
             (TileKind::Bf16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, true>,
@@ -912,17 +914,13 @@ pub(crate) mod avx2 {
     /// [`seven_to_two_groups`]'s arguments.
     pub(super) type SevenToTwoKernel = unsafe fn(*const u8, usize, usize, &LanePlane, &RowRegisters, *mut u8);
 
-    /// [`seven_to_two_groups`] for `kind`, where `rows` pool `layout` 7x7 -> 2x2
-    /// ([`is_seven_to_two`]).
+    /// [`seven_to_two_groups`] for `kind`, where `rows` pool 7x7 -> 2x2
+    /// (`rows.seven_to_two`).
     pub(super) fn seven_to_two_kernel<const MAX: bool>(
         kind: TileKind,
-        layout: &LanePlane,
         rows: &RowRegisters,
     ) -> Option<SevenToTwoKernel> {
-        const F32: u8 = kind_code(TileKind::F32);
-        const BF16: u8 = kind_code(TileKind::Bf16);
-        const F16: u8 = kind_code(TileKind::F16);
-        is_seven_to_two(layout, rows).then_some(match kind {
+        rows.seven_to_two.then_some(match kind {
             TileKind::F32 => seven_to_two_groups::<MAX, F32> as SevenToTwoKernel,
             TileKind::Bf16 => seven_to_two_groups::<MAX, BF16>,
             TileKind::F16 => seven_to_two_groups::<MAX, F16>,
@@ -1365,12 +1363,12 @@ mod tests {
         let takes =
             |layout: LanePlane, windows: Vec<LaneWindow>| PlanePooling::new(layout, windows).row_registers;
         let seven = takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 2, 2)).unwrap();
-        assert!(avx2::is_seven_to_two(&LanePlane::unpadded(7, 7), &seven));
-        assert_eq!(seven.columns, avx2::SEVEN_TO_TWO_COLUMNS);
-        assert_eq!(seven.row_outputs, avx2::SEVEN_TO_TWO_ROWS);
+        assert!(seven.seven_to_two);
+        assert_eq!(seven.columns, SEVEN_TO_TWO_COLUMNS);
+        assert_eq!(seven.row_outputs, SEVEN_TO_TWO_ROWS);
         assert!(seven.powers_of_two);
         assert!(!takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().powers_of_two);
-        assert!(takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).is_some());
+        assert!(!takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).unwrap().seven_to_two);
         assert!(takes(LanePlane::unpadded(7, 9), adaptive(7, 9, 2, 2)).is_none());
         assert!(takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 3, 2)).is_none());
         let (padded, windows) = windowed(7, 7, [3, 2, 1, 1], 0.0);
