@@ -393,7 +393,7 @@ pub(crate) unsafe fn pool_windows(
     (y, stream): (*mut u8, bool),
     index: *mut i64,
 ) {
-    let wide = op != WindowOp::MaxWithIndex && wide_blocks(kind);
+    let wide = if op == WindowOp::MaxWithIndex { wide_indexed_max(kind) } else { wide_blocks(kind) };
     let stream = stream && !wide && op != WindowOp::MaxWithIndex;
     let elem = kind.bytes();
     // Channels `c0..c0 + n` of every window: the same windows over an image and outputs that
@@ -478,6 +478,33 @@ fn line_aligned_blocks(image: *const u8, elem: usize, c_end: usize) -> [(usize, 
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wide_blocks(kind: TileKind) -> bool {
     kind == TileKind::Bf16 && avx512_allowed()
+}
+
+/// Whether channels-last f32 max with indices runs 32-channel blocks in AVX-512 registers
+/// ([`avx512::max_index_block32`]): per tap and 16 channels one compare into a mask register,
+/// one masked minimum (the running key) and one masked move (the index), against the AVX2
+/// block's compare, minimum, maximum and byte blend per 8 channels. Only on Intel: there a
+/// 512-bit operation costs one 256-bit one, and the AVX2 blocks' `vpblendvb` is three uops
+/// (Golden Cove and later). Measured on the 2-vCPU Xeon (Emerald Rapids) VM, alternating in
+/// one process: see BENCHMARKS.md. Zen 4 runs 512-bit operations as two 256-bit halves, and
+/// an earlier mask-register form (two compares, two masked moves) measured 0.90x to 0.99x
+/// there, so AMD keeps the AVX2 blocks.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn wide_indexed_max(kind: TileKind) -> bool {
+    kind == TileKind::F32 && avx512_allowed() && is_intel()
+}
+
+/// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
+/// virtual machine CPUID traps to the hypervisor.
+#[cfg(target_arch = "x86_64")]
+fn is_intel() -> bool {
+    static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INTEL.get_or_init(|| {
+        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU and only reads identification.
+        #[allow(unused_unsafe)]
+        let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
+        (leaf.ebx, leaf.edx, leaf.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
+    })
 }
 
 /// Whether AVX-512 kernels may run: the CPU has AVX-512 F and BW, and tests have not asked
@@ -1211,7 +1238,8 @@ pub(crate) mod avx2 {
         pool_windows_body::<false>(kind, op, image, (width, c), windows, c_end, (y, stream), index)
     }
 
-    /// [`pool_windows`] with averages' 32-channel blocks in AVX-512 registers.
+    /// [`pool_windows`] with 32-channel blocks in AVX-512 registers: bf16 averages and max
+    /// ([`super::wide_blocks`]), f32 max with indices ([`super::wide_indexed_max`]).
     ///
     /// # Safety
     /// As [`pool_windows`], and the CPU has AVX-512 F and BW.
@@ -1256,7 +1284,7 @@ pub(crate) mod avx2 {
                         max_blocks::<false, WIDE>(kind, image, win, c_end, y, std::ptr::null_mut())
                     }
                     WindowOp::MaxWithIndex => {
-                        max_blocks::<true, false>(kind, image, win, c_end, y, index.add(i * c))
+                        max_blocks::<true, WIDE>(kind, image, win, c_end, y, index.add(i * c))
                     }
                 }
             }
@@ -1651,7 +1679,11 @@ pub(crate) mod avx2 {
                         max_block_unless_nan::<R>(kind, image, win, c0, (y, stream))
                     }
                 } else if kind == TileKind::F32 {
-                    max_block::<R, true, true>(kind, image, win, c0, (y, false), index);
+                    if WIDE {
+                        super::avx512::max_index_block32(image, win, c0, y, index)
+                    } else {
+                        max_block::<R, true, true>(kind, image, win, c0, (y, false), index)
+                    }
                     true
                 } else {
                     keys && max_block_keys16(kind, image, win, c0, y, index)
@@ -1835,6 +1867,78 @@ pub(crate) mod avx512 {
         }
         store32(kind, y, c0, max);
         true
+    }
+
+    /// [`super::avx2`]'s `max_block` with indices for 32 f32 channels (see
+    /// [`super::wide_indexed_max`]), by the same key as its `NAN_AS_INF` form: the running max
+    /// with NaN read as +inf, so that `take = !(v <= key)`, one unordered compare, is
+    /// PyTorch's `v > max || isnan(v)`. A taken tap's key is `min(v, inf)` (`vminps` gives
+    /// its second operand for a NaN, so +inf), written under the mask with the index; ties
+    /// are not taken and keep the earlier tap's bits. Lanes whose key ends at +inf (a NaN or
+    /// +inf was taken) get their kept tap's value back, as there.
+    ///
+    /// # Safety
+    /// As that block's for f32, and the CPU has AVX-512 F and BW.
+    #[inline(always)]
+    pub(super) unsafe fn max_index_block32(
+        image: *const u8,
+        win: ChannelWindow,
+        c0: usize,
+        y: *mut u8,
+        index: *mut i64,
+    ) {
+        let ((h0, h1, dh), (w0, w1, dw)) = (win.h, win.w);
+        let (image, y) = (image.cast::<f32>(), y.cast::<f32>());
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let first = win.first_pixel();
+        // PyTorch starts from -inf with the first tap's index, and the first tap is then taken
+        // or is -inf: the same as starting from it (a dilated window may have no tap at all).
+        let mut key = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+        if h0 < h1 && w0 < w1 {
+            let p = image.add(first * win.c + c0);
+            key = [_mm512_min_ps(_mm512_loadu_ps(p), inf), _mm512_min_ps(_mm512_loadu_ps(p.add(16)), inf)];
+        }
+        let mut at_max = [_mm512_set1_epi32(first as i32); 2];
+        let mut h = h0;
+        let mut w = w0 + dw;
+        while h < h1 {
+            while w < w1 {
+                let at = h * win.width + w;
+                let here = _mm512_set1_epi32(at as i32);
+                let p = image.add(at * win.c + c0);
+                for r in 0..2 {
+                    let v = _mm512_loadu_ps(p.add(16 * r));
+                    let take = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(v, key[r]);
+                    key[r] = _mm512_mask_min_ps(key[r], take, v, inf);
+                    at_max[r] = _mm512_mask_mov_epi32(at_max[r], take, here);
+                }
+                w += dw;
+            }
+            h += dh;
+            w = w0;
+        }
+        for r in 0..2 {
+            let (y, index) = (y.add(c0 + 16 * r), index.add(c0 + 16 * r));
+            _mm512_storeu_ps(y, key[r]);
+            let at = at_max[r];
+            _mm512_storeu_si512(index.cast(), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at)));
+            _mm512_storeu_si512(
+                index.add(8).cast(),
+                _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at)),
+            );
+            // Rare: inputs with NaN or +inf. Every kept index is one of the window's taps, in
+            // bounds as they are.
+            let mut fix = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(key[r], inf);
+            if fix != 0 {
+                let mut lanes = [0i32; 16];
+                _mm512_storeu_si512(lanes.as_mut_ptr().cast(), at);
+                while fix != 0 {
+                    let lane = fix.trailing_zeros() as usize;
+                    *y.add(lane) = *image.add(lanes[lane] as usize * win.c + c0 + 16 * r + lane);
+                    fix &= fix - 1;
+                }
+            }
+        }
     }
 
     /// [`super::avx2`]'s `sum_columns` for 32 channels: the sums of taps `w0..w1` of a row,
