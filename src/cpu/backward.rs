@@ -571,6 +571,7 @@ fn scatter_planes_in_step<T: FloatElement, const P: usize>(
 fn scatter_max<T: FloatElement>(
     (c, h, w, out_len_plane): (usize, usize, usize, usize),
     layout: Layout,
+    extents: Option<&[Range<usize>]>,
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
@@ -595,7 +596,13 @@ fn scatter_max<T: FloatElement>(
             simd::dispatch(
                 #[inline(always)]
                 || {
-                    if any_index_outside(idx, plane) {
+                    // The row scatter checks each index against its window's rows, and an
+                    // image it declines is checked here before it is scattered whole.
+                    let by_rows = layout == Layout::Nhwc
+                        && item >= ROW_SCATTER_MIN_ITEM
+                        && !AccScratch::<T>::is_identity()
+                        && extents.is_some();
+                    if !by_rows && any_index_outside(idx, plane) {
                         return true;
                     }
                     match layout {
@@ -640,7 +647,29 @@ fn scatter_max<T: FloatElement>(
                                     }
                                 }
                             };
-                            scatter_items((item, outs), add, go, idx, dst, acc)
+                            let Some(extents) = extents.filter(|_| by_rows) else {
+                                scatter_items((item, outs), add, go, idx, dst, acc);
+                                return false;
+                            };
+                            let images = dst
+                                .chunks_exact_mut(item)
+                                .zip(go.chunks_exact(outs).zip(idx.chunks_exact(outs)));
+                            for (dst, (go, idx)) in images {
+                                if !scatter_max_nhwc_rows(
+                                    (c, w),
+                                    extents,
+                                    ROW_SCATTER_ACC_BYTES,
+                                    go,
+                                    idx,
+                                    dst,
+                                    acc,
+                                ) {
+                                    if any_index_outside(idx, plane) {
+                                        return true;
+                                    }
+                                    scatter_items((item, outs), add, go, idx, dst, acc);
+                                }
+                            }
                         }
                     }
                     false
@@ -648,6 +677,117 @@ fn scatter_max<T: FloatElement>(
             )
         })
         .reduce(|| false, |a, b| a | b)
+}
+
+/// Channels-last images of at least this many elements scatter through
+/// [`scatter_max_nhwc_rows`]: their accumulators (1 MiB of f32) would not stay in L2.
+const ROW_SCATTER_MIN_ITEM: usize = 1 << 18;
+
+/// Bytes of accumulators (whole input rows, at least one) [`scatter_max_nhwc_rows`] holds.
+const ROW_SCATTER_ACC_BYTES: usize = 256 << 10;
+
+/// One channels-last image's max backward, scattered output row by output row into
+/// accumulators that hold only the input rows still open. Output row `oh`'s windows read
+/// input rows `extents[oh]`; these ranges move down the image (starts and ends
+/// non-decreasing), so once row `oh` is reached, every input row above `extents[oh].start`
+/// has all its terms and is rounded and written. Each element sums from zero in ascending
+/// output order, as the whole-image scatter does, so the bits are the same; but its
+/// accumulators stay in L2 instead of spanning the image (3.2 MB of f32 on the early map),
+/// and each gradient element is written once, with no zeroing pass over the output.
+///
+/// Returns `false`, having written part of `grad_in`, when an index lies outside its output
+/// row's window rows (PyTorch's never do), when the extents do not move down the image, or
+/// when one window is taller than the accumulators; the caller scatters the image whole then.
+/// `extents` holds `out_h` ranges ([`window_row_extents`]); the image is `grad_in.len() / (w *
+/// c)` rows of `w` pixels of `c` channels, `grad_out` and `indices` its `out_h` rows of
+/// outputs; `acc_bytes`: [`ROW_SCATTER_ACC_BYTES`] (tests pass less). Inlined into the
+/// caller's AVX2 code ([`simd::dispatch`]).
+#[inline(always)]
+fn scatter_max_nhwc_rows<T: FloatElement>(
+    (c, w): (usize, usize),
+    extents: &[Range<usize>],
+    acc_bytes: usize,
+    grad_out: &[T],
+    indices: &[i64],
+    grad_in: &mut [T],
+    acc: &mut Vec<T::Acc>,
+) -> bool {
+    let row_in = w * c;
+    let out_h = extents.len();
+    if row_in == 0 || out_h == 0 || grad_out.len() % out_h != 0 {
+        return false;
+    }
+    let (h, row_out) = (grad_in.len() / row_in, grad_out.len() / out_h);
+    let capacity = (acc_bytes / (row_in * std::mem::size_of::<T::Acc>())).max(1);
+    let monotonic = extents.windows(2).all(|e| e[0].start <= e[1].start && e[0].end <= e[1].end);
+    if !monotonic || extents.iter().any(|e| e.end > h || e.len() > capacity) {
+        return false;
+    }
+    acc.resize(acc.len().max(capacity * row_in), T::Acc::zero());
+    // Input rows `base..base + held` are open, in `acc`'s first `held` rows.
+    let (mut base, mut held) = (0, 0);
+    for (oh, rows) in extents.iter().enumerate() {
+        // Rows above this window have all their terms; they are closed only when the window
+        // would not fit otherwise, so that the rows kept open are moved rarely.
+        if rows.end - base > capacity {
+            close_rows(row_in, rows.start, (&mut base, &mut held), acc, grad_in);
+        }
+        while base + held < rows.end {
+            acc[held * row_in..(held + 1) * row_in].fill(T::Acc::zero());
+            held += 1;
+        }
+        let (go, idx) =
+            (&grad_out[oh * row_out..(oh + 1) * row_out], &indices[oh * row_out..(oh + 1) * row_out]);
+        let (first, span) = (rows.start * w, rows.len() * w);
+        if idx.iter().fold(false, |bad, &i| bad | (i.wrapping_sub(first as i64) as u64 >= span as u64)) {
+            return false;
+        }
+        let base_pixel = base * w;
+        for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+            for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+                // SAFETY: `rows.start * w <= i < rows.end * w` (checked above) and
+                // `base <= rows.start`, `rows.end <= base + held`, so the pixel
+                // `i - base * w` is one of the `held * w` held, and `ch < c`: inside `acc`.
+                unsafe { *acc.get_unchecked_mut((i as usize - base_pixel) * c + ch) += simd::load(g) };
+            }
+        }
+    }
+    close_rows(row_in, h, (&mut base, &mut held), acc, grad_in);
+    true
+}
+
+/// The input rows each of `out_h` output rows' windows read, from `rows`, the covering output
+/// rows of each input row (empty where none covers it).
+fn window_row_extents(rows: &[Range<usize>], out_h: usize) -> Vec<Range<usize>> {
+    let mut extents = vec![usize::MAX..0; out_h];
+    for (ih, outputs) in rows.iter().enumerate() {
+        for e in &mut extents[outputs.start.min(out_h)..outputs.end.min(out_h)] {
+            *e = e.start.min(ih)..e.end.max(ih + 1);
+        }
+    }
+    extents.into_iter().map(|e| if e.start > e.end { 0..0 } else { e }).collect()
+}
+
+/// [`scatter_max_nhwc_rows`]'s input rows `base..end` rounded out of `acc`, whose first `held`
+/// rows of `row_in` elements are rows `base..base + held` (rows past them had no terms: zero);
+/// the rows still open move to the front.
+#[inline(always)]
+fn close_rows<T: FloatElement>(
+    row_in: usize,
+    end: usize,
+    (base, held): (&mut usize, &mut usize),
+    acc: &mut [T::Acc],
+    grad_in: &mut [T],
+) {
+    let done = (end - *base).min(*held);
+    let (from, to) = (&acc[..done * row_in], &mut grad_in[*base * row_in..(*base + done) * row_in]);
+    for (d, &a) in to.iter_mut().zip(from) {
+        *d = simd::store::<T>(a);
+    }
+    grad_in[(*base + done) * row_in..end * row_in].fill(simd::store::<T>(T::Acc::zero()));
+    acc.copy_within(done * row_in..*held * row_in, 0);
+    *held -= done;
+    *base = end;
 }
 
 /// Outputs (pixels times channels) per task of [`scatter_max_nhwc_bands`]: a band's indices,
@@ -1111,7 +1251,7 @@ fn max_backward<T: FloatElement>(
     (n, c, h, w): (usize, usize, usize, usize),
     (out_h, out_w): (usize, usize),
     layout: Layout,
-    ranges: impl FnOnce() -> (Vec<Range<usize>>, Vec<Range<usize>>),
+    ranges: impl Fn() -> (Vec<Range<usize>>, Vec<Range<usize>>),
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
@@ -1125,7 +1265,9 @@ fn max_backward<T: FloatElement>(
             return false;
         }
     }
-    scatter_max((c, h, w, out_h * out_w), layout, grad_out, indices, grad_in)
+    let extents = (layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM)
+        .then(|| window_row_extents(&ranges().0, out_h));
+    scatter_max((c, h, w, out_h * out_w), layout, extents.as_deref(), grad_out, indices, grad_in)
 }
 
 /// Gradient of `max_pool2d`: each output's gradient goes to `grad_in[indices[o]]` in its plane.
@@ -1645,6 +1787,8 @@ mod tests {
             (vec![1, 24, 7, 6], [3, 3], Some([1, 1]), [1, 1], [1, 1], true),
             (vec![2, 3, 9, 10], [2, 2], Some([2, 1]), [1, 1], [2, 2], false),
             (vec![1, 8, 11, 7], [2, 3], Some([2, 1]), [1, 1], [3, 1], true),
+            // Rows no window reads, between the windows and below the last.
+            (vec![2, 8, 9, 8], [2, 2], Some([3, 3]), [0, 0], [1, 1], false),
         ];
         let mut cases = Vec::new();
         for (shape, k, st, p, d, ceil) in windows {
@@ -1689,7 +1833,7 @@ mod tests {
             }
             let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
             let mut want = vec![T::from_f64(7.0); g.input_len()];
-            assert!(!scatter_max(shape, Layout::Nhwc, &go, &ind, &mut want));
+            assert!(!scatter_max(shape, Layout::Nhwc, None, &go, &ind, &mut want));
             out.push((g, rows, cols, ind, go, want));
         }
         out
@@ -1755,7 +1899,14 @@ mod tests {
                 ind[last] = stray;
                 ind[0] = (g.h * g.w - 1 - stray as usize) as i64;
                 let mut want = vec![T::from_f64(7.0); g.input_len()];
-                assert!(!scatter_max((g.c, g.h, g.w, g.out_h * g.out_w), Layout::Nhwc, &go, &ind, &mut want));
+                assert!(!scatter_max(
+                    (g.c, g.h, g.w, g.out_h * g.out_w),
+                    Layout::Nhwc,
+                    None,
+                    &go,
+                    &ind,
+                    &mut want
+                ));
                 for band_rows in [1, 2] {
                     let mut got = vec![T::from_f64(7.0); g.input_len()];
                     if scatter_max_nhwc_bands(dims, g.out_w, &rows, band_rows * row_out, &go, &ind, &mut got)
@@ -1765,6 +1916,73 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The row scatter against the whole-image scatter, bit for bit, image by image, with
+    /// accumulators of one input row (declined wherever a window is taller), three, four and
+    /// the whole image (rows closed and moved at every step, at some, at none). An index
+    /// outside its window's rows but inside the plane is declined; one in its window's rows
+    /// but another column gives the scatter's bits.
+    fn rows_vs_scatter<T: FloatElement>() {
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        for (g, rows, _, mut ind, go, want) in max_backward_cases::<T>() {
+            let extents = window_row_extents(&rows, g.out_h);
+            let (item, outs) = (g.h * g.w * g.c, g.out_h * g.out_w * g.c);
+            let tallest = extents.iter().map(|e| e.len()).max().unwrap();
+            let row_bytes = g.w * g.c * std::mem::size_of::<T::Acc>();
+            for capacity in [1, 3, 4, g.h] {
+                for image in 0..g.n {
+                    let (go, ind) = (&go[image * outs..][..outs], &ind[image * outs..][..outs]);
+                    let mut got = vec![T::from_f64(7.0); item];
+                    let mut acc = Vec::new();
+                    let done = scatter_max_nhwc_rows(
+                        (g.c, g.w),
+                        &extents,
+                        capacity * row_bytes,
+                        go,
+                        ind,
+                        &mut got,
+                        &mut acc,
+                    );
+                    assert_eq!(done, capacity >= tallest, "{g:?} capacity {capacity}");
+                    if done {
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want[image * item..][..item]),
+                            "{g:?} capacity {capacity}"
+                        );
+                    }
+                }
+            }
+            let last = outs - 1;
+            let (lo, hi) = (extents[g.out_h - 1].start, extents[g.out_h - 1].end);
+            for (stray, accepted) in [(0, lo == 0), (((hi - 1) * g.w) as i64, true)] {
+                ind[last] = stray;
+                let mut want = vec![T::from_f64(7.0); item];
+                let shape = (g.c, g.h, g.w, g.out_h * g.out_w);
+                assert!(!scatter_max(shape, Layout::Nhwc, None, &go[..outs], &ind[..outs], &mut want));
+                let mut got = vec![T::from_f64(7.0); item];
+                let mut acc = Vec::new();
+                let done = scatter_max_nhwc_rows(
+                    (g.c, g.w),
+                    &extents,
+                    g.h * row_bytes,
+                    &go[..outs],
+                    &ind[..outs],
+                    &mut got,
+                    &mut acc,
+                );
+                assert_eq!(done, accepted, "{g:?} stray {stray}");
+                if done {
+                    assert_eq!(bits(&got), bits(&want), "{g:?} stray {stray}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn channels_last_max_row_scatter_matches_the_whole_image_scatter_bit_for_bit() {
+        for_all_floats!(rows_vs_scatter);
     }
 
     #[test]
