@@ -333,7 +333,10 @@ pub(crate) struct OutputWindow {
 pub(crate) enum WindowOp {
     Avg,
     Max,
-    MaxWithIndex,
+    /// `wide`: in AVX-512 registers ([`wide_indexed_max`]).
+    MaxWithIndex {
+        wide: bool,
+    },
 }
 
 /// Max pooling of channels `0..c_end` (`c_end` a multiple of 8) of one channels-last window
@@ -380,7 +383,8 @@ const SPLIT_MIN_CHANNELS: usize = 256;
 /// # Safety
 /// As [`max_window`] for every window, with `y` (and `index` for [`WindowOp::MaxWithIndex`])
 /// writable for `windows.len() * c` elements; with `stream`, `y` 16-byte aligned and `c` a
-/// multiple of 8.
+/// multiple of 8; with `WindowOp::MaxWithIndex { wide: true }`, the CPU has AVX-512 F and BW
+/// (as [`wide_indexed_max`] checks).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn pool_windows(
@@ -393,19 +397,22 @@ pub(crate) unsafe fn pool_windows(
     (y, stream): (*mut u8, bool),
     index: *mut i64,
 ) {
-    let wide = if op == WindowOp::MaxWithIndex { wide_indexed_max(kind) } else { wide_blocks(kind) };
-    let stream = stream && !wide && op != WindowOp::MaxWithIndex;
+    let (wide, with_index) = match op {
+        WindowOp::MaxWithIndex { wide } => (wide, true),
+        _ => (wide_blocks(kind), false),
+    };
+    let stream = stream && !wide && !with_index;
     let elem = kind.bytes();
     // Channels `c0..c0 + n` of every window: the same windows over an image and outputs that
     // start `c0` channels later (every channel is pooled on its own, so any split of the
     // channels gives the same bits).
     let blocks = |c0: usize, n: usize| {
         let (image, y) = (image.add(c0 * elem), y.add(c0 * elem));
-        let index = if op == WindowOp::MaxWithIndex { index.add(c0) } else { index };
+        let index = if with_index { index.add(c0) } else { index };
         // SAFETY: forwarded from this function's contract (channels `c0..c0 + n` lie within
         // `0..c_end`: `line_aligned_blocks` ranges, `c0` and `n` multiples of 8, so streamed
         // stores stay 16-byte aligned); the wide entry only where the CPU has AVX-512 F and BW
-        // (checked by `wide_blocks`).
+        // (checked by `wide_blocks`, or by `wide_indexed_max` for the caller's `wide`).
         unsafe {
             if wide {
                 avx2::pool_windows_wide(kind, op, image, (width, c), windows, n, y, index)
@@ -489,10 +496,28 @@ pub(crate) fn wide_blocks(kind: TileKind) -> bool {
 /// one process: see BENCHMARKS.md. Zen 4 runs 512-bit operations as two 256-bit halves, and
 /// an earlier mask-register form (two compares, two masked moves) measured 0.90x to 0.99x
 /// there, so AMD keeps the AVX2 blocks.
+///
+/// Except on wide pixels (4 KiB and more, 1024 f32 channels) when the input (`input_bytes`)
+/// does not fit in L2: there the AVX-512 blocks ran 0.84x to 0.93x the AVX2 ones (the 7x7
+/// tails of 8 to 16 images, 1280 to 2048 channels), against 1.2x to 1.5x on 1 to 8 such
+/// images in L2 and 1.05x to 1.26x on 64 to 256 channels at every size up to the 201 MB
+/// seed (where 1.0x).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn wide_indexed_max(kind: TileKind) -> bool {
-    kind == TileKind::F32 && avx512_allowed() && is_intel()
+pub(crate) fn wide_indexed_max(kind: TileKind, c: usize, input_bytes: usize) -> bool {
+    indexed_max_shape_is_wide(kind, c, input_bytes) && avx512_allowed() && is_intel()
 }
+
+/// [`wide_indexed_max`]'s rule for the op's type and shape, whatever the CPU.
+fn indexed_max_shape_is_wide(kind: TileKind, c: usize, input_bytes: usize) -> bool {
+    let fits = c * kind.bytes() < WIDE_PIXEL_BYTES || input_bytes <= WIDE_INDEXED_MAX_INPUT_BYTES;
+    kind == TileKind::F32 && fits
+}
+
+/// Pixels of this many bytes and more are wide for [`wide_indexed_max`].
+const WIDE_PIXEL_BYTES: usize = 4096;
+
+/// The largest input of wide pixels [`wide_indexed_max`] runs in AVX-512 registers: L2's size.
+const WIDE_INDEXED_MAX_INPUT_BYTES: usize = 2 << 20;
 
 /// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
 /// virtual machine CPUID traps to the hypervisor.
@@ -1295,7 +1320,7 @@ pub(crate) mod avx2 {
                     WindowOp::Max => {
                         max_blocks::<false, WIDE>(kind, image, win, c_end, y, std::ptr::null_mut())
                     }
-                    WindowOp::MaxWithIndex => {
+                    WindowOp::MaxWithIndex { .. } => {
                         max_blocks::<true, WIDE>(kind, image, win, c_end, y, index.add(i * c))
                     }
                 }
@@ -1710,6 +1735,19 @@ pub(crate) mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 indexed max's shapes: f32 only, and wide pixels only while the input fits
+    /// in L2.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn wide_indexed_max_only_where_measured_faster() {
+        assert!(!indexed_max_shape_is_wide(TileKind::Bf16, 64, 1 << 20));
+        assert!(!indexed_max_shape_is_wide(TileKind::F32, 2048, 3 << 20));
+        assert!(!indexed_max_shape_is_wide(TileKind::F32, 1024, WIDE_INDEXED_MAX_INPUT_BYTES + 1));
+        assert!(indexed_max_shape_is_wide(TileKind::F32, 64, 1 << 30));
+        assert!(indexed_max_shape_is_wide(TileKind::F32, 1023, 1 << 30));
+        assert!(indexed_max_shape_is_wide(TileKind::F32, 2048, 1 << 20));
+    }
 
     #[test]
     fn inline_f16_widening_matches_half_for_every_value() {

@@ -979,13 +979,18 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     let with_index = !irow.is_empty();
     assert!(yrow.len() == g.out_w * c && (!with_index || irow.len() == yrow.len()));
     let vector_end = c - c % 8;
-    let op = if with_index { simd::WindowOp::MaxWithIndex } else { simd::WindowOp::Max };
+    let op = if with_index {
+        simd::WindowOp::MaxWithIndex { wide: simd::wide_indexed_max(kind, c, std::mem::size_of_val(x)) }
+    } else {
+        simd::WindowOp::Max
+    };
     // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T` is its
     // element type; `image` is the whole image and every tap of every window is inside it
     // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
     // `out_w * c` elements, one output of `c >= vector_end` per window (asserted above); the
     // plane fits in i32 (checked by the caller); `stream` comes from `streams_window_output`
-    // over the whole output, whose rows start `k * out_w * c` elements on, so stay aligned.
+    // over the whole output, whose rows start `k * out_w * c` elements on, so stay aligned;
+    // a `wide` indexed max comes from `wide_indexed_max`, which checks for AVX-512 F and BW.
     unsafe {
         simd::pool_windows(
             kind,
