@@ -508,15 +508,18 @@ pub(crate) fn wide_indexed_max(kind: TileKind, c: usize, input_bytes: usize) -> 
 }
 
 /// [`wide_indexed_max`]'s rule for the op's type and shape, whatever the CPU.
+#[cfg(target_arch = "x86_64")]
 fn indexed_max_shape_is_wide(kind: TileKind, c: usize, input_bytes: usize) -> bool {
     let fits = c * kind.bytes() < WIDE_PIXEL_BYTES || input_bytes <= WIDE_INDEXED_MAX_INPUT_BYTES;
     kind == TileKind::F32 && fits
 }
 
 /// Pixels of this many bytes and more are wide for [`wide_indexed_max`].
+#[cfg(target_arch = "x86_64")]
 const WIDE_PIXEL_BYTES: usize = 4096;
 
 /// The largest input of wide pixels [`wide_indexed_max`] runs in AVX-512 registers: L2's size.
+#[cfg(target_arch = "x86_64")]
 const WIDE_INDEXED_MAX_INPUT_BYTES: usize = 2 << 20;
 
 /// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
