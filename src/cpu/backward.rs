@@ -714,7 +714,7 @@ fn scatter_max_nhwc_rows<T: FloatElement>(
 ) -> bool {
     let row_in = w * c;
     let out_h = extents.len();
-    if row_in == 0 || out_h == 0 || grad_out.len() % out_h != 0 {
+    if row_in == 0 || out_h == 0 || !grad_out.len().is_multiple_of(out_h) {
         return false;
     }
     let (h, row_out) = (grad_in.len() / row_in, grad_out.len() / out_h);
@@ -759,13 +759,14 @@ fn scatter_max_nhwc_rows<T: FloatElement>(
 /// The input rows each of `out_h` output rows' windows read, from `rows`, the covering output
 /// rows of each input row (empty where none covers it).
 fn window_row_extents(rows: &[Range<usize>], out_h: usize) -> Vec<Range<usize>> {
-    let mut extents = vec![usize::MAX..0; out_h];
+    // (first, end) of each output row's input rows; (usize::MAX, 0) while none is seen.
+    let mut extents = vec![(usize::MAX, 0); out_h];
     for (ih, outputs) in rows.iter().enumerate() {
-        for e in &mut extents[outputs.start.min(out_h)..outputs.end.min(out_h)] {
-            *e = e.start.min(ih)..e.end.max(ih + 1);
+        for (first, end) in &mut extents[outputs.start.min(out_h)..outputs.end.min(out_h)] {
+            (*first, *end) = ((*first).min(ih), (*end).max(ih + 1));
         }
     }
-    extents.into_iter().map(|e| if e.start > e.end { 0..0 } else { e }).collect()
+    extents.into_iter().map(|(first, end)| if first > end { 0..0 } else { first..end }).collect()
 }
 
 /// [`scatter_max_nhwc_rows`]'s input rows `base..end` rounded out of `acc`, whose first `held`
