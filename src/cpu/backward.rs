@@ -567,7 +567,9 @@ fn scatter_planes_in_step<T: FloatElement, const P: usize>(
 /// The scatter shared by both max-pooling backwards: validates each task's indices, then
 /// scatters its planes (NCHW) or images (NHWC). Returns `true` when some index lies outside
 /// `[0, h*w)`; a task holding one writes nothing, the others complete (the caller discards
-/// the gradient then).
+/// the gradient then). With `extents` (NHWC 16-bit images of [`ROW_SCATTER_MIN_ITEM`]
+/// elements and more, decided by the caller: [`window_row_extents`]), each image scatters
+/// row by row ([`scatter_max_nhwc_rows`]) where it can.
 fn scatter_max<T: FloatElement>(
     (c, h, w, out_len_plane): (usize, usize, usize, usize),
     layout: Layout,
@@ -598,10 +600,7 @@ fn scatter_max<T: FloatElement>(
                 || {
                     // The row scatter checks each index against its window's rows, and an
                     // image it declines is checked here before it is scattered whole.
-                    let by_rows = layout == Layout::Nhwc
-                        && item >= ROW_SCATTER_MIN_ITEM
-                        && !AccScratch::<T>::is_identity()
-                        && extents.is_some();
+                    let by_rows = layout == Layout::Nhwc && extents.is_some();
                     if !by_rows && any_index_outside(idx, plane) {
                         return true;
                     }
@@ -647,7 +646,7 @@ fn scatter_max<T: FloatElement>(
                                     }
                                 }
                             };
-                            let Some(extents) = extents.filter(|_| by_rows) else {
+                            let Some(extents) = extents else {
                                 scatter_items((item, outs), add, go, idx, dst, acc);
                                 return false;
                             };
@@ -1266,8 +1265,9 @@ fn max_backward<T: FloatElement>(
             return false;
         }
     }
-    let extents = (layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM)
-        .then(|| window_row_extents(&ranges().0, out_h));
+    let by_rows =
+        layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM && !AccScratch::<T>::is_identity();
+    let extents = by_rows.then(|| window_row_extents(&ranges().0, out_h));
     scatter_max((c, h, w, out_h * out_w), layout, extents.as_deref(), grad_out, indices, grad_in)
 }
 

@@ -113,15 +113,13 @@ struct RowRegisters {
     columns: [u8; ROW_REGISTER_OUTPUTS],
     first: [i32; ROW_REGISTER_OUTPUTS],
     div: [(f32, f32); ROW_REGISTER_OUTPUTS],
-    /// Whether every divisor is a power of two, so that each division is a multiplication
-    /// by its reciprocal with the same bits (both are the exactly rounded `sum * 2^-k`). A
-    /// 7x7 -> 2x2 average divides by 4 twice: eight `vdivps` a group, by published tables
+    /// `div`'s reciprocals where every divisor is a power of two, so that each division is a
+    /// multiplication by its reciprocal with the same bits (both are the exactly rounded
+    /// `sum * 2^-k`); worked out once per op rather than by eight scalar divisions per group.
+    /// A 7x7 -> 2x2 average divides by 4 twice: eight `vdivps` a group, by published tables
     /// one every 3.5 cycles on Zen 3 against two `vmulps` a cycle (in the bench, within
     /// noise).
-    powers_of_two: bool,
-    /// `div`'s reciprocals, exact where `powers_of_two` (and unused otherwise), worked out
-    /// once per op rather than by eight scalar divisions per group.
-    reciprocals: [(f32, f32); ROW_REGISTER_OUTPUTS],
+    reciprocals: Option<[(f32, f32); ROW_REGISTER_OUTPUTS]>,
     outputs: usize,
     /// Whether the tables pool a 7x7 plane exactly as adaptive 7x7 -> 2x2 does
     /// ([`SEVEN_TO_TWO_ROWS`], [`SEVEN_TO_TWO_COLUMNS`]; a 4x4 window at stride 3 has the same
@@ -148,8 +146,7 @@ impl RowRegisters {
             columns: [0; ROW_REGISTER_OUTPUTS],
             first: [0; ROW_REGISTER_OUTPUTS],
             div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
-            powers_of_two: false,
-            reciprocals: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
+            reciprocals: None,
             outputs: windows.len(),
             seven_to_two: false,
         };
@@ -164,8 +161,8 @@ impl RowRegisters {
             tables.div[k] = w.div;
         }
         let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
-        tables.powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
-        tables.reciprocals = tables.div.map(|(a, b)| (1.0 / a, 1.0 / b));
+        let powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
+        tables.reciprocals = powers_of_two.then(|| tables.div.map(|(a, b)| (1.0 / a, 1.0 / b)));
         tables.seven_to_two = (layout.height, layout.width) == (7, 7)
             && tables.outputs == ROW_REGISTER_OUTPUTS
             && tables.columns == SEVEN_TO_TWO_COLUMNS
@@ -862,7 +859,7 @@ pub(crate) mod avx2 {
         }
         if !MAX {
             for (k, acc) in acc.iter_mut().enumerate().take(outputs) {
-                *acc = divide(*acc, rows.div[k], rows.powers_of_two.then_some(rows.reciprocals[k]));
+                *acc = divide(*acc, rows.div[k], rows.reciprocals.map(|r| r[k]));
             }
         }
         (acc, at)
@@ -1366,8 +1363,8 @@ mod tests {
         assert!(seven.seven_to_two);
         assert_eq!(seven.columns, SEVEN_TO_TWO_COLUMNS);
         assert_eq!(seven.row_outputs, SEVEN_TO_TWO_ROWS);
-        assert!(seven.powers_of_two);
-        assert!(!takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().powers_of_two);
+        assert!(seven.reciprocals.is_some());
+        assert!(takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().reciprocals.is_none());
         assert!(!takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).unwrap().seven_to_two);
         assert!(takes(LanePlane::unpadded(7, 9), adaptive(7, 9, 2, 2)).is_none());
         assert!(takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 3, 2)).is_none());

@@ -916,12 +916,15 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
         let cols = &cols[..];
         match indices {
             Some(ind) => {
+                let wide = simd::wide_indexed_max(kind, g.c, std::mem::size_of_val(x));
+                let op = simd::WindowOp::MaxWithIndex { wide };
                 ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
-                    max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, stream), irow, windows)
+                    max_nhwc_row_avx2::<T>((kind, op), g, x, cols, k, (yrow, stream), irow, windows)
                 })
             }
             None => ys.for_each_init(Vec::new, |windows, (k, yrow)| {
-                max_nhwc_row_avx2::<T>(kind, g, x, cols, k, (yrow, stream), &mut [], windows)
+                let op = simd::WindowOp::Max;
+                max_nhwc_row_avx2::<T>((kind, op), g, x, cols, k, (yrow, stream), &mut [], windows)
             }),
         }
         return;
@@ -949,14 +952,14 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
 }
 
 /// One (image, output row) of channels-last max pooling through [`simd::pool_windows`]
-/// (`k = n * out_h + oh`; `irow` empty without indices), then the `c % 8` leftover channels in
-/// portable tiles. `cols` are the rows' column taps, `windows` a reused buffer; `stream`
+/// (`k = n * out_h + oh`; `op` is `Max` or `MaxWithIndex`, `irow` empty without indices),
+/// then the `c % 8` leftover channels in portable tiles. `cols` are the rows' column taps, `windows` a reused buffer; `stream`
 /// ([`simd::streams_window_output`]) writes `yrow` with non-temporal stores where
 /// [`simd::pool_windows`] streams (not with indices).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn max_nhwc_row_avx2<T: FloatElement>(
-    kind: simd::TileKind,
+    (kind, op): (simd::TileKind, simd::WindowOp),
     g: &WindowGeometry,
     x: &[T],
     cols: &[(usize, usize)],
@@ -976,21 +979,17 @@ fn max_nhwc_row_avx2<T: FloatElement>(
         w: (w0, w1, dw),
         divisors: (1.0, 1.0),
     }));
-    let with_index = !irow.is_empty();
-    assert!(yrow.len() == g.out_w * c && (!with_index || irow.len() == yrow.len()));
+    let with_index = matches!(op, simd::WindowOp::MaxWithIndex { .. });
+    assert!(yrow.len() == g.out_w * c && irow.len() == if with_index { yrow.len() } else { 0 });
     let vector_end = c - c % 8;
-    let op = if with_index {
-        simd::WindowOp::MaxWithIndex { wide: simd::wide_indexed_max(kind, c, std::mem::size_of_val(x)) }
-    } else {
-        simd::WindowOp::Max
-    };
     // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T` is its
     // element type; `image` is the whole image and every tap of every window is inside it
     // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
     // `out_w * c` elements, one output of `c >= vector_end` per window (asserted above); the
     // plane fits in i32 (checked by the caller); `stream` comes from `streams_window_output`
     // over the whole output, whose rows start `k * out_w * c` elements on, so stay aligned;
-    // a `wide` indexed max comes from `wide_indexed_max`, which checks for AVX-512 F and BW.
+    // `op` is `Max` or, from `max_nhwc`, an indexed max whose `wide` comes from
+    // `wide_indexed_max`, which checks for AVX-512 F and BW.
     unsafe {
         simd::pool_windows(
             kind,
