@@ -1,7 +1,7 @@
-// backward.cu: backward passes of every pooling op, as gathers: one thread per input element
-// (NCHW) or per input position and group of `vec` channels (NHWC). Each thread sums, in
-// ascending (oh, ow) order from zero in the accumulator type, the outputs whose windows cover its
-// element, and rounds once. No atomics touch data, so results repeat bit for bit; the order is
+// backward.cu: backward passes of every pooling op, as gathers: one thread per run of four
+// input elements of a row (NCHW) or per input position and group of `vec` channels (NHWC). Each
+// element sums, in ascending (oh, ow) order from zero in the accumulator type, the outputs whose
+// windows cover it, and rounds once. No atomics touch data, so results repeat bit for bit; the order is
 // the CPU backend's (src/cpu/backward.rs), so both agree bit for bit too.
 //
 //   avg_pool2d_backward_{nchw,nhwc}            adds g / divisor (PyTorch's rule) per output
@@ -29,7 +29,8 @@ struct BackwardParams {
     i64 n, c, h, w, out_h, out_w;
     i64 kh, kw, sh, sw, ph, pw, dh, dw;
     i64 divisor_override;
-    i64 total;  // work items: input elements (NCHW) or input positions x channel groups (NHWC)
+    i64 total;  // work items: runs of CUPOOL_BWD_RUN elements of a row (NCHW), or input positions x
+                // channel groups (NHWC), or outputs (the audits)
     int count_include_pad;
     int has_override;
     int vec;  // NHWC: 4 or 1 channels per thread
@@ -72,18 +73,26 @@ CUPOOL_DEV i64 avg_divisor(const BackwardParams& p, i64 oh, i64 ow) {
 // Which backward a kernel computes.
 enum BwdKind { AVG = 0, MAX = 1, ADAPTIVE_AVG = 2, ADAPTIVE_MAX = 3 };
 
-// Output ranges covering input (ih, iw) for kind K.
+// Output rows [lo, hi) whose windows may cover input row ih, and output columns whose windows
+// may cover input column iw, for kind K (the adaptive kinds test each candidate).
 template <int K>
-CUPOOL_DEV void covering(const BackwardParams& p, i64 ih, i64 iw, i64& oh0, i64& oh1, i64& ow0, i64& ow1) {
+CUPOOL_DEV void covering_rows(const BackwardParams& p, i64 ih, i64& lo, i64& hi) {
     if (K == AVG) {
-        window_range(ih, p.sh, p.ph, p.kh, p.out_h, oh0, oh1);
-        window_range(iw, p.sw, p.pw, p.kw, p.out_w, ow0, ow1);
+        window_range(ih, p.sh, p.ph, p.kh, p.out_h, lo, hi);
     } else if (K == MAX) {
-        window_range(ih, p.sh, p.ph, (p.kh - 1) * p.dh + 1, p.out_h, oh0, oh1);
-        window_range(iw, p.sw, p.pw, (p.kw - 1) * p.dw + 1, p.out_w, ow0, ow1);
+        window_range(ih, p.sh, p.ph, (p.kh - 1) * p.dh + 1, p.out_h, lo, hi);
     } else {
-        adaptive_range(ih, p.h, p.out_h, oh0, oh1);
-        adaptive_range(iw, p.w, p.out_w, ow0, ow1);
+        adaptive_range(ih, p.h, p.out_h, lo, hi);
+    }
+}
+template <int K>
+CUPOOL_DEV void covering_cols(const BackwardParams& p, i64 iw, i64& lo, i64& hi) {
+    if (K == AVG) {
+        window_range(iw, p.sw, p.pw, p.kw, p.out_w, lo, hi);
+    } else if (K == MAX) {
+        window_range(iw, p.sw, p.pw, (p.kw - 1) * p.dw + 1, p.out_w, lo, hi);
+    } else {
+        adaptive_range(iw, p.w, p.out_w, lo, hi);
     }
 }
 
@@ -119,7 +128,10 @@ CUPOOL_DEV Lanes<V, typename D::T> gather_one(const BackwardParams& p, const typ
 CUPOOL_UNROLL
     for (int k = 0; k < V; ++k) acc[k] = (Acc)0;
     i64 oh0 = 0, oh1 = p.out_h, ow0 = 0, ow1 = p.out_w;
-    if (!scan_all) covering<K>(p, ih, iw, oh0, oh1, ow0, ow1);
+    if (!scan_all) {
+        covering_rows<K>(p, ih, oh0, oh1);
+        covering_cols<K>(p, iw, ow0, ow1);
+    }
     const i64 self_index = ih * p.w + iw;
     for (i64 oh = oh0; oh < oh1; ++oh) {
         const i64 rf = scan_all ? 1 : row_factor<K>(p, oh, ih);
@@ -148,21 +160,95 @@ CUPOOL_UNROLL
     return r;
 }
 
+// Input elements per NCHW work item: a run along one row (the planner's NCHW_RUN).
+#define CUPOOL_BWD_RUN 4
+
+// Whether output column `ow` (its window's columns) covers input column `iw`, for the average
+// kinds; `ws`/`we` are that window's first and one-past-last columns.
+CUPOOL_DEV bool covers(i64 ws, i64 we, i64 iw) { return ws <= iw && iw < we; }
+
+// NCHW: one work item per run of up to CUPOOL_BWD_RUN consecutive input elements of one row
+// (`p.total` = N * C * H * ceil(W / RUN) items). The run shares the index decode, the output
+// rows that cover it, and each output's grad (and index, and divisor) load; each element still
+// sums exactly the outputs that cover it, in ascending (oh, ow) order, so the bits are those of
+// one element per thread. That version spent most of its time on 64-bit divisions (seven per
+// element) and ran as slowly as PyTorch's, at a twentieth of an H200's copy bandwidth.
+// The outputs visited are those covering any element of the run; for the max kinds an output
+// adds to element k only where its index names k, which (outside `scan_all` planes, where every
+// index lies in its own window) picks out the same outputs as the window test would.
 // `orphans`: per plane (n * C + c), nonzero where the audit found an index outside its window;
 // null for the average kinds.
 template <class D, int K>
 CUPOOL_DEV void backward_nchw(const BackwardParams& p, const typename D::T* go, const i64* ind, const i64* orphans,
                               typename D::T* gi) {
+    typedef typename D::T T;
+    typedef typename D::Acc Acc;
+    const i64 runs_per_row = (p.w + CUPOOL_BWD_RUN - 1) / CUPOOL_BWD_RUN;
     const i64 step = (i64)gridDim.x * (i64)blockDim.x;
     for (i64 t = global_thread_index(); t < p.total; t += step) {
-        const i64 iw = t % p.w;
-        const i64 ih = (t / p.w) % p.h;
-        const i64 plane = t / (p.w * p.h);
+        const i64 row = t / runs_per_row;  // plane * H + ih
+        const i64 iw0 = (t - row * runs_per_row) * CUPOOL_BWD_RUN;
+        const i64 plane = row / p.h;
+        const i64 ih = row - plane * p.h;
+        const i64 len = p.w - iw0 < CUPOOL_BWD_RUN ? p.w - iw0 : CUPOOL_BWD_RUN;
         const i64 obase = plane * p.out_h * p.out_w;
         const bool scan_all = orphans && gload(orphans + plane) != 0;
-        const Lanes<1, typename D::T> r =
-            gather_one<D, K, 1>(p, go + obase, ind ? ind + obase : ind, 1, ih, iw, scan_all);
-        gstore(gi + t, r.e[0]);
+        Acc acc[CUPOOL_BWD_RUN];
+CUPOOL_UNROLL
+        for (int k = 0; k < CUPOOL_BWD_RUN; ++k) acc[k] = (Acc)0;
+        i64 oh0 = 0, oh1 = p.out_h, ow0 = 0, ow1 = p.out_w;
+        if (!scan_all) {
+            // Covering ranges move monotonically with the input column, so the run's union is
+            // its first element's start to its last element's end.
+            i64 unused;
+            covering_rows<K>(p, ih, oh0, oh1);
+            covering_cols<K>(p, iw0, ow0, unused);
+            covering_cols<K>(p, iw0 + len - 1, unused, ow1);
+        }
+        const i64 self0 = ih * p.w + iw0;
+        for (i64 oh = oh0; oh < oh1; ++oh) {
+            const i64 rf = scan_all ? 1 : row_factor<K>(p, oh, ih);
+            if (rf == 0) continue;
+            const T* go_row = go + obase + oh * p.out_w;
+            const i64* ind_row = ind ? ind + obase + oh * p.out_w : ind;
+            for (i64 ow = ow0; ow < ow1; ++ow) {
+                const Acc g = D::to_acc(gload(go_row + ow));
+                if (K == AVG || K == ADAPTIVE_AVG) {
+                    // The window's columns, and the divisor every element it covers uses.
+                    i64 ws, we;
+                    Acc div;
+                    if (K == AVG) {
+                        ws = ow * p.sw - p.pw;
+                        we = ws + p.kw;
+                        div = (Acc)avg_divisor(p, oh, ow);
+                    } else {
+                        ws = adaptive_start(ow, p.out_w, p.w);
+                        we = adaptive_end(ow, p.out_w, p.w);
+                        div = (Acc)(rf * (we - ws));
+                    }
+CUPOOL_UNROLL
+                    for (int k = 0; k < CUPOOL_BWD_RUN; ++k) {
+                        if (k < len && covers(ws, we, iw0 + k)) acc[k] += g / div;
+                    }
+                } else {
+                    const i64 idx = gload(ind_row + ow);
+                    const i64 k = idx - self0;
+CUPOOL_UNROLL
+                    for (int j = 0; j < CUPOOL_BWD_RUN; ++j) {
+                        if (k == j && j < len) acc[j] += g;
+                    }
+                }
+            }
+        }
+        T* out = gi + row * p.w + iw0;
+        Lanes<CUPOOL_BWD_RUN, T> r;
+CUPOOL_UNROLL
+        for (int k = 0; k < CUPOOL_BWD_RUN; ++k) r.e[k] = D::from_acc(acc[k]);
+        if (len == CUPOOL_BWD_RUN && ((unsigned long long)out % sizeof(Pack4<T>)) == 0) {
+            store_lanes<CUPOOL_BWD_RUN>(out, r);
+        } else {
+            for (int k = 0; k < len; ++k) gstore(out + k, r.e[k]);
+        }
     }
 }
 
@@ -259,10 +345,10 @@ struct BroadcastParams {
 };
 
 // Each thread writes four consecutive elements (one 16-byte store for f32): their multi-index is
-// decoded once and then stepped with carries, and a grad_out element is loaded and divided
-// once per run of equal offsets (a mean over (H, W) repeats each one H * W times). The plain
-// loop, a divide and a modulo per dim and a float division per element and scalar stores, ran
-// this write-bound kernel at a fifth of an H200's copy bandwidth. Same quotient, same bits.
+// decoded once; a run inside one innermost row takes its offsets from that row's stride (one
+// load and one division when it is 0), and a run across rows steps the index with carries,
+// loading and dividing once per run of equal offsets (a mean over (H, W) repeats each one
+// H * W times). Same quotient, same bits as one element per thread.
 #define CUPOOL_BCAST_RUN 4
 template <class D>
 CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* go, typename D::T* gi) {
@@ -275,6 +361,9 @@ CUPOOL_DEV void broadcast_divide(const BroadcastParams& p, const typename D::T* 
         // the multi-index stays in registers.
         i64 idx[CUPOOL_MAX_BCAST_RANK];
         i64 rest = t0, off = 0;
+        // The innermost dim's index, size and stride, kept aside (indexing idx[] by the
+        // run-time rank would put it in local memory).
+        i64 col = 0, row_len = 1, col_stride = 0;
 CUPOOL_UNROLL
         for (int d = CUPOOL_MAX_BCAST_RANK - 1; d >= 0; --d) {
             idx[d] = 0;
@@ -282,30 +371,51 @@ CUPOOL_UNROLL
                 idx[d] = rest % p.shape[d];
                 rest /= p.shape[d];
                 off += idx[d] * p.strides[d];
+                if (d == p.rank - 1) {
+                    col = idx[d];
+                    row_len = p.shape[d];
+                    col_stride = p.strides[d];
+                }
             }
         }
         Lanes<CUPOOL_BCAST_RUN, T> run;
-        i64 loaded = -1;
-        T value = T();
+        if (t0 + CUPOOL_BCAST_RUN <= p.total && col + CUPOOL_BCAST_RUN <= row_len) {
+            // The whole run lies in one innermost row (almost every run, where rows are long):
+            // its offsets are off + v * col_stride, one value when that stride is 0 (a mean over
+            // the innermost dims).
+            if (col_stride == 0) {
+                const T value = D::from_acc(D::to_acc(gload(go + off)) / div);
 CUPOOL_UNROLL
-        for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) {
-            if (t0 + v < p.total) {
-                if (off != loaded) {
-                    value = D::from_acc(D::to_acc(gload(go + off)) / div);
-                    loaded = off;
+                for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) run.e[v] = value;
+            } else {
+CUPOOL_UNROLL
+                for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) {
+                    run.e[v] = D::from_acc(D::to_acc(gload(go + off + v * col_stride)) / div);
                 }
-                run.e[v] = value;
-                // Step the multi-index by one element, innermost dim first.
-                bool carry = true;
+            }
+        } else {
+            i64 loaded = -1;
+            T value = T();
 CUPOOL_UNROLL
-                for (int d = CUPOOL_MAX_BCAST_RANK - 1; d >= 0; --d) {
-                    if (carry && d < p.rank) {
-                        off += p.strides[d];
-                        if (++idx[d] < p.shape[d]) {
-                            carry = false;
-                        } else {
-                            off -= p.strides[d] * p.shape[d];
-                            idx[d] = 0;
+            for (int v = 0; v < CUPOOL_BCAST_RUN; ++v) {
+                if (t0 + v < p.total) {
+                    if (off != loaded) {
+                        value = D::from_acc(D::to_acc(gload(go + off)) / div);
+                        loaded = off;
+                    }
+                    run.e[v] = value;
+                    // Step the multi-index by one element, innermost dim first.
+                    bool carry = true;
+CUPOOL_UNROLL
+                    for (int d = CUPOOL_MAX_BCAST_RANK - 1; d >= 0; --d) {
+                        if (carry && d < p.rank) {
+                            off += p.strides[d];
+                            if (++idx[d] < p.shape[d]) {
+                                carry = false;
+                            } else {
+                                off -= p.strides[d] * p.shape[d];
+                                idx[d] = 0;
+                            }
                         }
                     }
                 }
@@ -322,56 +432,56 @@ CUPOOL_UNROLL
     }
 }
 
-// 256 threads per block (the planner's BLOCK). NCHW and broadcast kernels ask for four blocks per
-// SM (at most 64 registers: 1024 threads in flight for a latency-bound gather), which they fit
-// without spilling. The NHWC kernels hold four accumulators (and four indices) per thread and
-// need up to 80 registers; any bound (even __launch_bounds__(256) alone, which ptxas reads as a
-// hint to use 64) makes some of them spill, so they carry none.
+// 256 threads per block (the planner's BLOCK). The audit and broadcast kernels ask for four
+// blocks per SM (at most 64 registers: 1024 threads in flight), which they fit without
+// spilling. The gathers hold a run of four accumulators (and, NHWC, four indices) per thread
+// and need up to 80 registers; any bound (even __launch_bounds__(256) alone, which ptxas reads
+// as a hint to use 64) makes some of them spill, so they carry none.
 #define CUPOOL_BWD_BOUNDS __launch_bounds__(256, 4)
-#define CUPOOL_BWD_BOUNDS_NHWC
+#define CUPOOL_BWD_BOUNDS_GATHER
 
 #define CUPOOL_BACKWARD_KERNELS(sfx, D)                                                                          \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS avg_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER avg_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               D::T* __restrict__ gi) {                           \
         backward_nchw<D, AVG>(p, go, 0, 0, gi);                                                                  \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nchw_##sfx);                                                      \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC avg_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER avg_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               D::T* __restrict__ gi) {                           \
         backward_nhwc<D, AVG>(p, go, 0, 0, gi);                                                                  \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(avg_pool2d_backward_nhwc_##sfx);                                                      \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_avg_pool2d_backward_nchw_##sfx(                                          \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER adaptive_avg_pool2d_backward_nchw_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
         backward_nchw<D, ADAPTIVE_AVG>(p, go, 0, 0, gi);                                                         \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nchw_##sfx);                                             \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_avg_pool2d_backward_nhwc_##sfx(                                          \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER adaptive_avg_pool2d_backward_nhwc_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, D::T* __restrict__ gi) {                                  \
         backward_nhwc<D, ADAPTIVE_AVG>(p, go, 0, 0, gi);                                                         \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_avg_pool2d_backward_nhwc_##sfx);                                             \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS max_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER max_pool2d_backward_nchw_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               const i64* __restrict__ ind,                       \
                                                               const i64* __restrict__ orphans,                   \
                                                               D::T* __restrict__ gi) {                           \
         backward_nchw<D, MAX>(p, go, ind, orphans, gi);                                                          \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nchw_##sfx);                                                      \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC max_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER max_pool2d_backward_nhwc_##sfx(BackwardParams p, const D::T* __restrict__ go,     \
                                                               const i64* __restrict__ ind,                       \
                                                               const i64* __restrict__ orphans,                   \
                                                               D::T* __restrict__ gi) {                           \
         backward_nhwc<D, MAX>(p, go, ind, orphans, gi);                                                          \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(max_pool2d_backward_nhwc_##sfx);                                                      \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS adaptive_max_pool2d_backward_nchw_##sfx(                                          \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER adaptive_max_pool2d_backward_nchw_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind,                              \
         const i64* __restrict__ orphans, D::T* __restrict__ gi) {                                                \
         backward_nchw<D, ADAPTIVE_MAX>(p, go, ind, orphans, gi);                                                 \
     }                                                                                                            \
     CUPOOL_REGISTER_KERNEL(adaptive_max_pool2d_backward_nchw_##sfx);                                             \
-    extern "C" __global__ void CUPOOL_BWD_BOUNDS_NHWC adaptive_max_pool2d_backward_nhwc_##sfx(                                          \
+    extern "C" __global__ void CUPOOL_BWD_BOUNDS_GATHER adaptive_max_pool2d_backward_nhwc_##sfx(                                          \
         BackwardParams p, const D::T* __restrict__ go, const i64* __restrict__ ind,                              \
         const i64* __restrict__ orphans, D::T* __restrict__ gi) {                                                \
         backward_nhwc<D, ADAPTIVE_MAX>(p, go, ind, orphans, gi);                                                 \

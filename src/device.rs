@@ -95,6 +95,18 @@ impl Device {
         false
     }
 
+    /// Gives the device memory that freed tensors left in the CUDA memory pool back to the
+    /// driver, after waiting for the device's queued work. cupool keeps freed GPU memory
+    /// pooled for reuse, as PyTorch's caching allocator does (`torch.cuda.empty_cache()` is
+    /// this call's counterpart). A no-op on the CPU and the emulator.
+    pub fn release_cached_memory(&self) -> Result<()> {
+        match &self.kind {
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda { backend, .. } => backend.release_cached_memory(),
+            _ => Ok(()),
+        }
+    }
+
     /// The plan executor of a CUDA or emulated device; `None` on the CPU.
     pub(crate) fn executor(&self) -> Option<&dyn PlanExecutor> {
         match &self.kind {

@@ -391,7 +391,6 @@ impl CudaTensor {
                 Ok(Storage::Host(out))
             }
             Some(exec) => {
-                let mut out = exec.alloc_zeros(self.dtype, self.numel())?;
                 let plan = crate::cuda::copy::plan_strided_copy(
                     &shape,
                     &strides,
@@ -399,6 +398,7 @@ impl CudaTensor {
                     self.dtype,
                     &exec.limits(),
                 )?;
+                let mut out = exec.alloc_output(&plan, 0, self.dtype, self.numel())?;
                 exec.execute(&plan, &[self.storage()], &mut [&mut out])?;
                 Ok(out)
             }

@@ -2,11 +2,18 @@
 //! per line on stdin, one JSON line per request on stdout.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+/// The `cupool` binary cargo built, or `$CUPOOL_EXE` where the tests run away from the build
+/// tree (scripts/gpu-check.sh on a GPU machine, where cargo's path does not exist).
+fn cupool_exe() -> PathBuf {
+    std::env::var_os("CUPOOL_EXE").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cupool")), PathBuf::from)
+}
 
 #[test]
 fn serve_answers_rows_reads_and_bad_requests_then_quits() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cupool"))
+    let mut child = Command::new(cupool_exe())
         .args(["bench", "--serve", "--device", "cpu", "--quick"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -61,7 +68,7 @@ fn serve_answers_rows_reads_and_bad_requests_then_quits() {
 
 #[test]
 fn serve_refuses_the_suite_options() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cupool"))
+    let out = Command::new(cupool_exe())
         .args(["bench", "--serve", "--device", "cpu", "--shapes", "seed"])
         .stdin(Stdio::null())
         .output()

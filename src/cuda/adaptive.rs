@@ -76,7 +76,7 @@ fn plan_adaptive(
     }
     Ok(OpPlan {
         launches: vec![launch(kernel, [blocks_for(threads, BLOCK), 1, 1], BLOCK, 0, args, limits)?],
-        scratch_bytes: vec![],
+        ..OpPlan::default()
     })
 }
 

@@ -1,6 +1,6 @@
 //! Launch planning for kernels/backward.cu: the backward passes of every pooling op, as gathers
-//! (one thread per input element, or per NHWC position and group of four channels), so results
-//! repeat bit for bit with no atomics on data.
+//! (one thread per run of four input elements of a row, or per NHWC position and group of four
+//! channels), so results repeat bit for bit with no atomics on data.
 //!
 //! Buffers: `Input(0)` = grad_out, `Input(1)` = indices (max variants), `Output(0)` = grad_in,
 //! `Output(1)` = a one-element i64 error flag (max variants; zero-initialised, set to 1 by the
@@ -18,6 +18,8 @@ const BLOCK: u32 = 256;
 /// Blocks per SM a grid-stride launch aims for: enough to hide latency, few enough that huge
 /// tensors loop instead of launching millions of blocks.
 const BLOCKS_PER_SM: usize = 32;
+/// Input elements of one row per NCHW work item (mirrors CUPOOL_BWD_RUN).
+const NCHW_RUN: usize = 4;
 /// The most dims `broadcast_divide` takes after merging (mirrors CUPOOL_MAX_BCAST_RANK).
 const MAX_BCAST_RANK: usize = 8;
 
@@ -159,12 +161,16 @@ fn plan_gather(
     let input_len = pb.n * pb.c * pb.h * pb.w;
     let output_len = pb.n * pb.c * pb.out_h * pb.out_w;
     check_sizes(input_len, output_len)?;
-    // Nothing to write (an empty batch), or nothing to gather (grad_in is already zero).
+    // The max kinds' error flag (Output(1)) is only ever set, so it starts at zero; grad_in is
+    // written in full by the gather.
+    let zeroed_outputs = if with_indices { vec![1] } else { vec![] };
+    // Nothing to write (an empty batch).
     if input_len == 0 {
-        return Ok(OpPlan::default());
+        return Ok(OpPlan { zeroed_outputs, ..OpPlan::default() });
     }
     let (tag, items) = match layout {
-        Layout::Nchw => ("nchw", input_len),
+        // A run of NCHW_RUN elements of one row per work item (kernels/backward.cu).
+        Layout::Nchw => ("nchw", pb.n * pb.c * pb.h * pb.w.div_ceil(NCHW_RUN)),
         Layout::Nhwc => {
             // Four channels per thread: one vector load of grad_out (and indices) per output.
             p.vec = if pb.c.is_multiple_of(4) { 4 } else { 1 };
@@ -196,7 +202,7 @@ fn plan_gather(
     args.push(KernelArg::Buffer(BufferId::Output(0)));
     let kernel = format!("{op}_{tag}_{}", dtype.kernel_suffix());
     launches.push(grid_stride_launch(kernel, items, args, limits));
-    Ok(OpPlan { launches, scratch_bytes })
+    Ok(OpPlan { launches, scratch_bytes, zeroed_outputs })
 }
 
 /// Plans the gradient of `avg_pool2d`.
@@ -238,10 +244,11 @@ pub fn plan_adaptive_avg_pool2d_backward(
 ) -> Result<OpPlan> {
     let pb = Problem { n: g.n, c: g.c, h: g.h, w: g.w, out_h: g.out_h, out_w: g.out_w };
     let p = base_params(&pb)?;
-    // An empty output (output_size 0) has no gradient to spread: grad_in stays zero.
+    // An empty output (output_size 0) has no gradient to spread: grad_in is zero, and no
+    // kernel runs.
     if g.output_len() == 0 {
         check_float(dtype, "adaptive_avg_pool2d_backward")?;
-        return Ok(OpPlan::default());
+        return Ok(OpPlan { zeroed_outputs: vec![0], ..OpPlan::default() });
     }
     plan_gather("adaptive_avg_pool2d_backward", pb, p, layout, dtype, false, limits)
 }
@@ -255,9 +262,10 @@ pub fn plan_adaptive_max_pool2d_backward(
 ) -> Result<OpPlan> {
     let pb = Problem { n: g.n, c: g.c, h: g.h, w: g.w, out_h: g.out_h, out_w: g.out_w };
     let p = base_params(&pb)?;
+    // As the average's: a zero gradient, and a zero (unset) error flag.
     if g.output_len() == 0 {
         check_float(dtype, "adaptive_max_pool2d_backward")?;
-        return Ok(OpPlan::default());
+        return Ok(OpPlan { zeroed_outputs: vec![0, 1], ..OpPlan::default() });
     }
     plan_gather("adaptive_max_pool2d_backward", pb, p, layout, dtype, true, limits)
 }
@@ -326,7 +334,7 @@ pub fn plan_broadcast_divide(
     let kernel = format!("{OP}_{}", dtype.kernel_suffix());
     // Each thread writes a run of four elements (CUPOOL_BCAST_RUN).
     let threads = total.div_ceil(4);
-    Ok(OpPlan { launches: vec![grid_stride_launch(kernel, threads, args, limits)], scratch_bytes: vec![] })
+    Ok(OpPlan { launches: vec![grid_stride_launch(kernel, threads, args, limits)], ..OpPlan::default() })
 }
 
 #[cfg(test)]

@@ -87,5 +87,5 @@ pub fn plan_strided_copy(
         ],
         limits,
     )?;
-    Ok(OpPlan { launches: vec![l], scratch_bytes: vec![] })
+    Ok(OpPlan { launches: vec![l], ..OpPlan::default() })
 }

@@ -32,6 +32,20 @@ impl PlanExecutor for CudaBackend {
         Ok(Storage::Cuda(CudaBuffer { bytes: slice, dtype, len }))
     }
 
+    fn alloc_uninit(&self, dtype: DType, len: usize) -> Result<Storage> {
+        let bytes = byte_len(dtype, len)?;
+        // SAFETY: `alloc` is unsafe because the memory is not initialised, and a `CudaSlice<T>`
+        // of a type with invalid bit patterns could then hold invalid values. These are u8
+        // bytes, valid whatever they hold, and the host reads them only through `download`,
+        // which copies bytes. The plan that receives the buffer writes every element before
+        // anything reads it (OpPlan::zeroed_outputs; checked by running every op under the
+        // emulator, whose uninitialised buffers are 0xFF bytes); a plan that broke that would
+        // give wrong values, not undefined behaviour.
+        let slice = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }
+            .map_err(|e| driver_error(&format!("allocating {len} {dtype} elements"), &e))?;
+        Ok(Storage::Cuda(CudaBuffer { bytes: slice, dtype, len }))
+    }
+
     fn upload(&self, data: HostData) -> Result<Storage> {
         let (dtype, len) = (data.dtype(), data.len());
         let bytes = data.as_bytes();

@@ -43,6 +43,18 @@ pub(crate) trait PlanExecutor: Send + Sync {
     fn limits(&self) -> DeviceLimits;
     /// A zero-filled buffer.
     fn alloc_zeros(&self, dtype: DType, len: usize) -> Result<Storage>;
+    /// A buffer whose contents are unspecified, for an output the plan writes in full. The
+    /// emulator fills it with 0xFF bytes (NaN, or index -1), so an element a kernel forgets to
+    /// write fails the tests instead of reading as a plausible zero.
+    fn alloc_uninit(&self, dtype: DType, len: usize) -> Result<Storage>;
+    /// `alloc_zeros` where `plan` asks for output `output` zeroed, else `alloc_uninit`.
+    fn alloc_output(&self, plan: &OpPlan, output: usize, dtype: DType, len: usize) -> Result<Storage> {
+        if plan.zeroed_outputs.contains(&output) {
+            self.alloc_zeros(dtype, len)
+        } else {
+            self.alloc_uninit(dtype, len)
+        }
+    }
     fn upload(&self, data: HostData) -> Result<Storage>;
     fn download(&self, storage: &Storage) -> Result<HostData>;
     /// Runs every launch of `plan` in order. `BufferId::Input(i)` is `inputs[i]`,

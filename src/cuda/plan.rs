@@ -72,4 +72,10 @@ pub struct OpPlan {
     pub launches: Vec<LaunchPlan>,
     /// Bytes of each scratch buffer `BufferId::Scratch(i)`; zero-initialised by the executor.
     pub scratch_bytes: Vec<usize>,
+    /// The outputs (`BufferId::Output(i)`, by `i`) that must be zero before the launches: an
+    /// error flag a kernel only sets, or a gradient no kernel writes. Every other output starts
+    /// uninitialised (the emulator fills it with 0xFF bytes), so the launches must write each of
+    /// its elements. Zeroing a 1.6 GB gradient that a gather then overwrites cost a whole extra
+    /// pass over it.
+    pub zeroed_outputs: Vec<usize>,
 }

@@ -164,7 +164,7 @@ pub fn plan_reduce(
         // An empty sum: the combine kernel with no partials writes finish(0) (NaN for a mean).
         return Ok(OpPlan {
             launches: vec![combine(g, 0, divide, divisor, sfx, BufferId::Input(0), limits)?],
-            scratch_bytes: vec![],
+            ..OpPlan::default()
         });
     }
     if g.inner == 1 {
@@ -243,7 +243,7 @@ fn plan_rows(
             ],
             limits,
         )?;
-        return Ok(OpPlan { launches: vec![l], scratch_bytes: vec![] });
+        return Ok(OpPlan { launches: vec![l], ..OpPlan::default() });
     }
     // Few long rows: split each row into chunks (multiples of 256 elements, >= 4096) so that
     // there are enough blocks to fill the device; partial sums go to scratch.
@@ -276,10 +276,14 @@ fn plan_rows(
         limits,
     )?;
     if split == 1 {
-        return Ok(OpPlan { launches: vec![rows], scratch_bytes: vec![] });
+        return Ok(OpPlan { launches: vec![rows], ..OpPlan::default() });
     }
     let comb = combine(g, split, divide, divisor, sfx, BufferId::Scratch(0), limits)?;
-    Ok(OpPlan { launches: vec![rows, comb], scratch_bytes: vec![blocks * acc_size(dtype)] })
+    Ok(OpPlan {
+        launches: vec![rows, comb],
+        scratch_bytes: vec![blocks * acc_size(dtype)],
+        ..OpPlan::default()
+    })
 }
 
 fn plan_cols(
@@ -359,12 +363,13 @@ fn plan_cols(
         limits,
     )?;
     if split == 1 {
-        return Ok(OpPlan { launches: vec![cols], scratch_bytes: vec![] });
+        return Ok(OpPlan { launches: vec![cols], ..OpPlan::default() });
     }
     let comb = combine(g, split, divide, divisor, sfx, BufferId::Scratch(0), limits)?;
     Ok(OpPlan {
         launches: vec![cols, comb],
         scratch_bytes: vec![g.outer * split * g.inner * acc_size(dtype)],
+        ..OpPlan::default()
     })
 }
 

@@ -158,7 +158,7 @@ fn plan_pool(
     all.extend(args);
     Ok(OpPlan {
         launches: vec![launch(kernel, [grid, 1, 1], BLOCK, shared, all, limits)?],
-        scratch_bytes: vec![],
+        ..OpPlan::default()
     })
 }
 

@@ -142,6 +142,12 @@ impl PlanExecutor for EmulatorExecutor {
         Ok(Storage::Host(HostData::try_zeros(dtype, len)?))
     }
 
+    fn alloc_uninit(&self, dtype: DType, len: usize) -> Result<Storage> {
+        let mut data = HostData::try_zeros(dtype, len)?;
+        data.as_bytes_mut().fill(0xFF);
+        Ok(Storage::Host(data))
+    }
+
     fn upload(&self, data: HostData) -> Result<Storage> {
         Ok(Storage::Host(data))
     }
@@ -161,7 +167,7 @@ impl PlanExecutor for EmulatorExecutor {
 /// is `outputs[i]` (for tests that drive single kernels; a plan with scratch buffers goes
 /// through [`EmulatorExecutor`]).
 pub fn launch_raw(plan: &LaunchPlan, inputs: &[&HostData], outputs: &mut [&mut HostData]) -> Result<()> {
-    let op = OpPlan { launches: vec![plan.clone()], scratch_bytes: Vec::new() };
+    let op = OpPlan { launches: vec![plan.clone()], ..OpPlan::default() };
     run_plan(&op, inputs, outputs)
 }
 
@@ -300,4 +306,26 @@ pub fn launch_counts() -> HashMap<String, u64> {
 pub fn reset_launch_counts() {
     // SAFETY: takes no arguments; the emulator guards the counts with a mutex.
     unsafe { ffi::cupool_emu_reset_launch_counts() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_start_as_0xff_bytes_unless_the_plan_asks_for_zeros() {
+        let exec = EmulatorExecutor::new();
+        let plan = OpPlan { zeroed_outputs: vec![1], ..OpPlan::default() };
+        let values = exec.alloc_output(&plan, 0, DType::F32, 5).unwrap();
+        let flag = exec.alloc_output(&plan, 1, DType::I64, 1).unwrap();
+        let values = exec.download(&values).unwrap();
+        assert_eq!(values.len(), 5);
+        assert!(values.as_bytes().iter().all(|&b| b == 0xFF), "an uninitialised output is 0xFF bytes");
+        match values {
+            HostData::F32(v) => assert!(v.iter().all(|x| x.is_nan()), "so unwritten floats read as NaN"),
+            other => panic!("expected f32, got {}", other.dtype()),
+        }
+        let flag = exec.download(&flag).unwrap();
+        assert!(flag.as_bytes().iter().all(|&b| b == 0), "a zeroed output is zero");
+    }
 }

@@ -50,10 +50,10 @@ pub(crate) fn run_op(
             })
         }
         Some(exec) => {
-            let mut values = exec.alloc_zeros(out_dtype, out_len)?;
             let plan = plan(&exec.limits())?;
+            let mut values = exec.alloc_output(&plan, 0, out_dtype, out_len)?;
             let indices = if let Some(len) = i64_len {
-                let mut indices = exec.alloc_zeros(DType::I64, len)?;
+                let mut indices = exec.alloc_output(&plan, 1, DType::I64, len)?;
                 exec.execute(&plan, &storages, &mut [&mut values, &mut indices])?;
                 Some(indices)
             } else {
