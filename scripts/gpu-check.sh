@@ -89,6 +89,8 @@ if [ -x "$DIR/cupool" ]; then
 fi
 
 export CUPOOL_REQUIRE_GPU=1
+# tests/bench_serve.rs runs the cupool binary; cargo's path to it is on the build machine.
+[ -x "$DIR/cupool" ] && export CUPOOL_EXE="$DIR/cupool"
 if compgen -G "$DIR/tests/*" >/dev/null; then
   for exe in "$DIR"/tests/*; do
     [ -x "$exe" ] || continue

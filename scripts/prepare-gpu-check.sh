@@ -7,8 +7,9 @@
 # cubins for CUPOOL_CUDA_ARCHS (default 80,90) and the kernels need no NVRTC on the GPU machine.
 # Copies each test executable under its test's name (tests/foo.rs -> DEST/tests/foo, the
 # library's unit tests -> DEST/tests/unit), the `cupool` binary, benches/compare_torch.py,
-# scripts/gpu-check.sh and tests/golden (as DEST/golden), and strips the executables. Then copy
-# DEST to the GPU machine and run DEST/gpu-check.sh there. DEST.tar.xz holds the same, packed
+# scripts/gpu-check.sh, scripts/gpu-profile.sh and tests/golden (as DEST/golden), and strips
+# the executables. Then copy DEST to the GPU machine and run DEST/gpu-check.sh there (or, with
+# the repository there, scripts/gpu-round.sh, which adds an A/B and Nsight Compute). DEST.tar.xz holds the same, packed
 # (about a sixth of the size), for a machine that takes the folder over a size limit.
 set -euo pipefail
 
@@ -51,7 +52,7 @@ rm -f "$DEST/.cargo-messages.json"
 cargo build --release --bin cupool
 cp target/release/cupool "$DEST/cupool"
 [ -f benches/compare_torch.py ] && cp benches/compare_torch.py "$DEST/"
-cp scripts/gpu-check.sh "$DEST/"
+cp scripts/gpu-check.sh scripts/gpu-profile.sh "$DEST/"
 # The tests find tests/golden through a build-machine path; gpu-check.sh points them here.
 cp -r tests/golden "$DEST/golden"
 # Symbols only add size on the GPU machine (a lent one takes 64 MiB in all).
