@@ -535,9 +535,7 @@ fn scatter_items<T: FloatElement>(
         acc.resize(acc.len().max(dst.len()), T::Acc::zero());
         let acc = &mut acc[..dst.len()];
         add_block(acc, go, idx);
-        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-            *d = simd::store::<T>(a);
-        }
+        simd::store_slice(dst, acc);
     }
 }
 
@@ -780,10 +778,7 @@ fn close_rows<T: FloatElement>(
     grad_in: &mut [T],
 ) {
     let done = (end - *base).min(*held);
-    let (from, to) = (&acc[..done * row_in], &mut grad_in[*base * row_in..(*base + done) * row_in]);
-    for (d, &a) in to.iter_mut().zip(from) {
-        *d = simd::store::<T>(a);
-    }
+    simd::store_slice(&mut grad_in[*base * row_in..(*base + done) * row_in], &acc[..done * row_in]);
     grad_in[(*base + done) * row_in..end * row_in].fill(simd::store::<T>(T::Acc::zero()));
     acc.copy_within(done * row_in..*held * row_in, 0);
     *held -= done;
@@ -934,9 +929,7 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
                         let mut tail_acc = Vec::new();
                         if !identity {
                             let split = (tail[u] - own[u]) * row_in;
-                            for (d, &a) in dst[..split].iter_mut().zip(&owned_acc[..split]) {
-                                *d = simd::store::<T>(a);
-                            }
+                            simd::store_slice(&mut dst[..split], &owned_acc[..split]);
                             tail_acc = owned_acc[split..].to_vec();
                         }
                         Some(BandScatter { deferred, tail: tail_acc })
@@ -969,10 +962,7 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
             }
         }
         for (u, r) in results.iter().enumerate() {
-            let dst = &mut image[tail[u] * row_in..own[u + 1] * row_in];
-            for (d, &a) in dst.iter_mut().zip(&r.tail) {
-                *d = simd::store::<T>(a);
-            }
+            simd::store_slice(&mut image[tail[u] * row_in..own[u + 1] * row_in], &r.tail);
         }
     }
     true
@@ -1224,9 +1214,7 @@ impl<A: Float + 'static> MaxGatherScratch<A> {
                 }
             }
         }
-        for (d, &a) in gi.iter_mut().zip(self.acc.iter()) {
-            *d = simd::store::<T>(a);
-        }
+        simd::store_slice(gi, &self.acc);
         self.hits.iter().sum()
     }
 }
