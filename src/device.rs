@@ -99,6 +99,16 @@ impl Device {
     /// driver, after waiting for the device's queued work. cupool keeps freed GPU memory
     /// pooled for reuse, as PyTorch's caching allocator does (`torch.cuda.empty_cache()` is
     /// this call's counterpart). A no-op on the CPU and the emulator.
+    ///
+    /// ```
+    /// let dev = cupool::Device::auto();
+    /// let x = cupool::CudaTensor::from_vec(&dev, &[2, 3, 8, 8], vec![1f32; 384])?;
+    /// let gap = x.mean(&[-2, -1], false)?;
+    /// drop(x);
+    /// dev.release_cached_memory()?; // x's memory goes back to the driver
+    /// assert_eq!(gap.to_array::<f32>()?.iter().sum::<f32>(), 6.0);
+    /// # Ok::<(), cupool::Error>(())
+    /// ```
     pub fn release_cached_memory(&self) -> Result<()> {
         match &self.kind {
             #[cfg(feature = "cuda")]
