@@ -8,7 +8,8 @@
 
 use std::ffi::c_void;
 
-use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, SyncOnDrop};
+use cudarc::driver::sys::CUresult;
+use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, DriverError, SyncOnDrop};
 
 use crate::cuda::context::{driver_error, CudaBackend, Kernel};
 use crate::cuda::plan::{BufferId, KernelArg, LaunchPlan, OpPlan};
@@ -25,10 +26,9 @@ impl PlanExecutor for CudaBackend {
     fn alloc_zeros(&self, dtype: DType, len: usize) -> Result<Storage> {
         let bytes = byte_len(dtype, len)?;
         // A zero-byte device allocation is an error in the driver; keep one byte instead.
-        let slice = self
-            .stream
-            .alloc_zeros::<u8>(bytes.max(1))
-            .map_err(|e| driver_error(&format!("allocating {len} {dtype} elements"), &e))?;
+        let slice = self.retry_out_of_memory(&format!("allocating {len} {dtype} elements"), || {
+            self.stream.alloc_zeros::<u8>(bytes.max(1))
+        })?;
         Ok(Storage::Cuda(CudaBuffer { bytes: slice, dtype, len }))
     }
 
@@ -41,8 +41,9 @@ impl PlanExecutor for CudaBackend {
         // anything reads it (OpPlan::zeroed_outputs; checked by running every op under the
         // emulator, whose uninitialised buffers are 0xFF bytes); a plan that broke that would
         // give wrong values, not undefined behaviour.
-        let slice = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }
-            .map_err(|e| driver_error(&format!("allocating {len} {dtype} elements"), &e))?;
+        let slice = self.retry_out_of_memory(&format!("allocating {len} {dtype} elements"), || unsafe {
+            self.stream.alloc::<u8>(bytes.max(1))
+        })?;
         Ok(Storage::Cuda(CudaBuffer { bytes: slice, dtype, len }))
     }
 
@@ -119,9 +120,9 @@ impl PlanExecutor for CudaBackend {
             .scratch_bytes
             .iter()
             .map(|&bytes| {
-                self.stream
-                    .alloc_zeros::<u8>(bytes.max(1))
-                    .map_err(|e| driver_error(&format!("allocating {bytes} bytes of scratch"), &e))
+                self.retry_out_of_memory(&format!("allocating {bytes} bytes of scratch"), || {
+                    self.stream.alloc_zeros::<u8>(bytes.max(1))
+                })
             })
             .collect::<Result<_>>()?;
 
@@ -136,6 +137,24 @@ impl PlanExecutor for CudaBackend {
 }
 
 impl CudaBackend {
+    /// Runs `alloc`; where the driver is out of memory, gives the pool's cached memory back
+    /// ([`CudaBackend::release_cached_memory`], which waits for pending frees) and tries once
+    /// more, as PyTorch's caching allocator does, so that memory cupool keeps pooled never
+    /// makes an allocation fail that would succeed without the pool.
+    fn retry_out_of_memory<T>(
+        &self,
+        what: &str,
+        alloc: impl Fn() -> std::result::Result<T, DriverError>,
+    ) -> Result<T> {
+        match alloc() {
+            Err(DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
+                self.release_cached_memory()?;
+                alloc().map_err(|e| driver_error(what, &e))
+            }
+            other => other.map_err(|e| driver_error(what, &e)),
+        }
+    }
+
     fn check_same_device(&self, buffer: &CudaBuffer, role: &str) -> Result<()> {
         if **buffer.bytes.context() == *self.ctx {
             Ok(())
