@@ -73,27 +73,26 @@ CUPOOL_DEV i64 avg_divisor(const BackwardParams& p, i64 oh, i64 ow) {
 // Which backward a kernel computes.
 enum BwdKind { AVG = 0, MAX = 1, ADAPTIVE_AVG = 2, ADAPTIVE_MAX = 3 };
 
-// Output rows [lo, hi) whose windows may cover input row ih, and output columns whose windows
-// may cover input column iw, for kind K (the adaptive kinds test each candidate).
+// Outputs [lo, hi) along one axis whose windows may cover input coordinate i, for kind K (the
+// adaptive kinds test each candidate): `in` inputs and `out` outputs along the axis, window
+// `k`, stride `s`, padding `pad`, dilation `d` (the windowed kinds).
 template <int K>
-CUPOOL_DEV void covering_rows(const BackwardParams& p, i64 ih, i64& lo, i64& hi) {
+CUPOOL_DEV void covering_axis(i64 i, i64 in, i64 out, i64 k, i64 s, i64 pad, i64 d, i64& lo, i64& hi) {
     if (K == AVG) {
-        window_range(ih, p.sh, p.ph, p.kh, p.out_h, lo, hi);
+        window_range(i, s, pad, k, out, lo, hi);
     } else if (K == MAX) {
-        window_range(ih, p.sh, p.ph, (p.kh - 1) * p.dh + 1, p.out_h, lo, hi);
+        window_range(i, s, pad, (k - 1) * d + 1, out, lo, hi);
     } else {
-        adaptive_range(ih, p.h, p.out_h, lo, hi);
+        adaptive_range(i, in, out, lo, hi);
     }
 }
 template <int K>
+CUPOOL_DEV void covering_rows(const BackwardParams& p, i64 ih, i64& lo, i64& hi) {
+    covering_axis<K>(ih, p.h, p.out_h, p.kh, p.sh, p.ph, p.dh, lo, hi);
+}
+template <int K>
 CUPOOL_DEV void covering_cols(const BackwardParams& p, i64 iw, i64& lo, i64& hi) {
-    if (K == AVG) {
-        window_range(iw, p.sw, p.pw, p.kw, p.out_w, lo, hi);
-    } else if (K == MAX) {
-        window_range(iw, p.sw, p.pw, (p.kw - 1) * p.dw + 1, p.out_w, lo, hi);
-    } else {
-        adaptive_range(iw, p.w, p.out_w, lo, hi);
-    }
+    covering_axis<K>(iw, p.w, p.out_w, p.kw, p.sw, p.pw, p.dw, lo, hi);
 }
 
 // The divisor of output (oh, ow) for the average kinds; 0 when (for adaptive) the output's
