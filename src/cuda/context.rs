@@ -99,9 +99,10 @@ impl std::fmt::Debug for CudaBackend {
 
 /// Makes the device's current memory pool (where cudarc's stream-ordered allocations come
 /// from) keep freed memory instead of returning it to the driver at every synchronisation.
-/// With the pool's default threshold of 0, an op whose output was freed before the last
-/// synchronise maps fresh pages for the next one, so a loop over a 1.6 GB backward paid for
-/// the mapping on every call. PyTorch's caching allocator keeps memory the same way;
+/// With the pool's default threshold of 0, the driver may return freed memory at each
+/// synchronisation, and an op's next output is then mapped afresh (what that costs a loop over
+/// a 1.6 GB backward is what scripts/gpu-round.sh's A/B measures). PyTorch's caching allocator
+/// keeps memory the same way;
 /// [`CudaBackend::release_cached_memory`] gives it back, and `CUPOOL_NO_MEMORY_CACHING=1` (as
 /// PyTorch's `PYTORCH_NO_CUDA_MEMORY_CACHING=1`) leaves the driver's default. A failure only
 /// costs speed, so it is ignored.
