@@ -1239,23 +1239,24 @@ fn max_backward<T: FloatElement>(
     (n, c, h, w): (usize, usize, usize, usize),
     (out_h, out_w): (usize, usize),
     layout: Layout,
-    ranges: impl Fn() -> (Vec<Range<usize>>, Vec<Range<usize>>),
+    ranges: impl FnOnce() -> (Vec<Range<usize>>, Vec<Range<usize>>),
     grad_out: &[T],
     indices: &[i64],
     grad_in: &mut [T],
 ) -> bool {
-    if layout == Layout::Nhwc && !grad_out.is_empty() && max_backward_gathers(n, h) {
-        let (rows, cols) = ranges();
+    let splits = layout == Layout::Nhwc && !grad_out.is_empty() && max_backward_gathers(n, h);
+    let by_rows =
+        layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM && !AccScratch::<T>::is_identity();
+    let ranges = (splits || by_rows).then(ranges);
+    if let (true, Some((rows, cols))) = (splits, &ranges) {
         let split = (max_backward_in_bands(c, out_h, out_w)
-            && scatter_max_nhwc_bands((c, h, w), out_w, &rows, BAND_OUTPUTS, grad_out, indices, grad_in))
-            || gather_max_nhwc((c, h, w), out_w, (&rows, &cols), grad_out, indices, grad_in);
+            && scatter_max_nhwc_bands((c, h, w), out_w, rows, BAND_OUTPUTS, grad_out, indices, grad_in))
+            || gather_max_nhwc((c, h, w), out_w, (rows, cols), grad_out, indices, grad_in);
         if split {
             return false;
         }
     }
-    let by_rows =
-        layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM && !AccScratch::<T>::is_identity();
-    let extents = by_rows.then(|| window_row_extents(&ranges().0, out_h));
+    let extents = ranges.filter(|_| by_rows).map(|(rows, _)| window_row_extents(&rows, out_h));
     scatter_max((c, h, w, out_h * out_w), layout, extents.as_deref(), grad_out, indices, grad_in)
 }
 

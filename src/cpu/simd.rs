@@ -1980,7 +1980,16 @@ pub(crate) mod avx512 {
         }
     }
 
-    /// `dst[i] = bf16_bits(src[i])` (`dst` and `src` of one length): `vcvtne2ps2bf16` on
+    /// The lanes of `v` that are subnormal: exponent bits all zero, mantissa not.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn subnormal_lanes(v: __m512) -> __mmask16 {
+        let bits = _mm512_castps_si512(v);
+        let zero_exponent = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
+        _mm512_mask_test_epi32_mask(zero_exponent, bits, _mm512_set1_epi32(0x007f_ffff))
+    }
+
+    /// `dst[i] = bf16_bits(src[i])` (over the shorter of the two): `vcvtne2ps2bf16` on
     /// blocks of 32 without subnormals (which it flushes to zero), the scalar rounding on the
     /// rest. See [`super::store_slice`].
     ///
@@ -1989,26 +1998,17 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(crate) unsafe fn store_bf16_slice(dst: &mut [u16], src: &[f32]) {
         let n = dst.len().min(src.len());
-        let exponent = _mm512_set1_epi32(0x7f80_0000);
-        let mantissa = _mm512_set1_epi32(0x007f_ffff);
         let mut i = 0;
         while i + 32 <= n {
             // SAFETY: `i + 32 <= n`, so both loads read inside `src` and the store writes
             // inside `dst`; unaligned forms throughout.
             let (lo, hi) =
                 unsafe { (_mm512_loadu_ps(src.as_ptr().add(i)), _mm512_loadu_ps(src.as_ptr().add(i + 16))) };
-            let (lo_bits, hi_bits) = (_mm512_castps_si512(lo), _mm512_castps_si512(hi));
-            // Subnormal: exponent bits all zero, mantissa not.
-            let subnormal =
-                _mm512_mask_test_epi32_mask(_mm512_testn_epi32_mask(lo_bits, exponent), lo_bits, mantissa)
-                    | _mm512_mask_test_epi32_mask(
-                        _mm512_testn_epi32_mask(hi_bits, exponent),
-                        hi_bits,
-                        mantissa,
-                    );
+            let subnormal = subnormal_lanes(lo) | subnormal_lanes(hi);
             if subnormal == 0 {
                 // The second operand fills the low 16 results.
-                let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                // SAFETY: `__m512bh` and `__m512i` are both 64-byte vectors of plain bits.
+                let packed: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo)) };
                 // SAFETY: as the loads.
                 unsafe { _mm512_storeu_si512(dst.as_mut_ptr().add(i).cast(), packed) };
             } else {

@@ -953,9 +953,9 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
 
 /// One (image, output row) of channels-last max pooling through [`simd::pool_windows`]
 /// (`k = n * out_h + oh`; `op` is `Max` or `MaxWithIndex`, `irow` empty without indices),
-/// then the `c % 8` leftover channels in portable tiles. `cols` are the rows' column taps, `windows` a reused buffer; `stream`
-/// ([`simd::streams_window_output`]) writes `yrow` with non-temporal stores where
-/// [`simd::pool_windows`] streams (not with indices).
+/// then the `c % 8` leftover channels in portable tiles. `cols` are the rows' column taps,
+/// `windows` a reused buffer; `stream` ([`simd::streams_window_output`]) writes `yrow` with
+/// non-temporal stores where [`simd::pool_windows`] streams (not with indices).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn max_nhwc_row_avx2<T: FloatElement>(

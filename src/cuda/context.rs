@@ -107,22 +107,30 @@ impl std::fmt::Debug for CudaBackend {
 /// PyTorch's `PYTORCH_NO_CUDA_MEMORY_CACHING=1`) leaves the driver's default. A failure only
 /// costs speed, so it is ignored.
 fn keep_freed_memory_in_pool(ctx: &CudaContext) {
-    use cudarc::driver::sys;
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-    // SAFETY: the context exists (so cuInit ran and the driver library is loaded), and it
-    // reports memory-pool support (has_async_alloc), so cuDeviceGetMemPool and
-    // cuMemPoolSetAttribute (CUDA 11.2+) exist in it. `pool` is a live out-pointer, and the
-    // threshold attribute takes a pointer to a u64 (cuuint64_t), which `threshold` is.
-    unsafe {
-        if sys::cuDeviceGetMemPool(&mut pool, ctx.cu_device()) != CUresult::CUDA_SUCCESS || pool.is_null() {
-            return;
-        }
-        let mut threshold: u64 = u64::MAX;
-        let _ = sys::cuMemPoolSetAttribute(
+    let Ok(pool) = memory_pool(ctx) else { return };
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: `pool` is the device's live pool (memory_pool), and the threshold attribute takes
+    // a pointer to a u64 (cuuint64_t), which `threshold` is.
+    let _ = unsafe {
+        cudarc::driver::sys::cuMemPoolSetAttribute(
             pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
             (&mut threshold as *mut u64).cast(),
-        );
+        )
+    };
+}
+
+/// The device's current memory pool, where cudarc's stream-ordered allocations come from.
+/// Only for a context that reports memory-pool support (`has_async_alloc`).
+fn memory_pool(ctx: &CudaContext) -> std::result::Result<cudarc::driver::sys::CUmemoryPool, CUresult> {
+    let mut pool: cudarc::driver::sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: the context exists (so cuInit ran and the driver library is loaded), and callers
+    // only ask where it reports memory-pool support, so cuDeviceGetMemPool (CUDA 11.2+)
+    // exists in the driver; `pool` is a live out-pointer.
+    match unsafe { cudarc::driver::sys::cuDeviceGetMemPool(&mut pool, ctx.cu_device()) } {
+        CUresult::CUDA_SUCCESS if !pool.is_null() => Ok(pool),
+        CUresult::CUDA_SUCCESS => Err(CUresult::CUDA_ERROR_INVALID_VALUE),
+        other => Err(other),
     }
 }
 
@@ -210,25 +218,20 @@ impl CudaBackend {
     /// Waits for this device's queued work, then returns the memory its pool keeps for reuse
     /// (see `keep_freed_memory_in_pool`) to the driver.
     pub(crate) fn release_cached_memory(&self) -> Result<()> {
-        use cudarc::driver::sys;
         self.stream.synchronize().map_err(|e| driver_error("synchronising before trimming the pool", &e))?;
         if !self.ctx.has_async_alloc() {
             return Ok(());
         }
         self.ctx.bind_to_thread().map_err(|e| driver_error("binding the CUDA context", &e))?;
-        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
-        // SAFETY: as in keep_freed_memory_in_pool: a live context with memory-pool support and
-        // a live out-pointer; trimming frees only memory no allocation holds.
-        let status = unsafe {
-            match sys::cuDeviceGetMemPool(&mut pool, self.ctx.cu_device()) {
-                CUresult::CUDA_SUCCESS if !pool.is_null() => sys::cuMemPoolTrimTo(pool, 0),
-                other => other,
+        let status = memory_pool(&self.ctx).and_then(|pool| {
+            // SAFETY: `pool` is the device's live pool (memory_pool); trimming frees only
+            // memory no allocation holds.
+            match unsafe { cudarc::driver::sys::cuMemPoolTrimTo(pool, 0) } {
+                CUresult::CUDA_SUCCESS => Ok(()),
+                other => Err(other),
             }
-        };
-        match status {
-            CUresult::CUDA_SUCCESS => Ok(()),
-            other => Err(Error::Driver(format!("trimming the memory pool: {other:?}"))),
-        }
+        });
+        status.map_err(|e| Error::Driver(format!("trimming the memory pool: {e:?}")))
     }
 
     /// The device's name as the driver reports it (`"NVIDIA H200"`).

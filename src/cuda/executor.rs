@@ -50,9 +50,13 @@ impl PlanExecutor for CudaBackend {
     fn upload(&self, data: HostData) -> Result<Storage> {
         let (dtype, len) = (data.dtype(), data.len());
         let bytes = data.as_bytes();
-        let slice =
-            if bytes.is_empty() { self.stream.alloc_zeros::<u8>(1) } else { self.stream.clone_htod(bytes) }
-                .map_err(|e| driver_error(&format!("uploading {len} {dtype} elements"), &e))?;
+        let slice = self.retry_out_of_memory(&format!("uploading {len} {dtype} elements"), || {
+            if bytes.is_empty() {
+                self.stream.alloc_zeros::<u8>(1)
+            } else {
+                self.stream.clone_htod(bytes)
+            }
+        })?;
         Ok(Storage::Cuda(CudaBuffer { bytes: slice, dtype, len }))
     }
 
