@@ -392,7 +392,7 @@ fn cpu_read_bandwidth(quick: bool) -> Baseline {
             "streaming read: sum of 1 GiB f32 on {} threads, median of {runs} (checksum {total:.1}; \
              the same sum over {} MiB, in cache: {cached:.1} GB/s)",
             rayon::current_num_threads(),
-            CACHED_READ_LEN * 4 >> 20
+            (CACHED_READ_LEN * 4) >> 20
         ),
     }
 }

@@ -565,9 +565,9 @@ fn scatter_planes_in_step<T: FloatElement, const P: usize>(
 /// The scatter shared by both max-pooling backwards: validates each task's indices, then
 /// scatters its planes (NCHW) or images (NHWC). Returns `true` when some index lies outside
 /// `[0, h*w)`; a task holding one writes nothing, the others complete (the caller discards
-/// the gradient then). With `extents` (NHWC 16-bit images of [`ROW_SCATTER_MIN_ITEM`]
-/// elements and more, decided by the caller: [`window_row_extents`]), each image scatters
-/// row by row ([`scatter_max_nhwc_rows`]) where it can.
+/// the gradient then). With `extents` (NHWC images of [`ROW_SCATTER_MIN_ITEM`] elements and
+/// more, decided by the caller: [`window_row_extents`]), each image scatters row by row
+/// ([`scatter_max_nhwc_rows`]) where it can.
 fn scatter_max<T: FloatElement>(
     (c, h, w, out_len_plane): (usize, usize, usize, usize),
     layout: Layout,
@@ -677,7 +677,8 @@ fn scatter_max<T: FloatElement>(
 }
 
 /// Channels-last images of at least this many elements scatter through
-/// [`scatter_max_nhwc_rows`]: their accumulators (1 MiB of f32) would not stay in L2.
+/// [`scatter_max_nhwc_rows`]: their whole-image accumulators (1 MiB of f32) would not stay in
+/// L2.
 const ROW_SCATTER_MIN_ITEM: usize = 1 << 18;
 
 /// Bytes of accumulators (whole input rows, at least one) [`scatter_max_nhwc_rows`] holds.
@@ -690,7 +691,9 @@ const ROW_SCATTER_ACC_BYTES: usize = 256 << 10;
 /// has all its terms and is rounded and written. Each element sums from zero in ascending
 /// output order, as the whole-image scatter does, so the bits are the same; but its
 /// accumulators stay in L2 instead of spanning the image (3.2 MB of f32 on the early map),
-/// and each gradient element is written once, with no zeroing pass over the output.
+/// and each gradient element is written once, with no zeroing pass over the output. f32 and
+/// f64, whose accumulators are the gradient itself, scatter in place instead
+/// ([`scatter_max_nhwc_rows_in_place`]), zeroing each input row as the windows reach it.
 ///
 /// Returns `false`, having written part of `grad_in`, when an index lies outside its output
 /// row's window rows (PyTorch's never do), when the extents do not move down the image, or
@@ -715,9 +718,18 @@ fn scatter_max_nhwc_rows<T: FloatElement>(
         return false;
     }
     let (h, row_out) = (grad_in.len() / row_in, grad_out.len() / out_h);
-    let capacity = (acc_bytes / (row_in * std::mem::size_of::<T::Acc>())).max(1);
     let monotonic = extents.windows(2).all(|e| e[0].start <= e[1].start && e[0].end <= e[1].end);
-    if !monotonic || extents.iter().any(|e| e.end > h || e.len() > capacity) {
+    if !monotonic || extents.iter().any(|e| e.end > h) {
+        return false;
+    }
+    if AccScratch::<T>::is_identity() {
+        // f32/f64 add straight into the gradient; `acc_view_mut` is `Some` for them.
+        return acc_view_mut(grad_in).is_some_and(|grad_in| {
+            scatter_max_nhwc_rows_in_place::<T>((c, w), extents, (grad_out, indices), grad_in)
+        });
+    }
+    let capacity = (acc_bytes / (row_in * std::mem::size_of::<T::Acc>())).max(1);
+    if extents.iter().any(|e| e.len() > capacity) {
         return false;
     }
     acc.resize(acc.len().max(capacity * row_in), T::Acc::zero());
@@ -750,6 +762,50 @@ fn scatter_max_nhwc_rows<T: FloatElement>(
         }
     }
     close_rows(row_in, h, (&mut base, &mut held), acc, grad_in);
+    true
+}
+
+/// [`scatter_max_nhwc_rows`] for types that are their own accumulators (f32, f64): the terms go
+/// straight into `grad_in`, and each input row is zeroed just before the first output row
+/// whose windows read it, rather than the whole image first. So each row is zeroed, added to
+/// and left while it is in cache; zeroed up front, an image larger than L2 (3.2 MB on the
+/// early map) had every row read back from L3 for its adds. The bits are the whole-image
+/// scatter's: each element sums its terms from +0 in ascending output order.
+///
+/// Returns `false`, having written part of `grad_in`, when an index lies outside its output
+/// row's window rows (PyTorch's never do); the caller then zeroes and scatters the image
+/// whole. `extents` must move down the image and end inside it (checked by the caller).
+#[inline(always)]
+fn scatter_max_nhwc_rows_in_place<T: FloatElement>(
+    (c, w): (usize, usize),
+    extents: &[Range<usize>],
+    (grad_out, indices): (&[T], &[i64]),
+    grad_in: &mut [T::Acc],
+) -> bool {
+    let row_in = w * c;
+    let row_out = grad_out.len() / extents.len();
+    let mut zeroed = 0;
+    for (oh, rows) in extents.iter().enumerate() {
+        if rows.end > zeroed {
+            grad_in[zeroed * row_in..rows.end * row_in].fill(T::Acc::zero());
+            zeroed = rows.end;
+        }
+        let (go, idx) =
+            (&grad_out[oh * row_out..(oh + 1) * row_out], &indices[oh * row_out..(oh + 1) * row_out]);
+        let (first, span) = (rows.start * w, rows.len() * w);
+        if idx.iter().fold(false, |bad, &i| bad | (i.wrapping_sub(first as i64) as u64 >= span as u64)) {
+            return false;
+        }
+        for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
+            for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+                // SAFETY: `rows.start * w <= i < rows.end * w` (checked above) and `ch < c`,
+                // so the element lies below `rows.end * row_in <= grad_in.len()` (the caller
+                // checked that every extent ends inside the image).
+                unsafe { *grad_in.get_unchecked_mut(i as usize * c + ch) += simd::load(g) };
+            }
+        }
+    }
+    grad_in[zeroed * row_in..].fill(T::Acc::zero());
     true
 }
 
@@ -1318,8 +1374,7 @@ fn max_backward<T: FloatElement>(
     grad_in: &mut [T],
 ) -> bool {
     let splits = layout == Layout::Nhwc && !grad_out.is_empty() && max_backward_gathers(n, h);
-    let by_rows =
-        layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM && !AccScratch::<T>::is_identity();
+    let by_rows = layout == Layout::Nhwc && h * w * c >= ROW_SCATTER_MIN_ITEM;
     let ranges = (splits || by_rows).then(ranges);
     if let (true, Some((rows, cols))) = (splits, &ranges) {
         let split = (max_backward_in_bands(c, out_h, out_w)
@@ -2007,7 +2062,9 @@ mod tests {
                         &mut got,
                         &mut acc,
                     );
-                    assert_eq!(done, capacity >= tallest, "{g:?} capacity {capacity}");
+                    // f32/f64 scatter in place, with no accumulators to outgrow.
+                    let expected = AccScratch::<T>::is_identity() || capacity >= tallest;
+                    assert_eq!(done, expected, "{g:?} capacity {capacity}");
                     if done {
                         assert_eq!(
                             bits(&got),
