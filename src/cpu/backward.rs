@@ -1052,9 +1052,11 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
 ///
 /// Branch-free: about a third of these terms are deferred, in no pattern a predictor learns.
 /// Branching on each, these rows (one output row in eight on the long rows) took 31% of the
-/// band scatter's `perf` samples; branch-free, 8%. Every term is written to the deferred list, and kept there only when deferred;
-/// a deferred term's add goes to its own slot of that list (overwritten just after), so that
-/// the deferred adds form no chain through one scratch value.
+/// band scatter's `perf` samples; branch-free, 8%. Every term is written to the deferred
+/// list, and kept there only when deferred; a deferred term's add goes to its own slot of
+/// that list (overwritten just after), so that the deferred adds form no chain through one
+/// scratch value. `None` too, declining, if `acc` is shorter than `lo..hi` (never, from the
+/// bands).
 #[inline(always)]
 fn split_reach_back<T: FloatElement>(
     (c, lo, hi): (usize, usize, usize),
@@ -1062,8 +1064,10 @@ fn split_reach_back<T: FloatElement>(
     indices: &[i64],
     acc: &mut [T::Acc],
 ) -> Option<Vec<(usize, T::Acc)>> {
-    assert!(lo <= hi && acc.len() >= (hi - lo) * c, "band accumulators too short");
-    if indices.iter().fold(false, |bad, &i| bad | (i as u64 >= hi as u64)) {
+    if lo > hi
+        || acc.len() < (hi - lo) * c
+        || indices.iter().fold(false, |bad, &i| bad | (i as u64 >= hi as u64))
+    {
         return None;
     }
     let mut deferred = vec![(0, T::Acc::zero()); indices.len()];
