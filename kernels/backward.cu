@@ -226,9 +226,12 @@ CUPOOL_UNROLL
                         we = adaptive_end(ow, p.out_w, p.w);
                         div = (Acc)(rf * (we - ws));
                     }
+                    // One share for every element of the run it covers (the same quotient
+                    // each element computed alone).
+                    const Acc share = g / div;
 CUPOOL_UNROLL
                     for (int k = 0; k < CUPOOL_BWD_RUN; ++k) {
-                        if (k < len && covers(ws, we, iw0 + k)) acc[k] += g / div;
+                        if (k < len && covers(ws, we, iw0 + k)) acc[k] += share;
                     }
                 } else {
                     const i64 idx = gload(ind_row + ow);

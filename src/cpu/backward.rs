@@ -487,8 +487,39 @@ pub fn adaptive_avg_pool2d_backward<T: FloatElement>(
 /// unsigned compare covers both ends; the fold has no early exit, so it vectorises).
 #[inline(always)]
 fn any_index_outside(indices: &[i64], plane: usize) -> bool {
-    let plane = plane as u64;
-    indices.iter().fold(false, |bad, &i| bad | (i as u64 >= plane))
+    any_index_outside_of(indices, 0..plane)
+}
+
+/// Whether any index lies outside `pixels`, as [`any_index_outside`] checks the plane: one
+/// unsigned compare of `i - start` (a wrapped, huge value below `start`), no early exit.
+#[inline(always)]
+fn any_index_outside_of(indices: &[i64], pixels: Range<usize>) -> bool {
+    let (start, span) = (pixels.start as u64, pixels.len() as u64);
+    indices.iter().fold(false, |bad, &i| bad | ((i as u64).wrapping_sub(start) >= span))
+}
+
+/// The channels-last max scatter's adds: for each output pixel's `c` channels in `grad_out`
+/// and `indices`, in order, `acc[(i - first_pixel) * c + ch] += grad`, where `acc` holds the
+/// accumulators of the pixels from `first_pixel` on.
+///
+/// # Safety
+/// Every index `i` lies in `first_pixel..first_pixel + acc.len() / c` (the callers check
+/// their ranges with [`any_index_outside_of`] first), and `grad_out.len() == indices.len()`.
+#[inline(always)]
+unsafe fn add_channel_terms<T: FloatElement>(
+    c: usize,
+    first_pixel: usize,
+    grad_out: &[T],
+    indices: &[i64],
+    acc: &mut [T::Acc],
+) {
+    for (go, idx) in grad_out.chunks_exact(c).zip(indices.chunks_exact(c)) {
+        for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
+            // SAFETY: `first_pixel <= i < first_pixel + acc.len() / c` (the caller's promise)
+            // and `ch < c`, so the element lies below `acc.len()`.
+            unsafe { *acc.get_unchecked_mut((i as usize - first_pixel) * c + ch) += simd::load(g) };
+        }
+    }
 }
 
 /// `x` as accumulator values when `T` is its own accumulator (f32, f64); `None` otherwise.
@@ -633,15 +664,9 @@ fn scatter_max<T: FloatElement>(
                                     .chunks_exact_mut(item)
                                     .zip(go.chunks_exact(outs).zip(idx.chunks_exact(outs)));
                                 for (a, (go, idx)) in images {
-                                    for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-                                        for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
-                                            // SAFETY: validated above, `0 <= i < plane`, and
-                                            // `ch < c`, so `i * c + ch < plane * c == a.len()`.
-                                            unsafe {
-                                                *a.get_unchecked_mut(i as usize * c + ch) += simd::load(g)
-                                            };
-                                        }
-                                    }
+                                    // SAFETY: validated above, `0 <= i < plane`, and `a` holds
+                                    // the image's `plane * c` accumulators.
+                                    unsafe { add_channel_terms(c, 0, go, idx, a) };
                                 }
                             };
                             let Some(extents) = extents else {
@@ -747,19 +772,13 @@ fn scatter_max_nhwc_rows<T: FloatElement>(
         }
         let (go, idx) =
             (&grad_out[oh * row_out..(oh + 1) * row_out], &indices[oh * row_out..(oh + 1) * row_out]);
-        let (first, span) = (rows.start * w, rows.len() * w);
-        if idx.iter().fold(false, |bad, &i| bad | (i.wrapping_sub(first as i64) as u64 >= span as u64)) {
+        if any_index_outside_of(idx, rows.start * w..rows.end * w) {
             return false;
         }
-        let base_pixel = base * w;
-        for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-            for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
-                // SAFETY: `rows.start * w <= i < rows.end * w` (checked above) and
-                // `base <= rows.start`, `rows.end <= base + held`, so the pixel
-                // `i - base * w` is one of the `held * w` held, and `ch < c`: inside `acc`.
-                unsafe { *acc.get_unchecked_mut((i as usize - base_pixel) * c + ch) += simd::load(g) };
-            }
-        }
+        // SAFETY: `rows.start * w <= i < rows.end * w` (checked above), and `base <=
+        // rows.start`, `rows.end <= base + held`, so every pixel `i` lies in `base * w..(base +
+        // held) * w`, whose accumulators are `acc`'s first `held * row_in` elements.
+        unsafe { add_channel_terms(c, base * w, go, idx, &mut acc[..held * row_in]) };
     }
     close_rows(row_in, h, (&mut base, &mut held), acc, grad_in);
     true
@@ -792,18 +811,12 @@ fn scatter_max_nhwc_rows_in_place<T: FloatElement>(
         }
         let (go, idx) =
             (&grad_out[oh * row_out..(oh + 1) * row_out], &indices[oh * row_out..(oh + 1) * row_out]);
-        let (first, span) = (rows.start * w, rows.len() * w);
-        if idx.iter().fold(false, |bad, &i| bad | (i.wrapping_sub(first as i64) as u64 >= span as u64)) {
+        if any_index_outside_of(idx, rows.start * w..rows.end * w) {
             return false;
         }
-        for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-            for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
-                // SAFETY: `rows.start * w <= i < rows.end * w` (checked above) and `ch < c`,
-                // so the element lies below `rows.end * row_in <= grad_in.len()` (the caller
-                // checked that every extent ends inside the image).
-                unsafe { *grad_in.get_unchecked_mut(i as usize * c + ch) += simd::load(g) };
-            }
-        }
+        // SAFETY: `0 <= i < rows.end * w` (checked above), and `rows.end * row_in <=
+        // grad_in.len()` (the caller checked that every extent ends inside the image).
+        unsafe { add_channel_terms(c, 0, go, idx, &mut grad_in[..rows.end * row_in]) };
     }
     grad_in[zeroed * row_in..].fill(T::Acc::zero());
     true
@@ -953,23 +966,14 @@ fn scatter_max_nhwc_bands<T: FloatElement>(
                             acc,
                         )?;
                         let (go, idx) = (&grad_out[body..outs.end], &indices[body..outs.end]);
-                        let inside = idx.iter().fold(true, |ok, &i| {
-                            ok & ((i as u64).wrapping_sub(lo as u64) < (hi - lo) as u64)
-                        });
                         // Past the reach-back rows an index outside the band's rows lies
                         // outside its window too.
-                        if !inside {
+                        if any_index_outside_of(idx, lo..hi) {
                             return None;
                         }
-                        for (go, idx) in go.chunks_exact(c).zip(idx.chunks_exact(c)) {
-                            for (ch, (&g, &i)) in go.iter().zip(idx).enumerate() {
-                                // SAFETY: `lo <= i < hi` (checked above) and `ch < c`, so the
-                                // element lies below `(hi - lo) * c == acc.len()`.
-                                unsafe {
-                                    *acc.get_unchecked_mut((i as usize - lo) * c + ch) += simd::load(g)
-                                };
-                            }
-                        }
+                        // SAFETY: `lo <= i < hi` (checked above), and `acc` holds the
+                        // `(hi - lo) * c` accumulators of pixels `lo..hi`.
+                        unsafe { add_channel_terms(c, lo, go, idx, acc) };
                         let mut tail_acc = Vec::new();
                         if !identity {
                             let split = (tail[u] - own[u]) * row_in;
@@ -1064,10 +1068,7 @@ fn split_reach_back<T: FloatElement>(
     indices: &[i64],
     acc: &mut [T::Acc],
 ) -> Option<Vec<(usize, T::Acc)>> {
-    if lo > hi
-        || acc.len() < (hi - lo) * c
-        || indices.iter().fold(false, |bad, &i| bad | (i as u64 >= hi as u64))
-    {
+    if lo > hi || acc.len() < (hi - lo) * c || any_index_outside(indices, hi) {
         return None;
     }
     let mut deferred = vec![(0, T::Acc::zero()); indices.len()];
