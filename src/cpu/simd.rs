@@ -831,14 +831,29 @@ pub(crate) mod avx2 {
         }};
     }
 
+    /// Byte shuffle of a 128-bit lane holding eight bf16 (both lanes the same, as
+    /// `vbroadcasti128` loads them) into eight f32: bf16 `j` of the low lane's words 0-3 or the
+    /// high lane's 4-7 lands in the upper half of f32 `j`, zeros below (-128 selects a zero).
+    /// The widening this replaced, `vpmovzxwd` and a shift, is two uops, the first only on
+    /// port 5 on Intel; a broadcast load is a load alone, and `vpshufb` runs on ports 1 and 5.
+    /// The short-row sums (eight bf16 rows of 56 a call, 2048 rows, in L1/L2) ran 1.14x
+    /// faster in one process, the two forms alternating (20000 calls each, p10 and median);
+    /// the same bits.
+    const BF16_TO_F32_BYTES: __m256i = unsafe {
+        std::mem::transmute::<[i8; 32], __m256i>([
+            -128, -128, 0, 1, -128, -128, 2, 3, -128, -128, 4, 5, -128, -128, 6, 7, //
+            -128, -128, 8, 9, -128, -128, 10, 11, -128, -128, 12, 13, -128, -128, 14, 15,
+        ])
+    };
+
     /// Eight accumulator values from element `at` of `p`, exact.
     #[inline(always)]
     pub(crate) unsafe fn load8(kind: TileKind, p: *const u8, at: usize) -> __m256 {
         match kind {
             TileKind::F32 => _mm256_loadu_ps(p.cast::<f32>().add(at)),
             TileKind::Bf16 => {
-                let h = _mm_loadu_si128(p.cast::<u16>().add(at).cast());
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                let h = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast::<u16>().add(at).cast()));
+                _mm256_castsi256_ps(_mm256_shuffle_epi8(h, BF16_TO_F32_BYTES))
             }
             TileKind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(at).cast())),
         }
