@@ -25,15 +25,28 @@ const BLOCK: usize = 512;
 const SEGMENT: usize = 64 * BLOCK;
 /// Level 2: segment sums are added in groups of this many, then the group sums are added.
 const SEGMENT_GROUP: usize = 64;
-/// Row sums of 16-bit inputs of at least this many bytes (streaming from memory) prefetch
-/// [`PREFETCH_AHEAD`] bytes ahead of their loads. On the 2-core Zen 3 VM the hardware
-/// prefetchers alone left the seed's NCHW bf16/f16 GAP at 13 to 17 GB/s against f32's 19 to
-/// 22: four alternations per distance (`cupool bench --ops gap --shapes seed`), median time,
-/// 1024 bytes ahead gave bf16 1.09x to 1.18x and f16 0.95x to 1.14x (2048: bf16 1.13x to 1.23x,
-/// but f16 0.94x to 0.97x). f32 measured 0.9x to 1.1x, so it keeps the hardware prefetchers;
-/// so do inputs that stay in cache, where the hints only cost instructions.
+/// Reductions of inputs of at least this many bytes (streaming from memory) prefetch ahead of
+/// their loads ([`prefetch_distance`]): 16-bit row sums on every CPU, and on Intel's every
+/// AVX2 row sum and register column block.
 const PREFETCH_MIN_BYTES: usize = 32 << 20;
+/// Bytes ahead, 16-bit row sums only, on AMD (and any CPU not Intel's). On the 2-core Zen 3
+/// VM the hardware prefetchers alone left the seed's NCHW bf16/f16 GAP at 13 to 17 GB/s
+/// against f32's 19 to 22: four alternations per distance (`cupool bench --ops gap --shapes
+/// seed`), median time, 1024 bytes ahead gave bf16 1.09x to 1.18x and f16 0.95x to 1.14x
+/// (2048: bf16 1.13x to 1.23x, but f16 0.94x to 0.97x). f32 measured 0.9x to 1.1x, so it keeps
+/// the hardware prefetchers; so do inputs that stay in cache, where the hints only cost
+/// instructions.
 const PREFETCH_AHEAD: usize = 1024;
+/// Bytes ahead on Intel, every type. On the 2-vCPU Xeon (Emerald Rapids) VM, the full seed's
+/// GAP (805 MB, past its L3 cache), median times, alternating binaries:
+/// - NCHW bf16 and f16, three alternations per distance: 4096 bytes ahead ran bf16 1.05x to
+///   1.38x and f16 1.22x to 1.30x faster than 1024 (2048 and 8192 about as 4096), and the
+///   quick bench's 100 MB seed bf16 0.96x to 1.22x, f16 1.46x to 1.83x;
+/// - channels-last bf16 and f16 (the register column blocks, one row about 4096 bytes on),
+///   against no hints: bf16 1.33x to 1.48x, f16 1.10x to 1.39x (the quick seed 1.35x to 2.4x);
+/// - f32, against no hints, four alternations: NCHW 1.15x to 1.26x, channels-last 1.05x to
+///   1.25x (one thread, NCHW: 1.13x).
+const PREFETCH_AHEAD_INTEL: usize = 4096;
 /// Strided path: rows folded into the accumulator per pass (fewer accumulator loads/stores).
 const FOLD: usize = 4;
 /// Strided path, cascade level 0: rows summed into a block accumulator before it is added to
@@ -112,15 +125,22 @@ fn lane_sum<E: Copy, A: Float, const LANES: usize>(v: &[E], load: impl Fn(E) -> 
     acc[0]
 }
 
-/// Whether [`segment_sum`]s over `x` prefetch (see [`PREFETCH_MIN_BYTES`]).
-fn prefetches<T>(x: &[T]) -> bool {
-    std::mem::size_of::<T>() == 2 && std::mem::size_of_val(x) >= PREFETCH_MIN_BYTES
+/// How far ahead (bytes) reductions over `x` prefetch, if they do (see [`PREFETCH_MIN_BYTES`]).
+fn prefetch_distance<T>(x: &[T]) -> Option<usize> {
+    if std::mem::size_of_val(x) < PREFETCH_MIN_BYTES {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd::is_intel() {
+        return Some(PREFETCH_AHEAD_INTEL);
+    }
+    (std::mem::size_of::<T>() == 2).then_some(PREFETCH_AHEAD)
 }
 
-/// Cascade levels 0 and 1 over at most `SEGMENT` elements; with `prefetch`, the AVX2 blocks
-/// prefetch ahead of their loads (the sums are the same).
+/// Cascade levels 0 and 1 over at most `SEGMENT` elements; with a `prefetch` distance, the
+/// AVX2 blocks prefetch that many bytes ahead of their loads (the sums are the same).
 #[inline(always)]
-fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>, prefetch: bool) -> T::Acc {
+fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>, prefetch: Option<usize>) -> T::Acc {
     let mut total = T::Acc::zero();
     if x.len() < SHORT_ROW {
         // Short rows (HW = 49 in a ResNet tail): fewer lanes, a shorter lane tree per row.
@@ -136,10 +156,9 @@ fn segment_sum<T: FloatElement>(x: &[T], scratch: &mut AccScratch<T>, prefetch: 
             // SAFETY: `kind` comes from `avx2_tile_kind::<T>()` (AVX2 present, `T` is the f32,
             // bf16 or f16 it names); the pointer and length are `block`'s.
             let sum = unsafe {
-                if prefetch {
-                    lanes16::sum::<true>(kind, block.as_ptr().cast(), block.len())
-                } else {
-                    lanes16::sum::<false>(kind, block.as_ptr().cast(), block.len())
+                match prefetch {
+                    Some(ahead) => lanes16::sum::<true>(kind, block.as_ptr().cast(), block.len(), ahead),
+                    None => lanes16::sum::<false>(kind, block.as_ptr().cast(), block.len(), 0),
                 }
             };
             total += num_traits::NumCast::from(sum).unwrap_or_else(T::Acc::nan);
@@ -181,19 +200,24 @@ mod lanes16 {
     }
 
     /// The 16-lane sum of the `len` elements at `p`; with `PREFETCH`, each step also asks for
-    /// the line [`super::PREFETCH_AHEAD`] bytes on (past the end too: a prefetch never faults,
-    /// and `wrapping_add` keeps the address computation defined).
+    /// the line `ahead` bytes on (past the end too: a prefetch never faults, and
+    /// `wrapping_add` keeps the address computation defined).
     ///
     /// # Safety
     /// AVX2; `p` points to `len` readable elements of `kind`.
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn sum<const PREFETCH: bool>(kind: TileKind, p: *const u8, len: usize) -> f32 {
+    pub(super) unsafe fn sum<const PREFETCH: bool>(
+        kind: TileKind,
+        p: *const u8,
+        len: usize,
+        ahead: usize,
+    ) -> f32 {
         let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let full = len / 16 * 16;
         let mut at = 0;
         while at < full {
             if PREFETCH {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at * kind.bytes() + super::PREFETCH_AHEAD).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at * kind.bytes() + ahead).cast());
             }
             lo = _mm256_add_ps(lo, load(kind, p, at, 8));
             hi = _mm256_add_ps(hi, load(kind, p, at + 8, 8));
@@ -374,7 +398,7 @@ fn combine_segments<A: Float>(segments: &[A]) -> A {
 
 /// `inner == 1`: one sum per contiguous row of `reduce` elements.
 fn reduce_rows<T: FloatElement>(reduce: usize, finish: ReduceFinish, x: &[T], y: &mut [T]) {
-    let prefetch = prefetches(x);
+    let prefetch = prefetch_distance(x);
     if reduce <= SEGMENT {
         // Many short rows (HW = 49 in a ResNet tail): tasks take runs of rows, not single rows
         // (a small input is one task, on this thread: see `items_per_task`).
@@ -423,6 +447,7 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
     }
     let (reduce, inner) = (g.reduce, g.inner);
     let outer_stride = reduce * inner;
+    let prefetch = prefetch_distance(x);
     let tile_tasks = items_per_task(COL_TILE.min(inner) * reduce.min(ROW_SEGMENT), inner.div_ceil(COL_TILE));
     if reduce <= ROW_SEGMENT {
         y.par_chunks_mut(inner).enumerate().with_min_len(items_per_task(outer_stride, g.outer)).for_each(
@@ -434,7 +459,7 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
                     simd::dispatch(
                         #[inline(always)]
                         || {
-                            column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc);
+                            column_segment_sum(xo, inner, 0..reduce, t * COL_TILE, acc, prefetch);
                             // In the AVX2 code and branch-free, so that the rounding
                             // vectorises: `T::from_acc` per output, outside it, was 30% of a
                             // bf16 ResNet tail's GAP.
@@ -459,7 +484,7 @@ fn reduce_strided<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: 
         part.par_chunks_mut(COL_TILE).enumerate().with_min_len(tile_tasks).for_each(|(t, acc)| {
             simd::dispatch(
                 #[inline(always)]
-                || column_segment_sum(xo, inner, rows.clone(), t * COL_TILE, acc),
+                || column_segment_sum(xo, inner, rows.clone(), t * COL_TILE, acc, prefetch),
             );
         });
     });
@@ -527,6 +552,7 @@ fn reduce_narrow<T: FloatElement>(g: &ReduceGeometry, finish: ReduceFinish, x: &
 /// Sums rows `rows` of the `[reduce, inner]` slab `xo`, columns `col0..col0 + out.len()`, into
 /// `out` (overwritten): rows in order, `FOLD` rows per pass, blocks of `ROW_BLOCK` rows summed
 /// separately and then added (cascade). At most `ROW_SEGMENT` rows and `COL_TILE` columns.
+/// With a `prefetch` distance (bytes), the register blocks prefetch the row about that far on.
 #[inline(always)]
 fn column_segment_sum<T: FloatElement>(
     xo: &[T],
@@ -534,6 +560,7 @@ fn column_segment_sum<T: FloatElement>(
     rows: std::ops::Range<usize>,
     col0: usize,
     out: &mut [T::Acc],
+    prefetch: Option<usize>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(kind) = simd::avx2_tile_kind::<T>()
@@ -545,6 +572,7 @@ fn column_segment_sum<T: FloatElement>(
         // registers) at a time, then 64, 32 and 8; the last `width % 8` below.
         let vector_end = width - width % 8;
         assert!(rows.end * inner <= xo.len() && col0 + width <= inner);
+        let prefetch_rows = prefetch.map_or(0, |ahead| ahead.div_ceil(inner * std::mem::size_of::<T>()));
         let mut c = 0;
         while c < vector_end {
             let left = vector_end - c;
@@ -559,19 +587,19 @@ fn column_segment_sum<T: FloatElement>(
                 let (x, out) = (xo.as_ptr().add(start).cast::<u8>(), out.as_mut_ptr().add(c).cast::<f32>());
                 c += match left {
                     96.. => {
-                        simd::column_block_sums::<12>(kind, x, inner, n, ROW_BLOCK, out);
+                        simd::column_block_sums::<12>(kind, x, (inner, prefetch_rows), n, ROW_BLOCK, out);
                         96
                     }
                     64.. => {
-                        simd::column_block_sums::<8>(kind, x, inner, n, ROW_BLOCK, out);
+                        simd::column_block_sums::<8>(kind, x, (inner, prefetch_rows), n, ROW_BLOCK, out);
                         64
                     }
                     32.. => {
-                        simd::column_block_sums::<4>(kind, x, inner, n, ROW_BLOCK, out);
+                        simd::column_block_sums::<4>(kind, x, (inner, prefetch_rows), n, ROW_BLOCK, out);
                         32
                     }
                     _ => {
-                        simd::column_block_sums::<1>(kind, x, inner, n, ROW_BLOCK, out);
+                        simd::column_block_sums::<1>(kind, x, (inner, prefetch_rows), n, ROW_BLOCK, out);
                         8
                     }
                 };
@@ -673,8 +701,10 @@ mod tests {
             for rows in [1, 63, 64, 65, 200] {
                 let xo: Vec<T> = random(rows * inner, (rows * 1000 + inner) as u64);
                 let mut fast = vec![T::Acc::zero(); width];
+                let mut prefetched = vec![T::Acc::zero(); width];
                 let mut portable = vec![T::Acc::zero(); width];
-                simd::dispatch(|| column_segment_sum(&xo, inner, 0..rows, col0, &mut fast));
+                simd::dispatch(|| column_segment_sum(&xo, inner, 0..rows, col0, &mut fast, None));
+                simd::dispatch(|| column_segment_sum(&xo, inner, 0..rows, col0, &mut prefetched, Some(4096)));
                 column_segment_sum_portable(&xo, inner, 0..rows, col0, &mut portable);
                 let bits = |v: &[T::Acc]| {
                     v.iter()
@@ -682,6 +712,11 @@ mod tests {
                         .collect::<Vec<_>>()
                 };
                 assert_eq!(bits(&fast), bits(&portable), "inner {inner} cols {col0}+{width} rows {rows}");
+                assert_eq!(
+                    bits(&prefetched),
+                    bits(&fast),
+                    "prefetching, inner {inner} cols {col0}+{width} rows {rows}"
+                );
             }
         }
     }
@@ -839,9 +874,9 @@ mod tests {
             // SAFETY: AVX2 was detected above; pointers and lengths are the vectors'.
             let (got, got_b, prefetched_b) = unsafe {
                 (
-                    lanes16::sum::<false>(simd::TileKind::F32, x.as_ptr().cast(), len),
-                    lanes16::sum::<false>(simd::TileKind::Bf16, xb.as_ptr().cast(), len),
-                    lanes16::sum::<true>(simd::TileKind::Bf16, xb.as_ptr().cast(), len),
+                    lanes16::sum::<false>(simd::TileKind::F32, x.as_ptr().cast(), len, 0),
+                    lanes16::sum::<false>(simd::TileKind::Bf16, xb.as_ptr().cast(), len, 0),
+                    lanes16::sum::<true>(simd::TileKind::Bf16, xb.as_ptr().cast(), len, PREFETCH_AHEAD_INTEL),
                 )
             };
             assert_eq!(got.to_bits(), lane_sum::<_, f32, 16>(&x, |v| v).to_bits(), "f32 {len}");

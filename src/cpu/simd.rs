@@ -565,7 +565,7 @@ const WIDE_INDEXED_MAX_INPUT_BYTES: usize = 2 << 20;
 /// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
 /// virtual machine CPUID traps to the hypervisor.
 #[cfg(target_arch = "x86_64")]
-fn is_intel() -> bool {
+pub(crate) fn is_intel() -> bool {
     static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *INTEL.get_or_init(|| {
         // SAFETY: CPUID leaf 0 exists on every x86_64 CPU and only reads identification.
@@ -653,11 +653,27 @@ pub(crate) unsafe fn divide_row_sums(
     }
 }
 
+/// Asks for the cache lines of the `bytes` bytes at `x + offset` (a hint: never faults, so
+/// the range may lie past an allocation's end; `wrapping_add` keeps the address defined).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_lines(x: *const u8, offset: usize, bytes: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let mut line = 0;
+    while line < bytes {
+        // SAFETY: a prefetch reads nothing architecturally and never faults, whatever the
+        // address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(offset + line).cast()) };
+        line += 64;
+    }
+}
+
 /// Column sums of a strided slab: channels `0..8 * R` of `rows` rows, `stride` elements
 /// apart, from `x`; each run of `block_rows` rows summed from +0 in order, in registers, then
 /// added to `out` (f32, `8 * R` values, in channel order). The same additions in the same order
 /// as the reduction's portable column accumulator, without its per-row accumulator loads and
-/// stores.
+/// stores. With `prefetch_rows > 0`, each row also asks for the lines of the row that many
+/// rows on (past the end too: a prefetch never faults).
 ///
 /// # Safety
 /// `kind` as [`max_window`]; `x` readable for `(rows - 1) * stride + 8 * R` elements when
@@ -666,7 +682,7 @@ pub(crate) unsafe fn divide_row_sums(
 pub(crate) unsafe fn column_block_sums<const R: usize>(
     kind: TileKind,
     x: *const u8,
-    stride: usize,
+    (stride, prefetch_rows): (usize, usize),
     rows: usize,
     block_rows: usize,
     out: *mut f32,
@@ -676,15 +692,39 @@ pub(crate) unsafe fn column_block_sums<const R: usize>(
         // (`avx512_allowed`); `R / 4` blocks of 32 channels are `8 * R` channels.
         unsafe {
             match R / 4 {
-                1 => return avx512::column_block_sums_bf16::<1>(x, stride, rows, block_rows, out),
-                2 => return avx512::column_block_sums_bf16::<2>(x, stride, rows, block_rows, out),
-                3 => return avx512::column_block_sums_bf16::<3>(x, stride, rows, block_rows, out),
+                1 => {
+                    return avx512::column_block_sums_bf16::<1>(
+                        x,
+                        (stride, prefetch_rows),
+                        rows,
+                        block_rows,
+                        out,
+                    )
+                }
+                2 => {
+                    return avx512::column_block_sums_bf16::<2>(
+                        x,
+                        (stride, prefetch_rows),
+                        rows,
+                        block_rows,
+                        out,
+                    )
+                }
+                3 => {
+                    return avx512::column_block_sums_bf16::<3>(
+                        x,
+                        (stride, prefetch_rows),
+                        rows,
+                        block_rows,
+                        out,
+                    )
+                }
                 _ => {}
             }
         }
     }
     // SAFETY: forwarded from this function's contract.
-    unsafe { avx2::column_block_sums::<R>(kind, x, stride, rows, block_rows, out) }
+    unsafe { avx2::column_block_sums::<R>(kind, x, (stride, prefetch_rows), rows, block_rows, out) }
 }
 
 /// One input row of the channels-last max-backward gather (`backward::gather_max_nhwc`): for
@@ -1294,7 +1334,7 @@ pub(crate) mod avx2 {
     pub(super) unsafe fn column_block_sums<const R: usize>(
         kind: TileKind,
         x: *const u8,
-        stride: usize,
+        (stride, prefetch_rows): (usize, usize),
         rows: usize,
         block_rows: usize,
         out: *mut f32,
@@ -1305,6 +1345,13 @@ pub(crate) mod avx2 {
                 let end = rows.min(r + block_rows);
                 let mut sum = [_mm256_setzero_ps(); R];
                 for row in r..end {
+                    if prefetch_rows > 0 {
+                        super::prefetch_lines(
+                            x,
+                            (row + prefetch_rows) * stride * kind.bytes(),
+                            8 * R * kind.bytes(),
+                        );
+                    }
                     for (i, s) in sum.iter_mut().enumerate() {
                         *s = _mm256_add_ps(*s, load8(kind, x, row * stride + 8 * i));
                     }
@@ -2163,7 +2210,7 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
     pub(super) unsafe fn column_block_sums_bf16<const G: usize>(
         x: *const u8,
-        stride: usize,
+        (stride, prefetch_rows): (usize, usize),
         rows: usize,
         block_rows: usize,
         out: *mut f32,
@@ -2176,6 +2223,9 @@ pub(crate) mod avx512 {
             let end = rows.min(r + block_rows);
             let mut sum = [[_mm512_setzero_ps(); 2]; G];
             for row in r..end {
+                if prefetch_rows > 0 {
+                    super::prefetch_lines(x, (row + prefetch_rows) * stride * 2, 64 * G);
+                }
                 for (g, s) in sum.iter_mut().enumerate() {
                     let v = load32(TileKind::Bf16, x, row * stride + 32 * g);
                     s[0] = _mm512_add_ps(s[0], v[0]);
