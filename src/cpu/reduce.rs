@@ -43,9 +43,9 @@ const PREFETCH_AHEAD: usize = 1024;
 ///   1.38x and f16 1.22x to 1.30x faster than 1024 (2048 and 8192 about as 4096), and the
 ///   quick bench's 100 MB seed bf16 0.96x to 1.22x, f16 1.46x to 1.83x;
 /// - channels-last bf16 and f16 (the register column blocks, one row about 4096 bytes on),
-///   against no hints: bf16 1.33x to 1.48x, f16 1.10x to 1.39x (the quick seed 1.35x to 2.4x);
+///   against no hints: bf16 1.32x to 1.48x, f16 1.10x to 1.39x (the quick seed 1.35x to 2.4x);
 /// - f32, against no hints, four alternations: NCHW 1.15x to 1.26x, channels-last 1.05x to
-///   1.25x (one thread, NCHW: 1.13x).
+///   1.26x (one thread, NCHW: 1.13x and 1.14x).
 const PREFETCH_AHEAD_INTEL: usize = 4096;
 /// Strided path: rows folded into the accumulator per pass (fewer accumulator loads/stores).
 const FOLD: usize = 4;
