@@ -653,8 +653,10 @@ pub(crate) unsafe fn divide_row_sums(
     }
 }
 
-/// Asks for the cache lines of the `bytes` bytes at `x + offset` (a hint: never faults, so
-/// the range may lie past an allocation's end; `wrapping_add` keeps the address defined).
+/// Asks for the cache lines at `x + offset` and every 64 bytes on, short of `bytes` (a hint:
+/// never faults, so the range may lie past an allocation's end; `wrapping_add` keeps the
+/// address defined). An unaligned range's last line is left to the hardware: asking for it
+/// too measured no different on the seed's channels-last GAP.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_lines(x: *const u8, offset: usize, bytes: usize) {
