@@ -27,8 +27,8 @@ fn check(dtype: DType, shape: [usize; 4], (rtol, atol): (f64, f64)) {
         })
         .collect();
     let x = CudaTensor::from_vec(&dev, &shape, data).unwrap().to_dtype(dtype).unwrap();
-    let stored = x.to_dtype(DType::F32).unwrap().to_array::<f32>().unwrap();
-    let stored: Vec<f32> = stored.iter().copied().collect();
+    let stored: Vec<f32> =
+        x.to_dtype(DType::F32).unwrap().to_array::<f32>().unwrap().iter().copied().collect();
     let expected = plain_means(&stored, shape);
     for x in [x.clone(), x.to_channels_last().unwrap()] {
         assert!(x.numel() * dtype.size_in_bytes() >= 32 << 20, "the input must reach the prefetch threshold");

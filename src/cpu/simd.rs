@@ -671,7 +671,7 @@ fn prefetch_lines(x: *const u8, offset: usize, bytes: usize) {
 }
 
 /// Column sums of a strided slab: channels `0..8 * R` of `rows` rows, `stride` elements
-/// apart, from `x`; each run of `block_rows` rows summed from +0 in order, in registers, then
+/// apart (`rows_at` is `(stride, prefetch_rows)`), from `x`; each run of `block_rows` rows summed from +0 in order, in registers, then
 /// added to `out` (f32, `8 * R` values, in channel order). The same additions in the same order
 /// as the reduction's portable column accumulator, without its per-row accumulator loads and
 /// stores. With `prefetch_rows > 0`, each row also asks for the lines of the row that many
@@ -684,7 +684,7 @@ fn prefetch_lines(x: *const u8, offset: usize, bytes: usize) {
 pub(crate) unsafe fn column_block_sums<const R: usize>(
     kind: TileKind,
     x: *const u8,
-    (stride, prefetch_rows): (usize, usize),
+    rows_at: (usize, usize),
     rows: usize,
     block_rows: usize,
     out: *mut f32,
@@ -694,39 +694,15 @@ pub(crate) unsafe fn column_block_sums<const R: usize>(
         // (`avx512_allowed`); `R / 4` blocks of 32 channels are `8 * R` channels.
         unsafe {
             match R / 4 {
-                1 => {
-                    return avx512::column_block_sums_bf16::<1>(
-                        x,
-                        (stride, prefetch_rows),
-                        rows,
-                        block_rows,
-                        out,
-                    )
-                }
-                2 => {
-                    return avx512::column_block_sums_bf16::<2>(
-                        x,
-                        (stride, prefetch_rows),
-                        rows,
-                        block_rows,
-                        out,
-                    )
-                }
-                3 => {
-                    return avx512::column_block_sums_bf16::<3>(
-                        x,
-                        (stride, prefetch_rows),
-                        rows,
-                        block_rows,
-                        out,
-                    )
-                }
+                1 => return avx512::column_block_sums_bf16::<1>(x, rows_at, rows, block_rows, out),
+                2 => return avx512::column_block_sums_bf16::<2>(x, rows_at, rows, block_rows, out),
+                3 => return avx512::column_block_sums_bf16::<3>(x, rows_at, rows, block_rows, out),
                 _ => {}
             }
         }
     }
     // SAFETY: forwarded from this function's contract.
-    unsafe { avx2::column_block_sums::<R>(kind, x, (stride, prefetch_rows), rows, block_rows, out) }
+    unsafe { avx2::column_block_sums::<R>(kind, x, rows_at, rows, block_rows, out) }
 }
 
 /// One input row of the channels-last max-backward gather (`backward::gather_max_nhwc`): for
