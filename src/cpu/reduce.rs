@@ -384,11 +384,22 @@ mod short_rows {
             let lo = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
             let hi = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
             let mean = _mm256_div_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(divisor));
+            // A full group stores its eight results directly: a copy of a variable count is a
+            // call to `memmove`, 6% of the time of batch 1's bf16 GAP (2048 rows of 49). The
+            // direct stores: bf16 1.06x to 1.09x, f32 1.02x to 1.06x (three alternations).
             if kind == TileKind::F32 {
+                if count == 8 {
+                    _mm256_storeu_ps(out.cast::<f32>(), mean);
+                    return;
+                }
                 let mut v = [0f32; 8];
                 _mm256_storeu_ps(v.as_mut_ptr(), mean);
                 std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<f32>(), count);
             } else {
+                if count == 8 {
+                    _mm_storeu_si128(out.cast(), to_16bit(kind, mean));
+                    return;
+                }
                 let mut v = [0u16; 8];
                 _mm_storeu_si128(v.as_mut_ptr().cast(), to_16bit(kind, mean));
                 std::ptr::copy_nonoverlapping(v.as_ptr(), out.cast::<u16>(), count);
