@@ -6,8 +6,8 @@
 //! order (h ascending, then w ascending). With AVX2, f32, bf16 and f16 planes go eight at a time
 //! instead: small ones through the lane path (`lanes.rs`), larger ones in `planes8`, except
 //! max without indices on larger planes, which goes columns first (`by_columns`), and bf16
-//! averages to four outputs from small planes, which sum in any order where every partial
-//! sum is exact (`exact_sums.rs`; the same bits). NHWC:
+//! averages to four outputs from small planes, which on Intel with AVX-512 sum in any order
+//! where every partial sum is exact (`exact_sums.rs`; the same bits). NHWC:
 //! rayon over (image, output row), the channels of each output in registers across its window.
 //!
 //! Average: `sum / kh / kw` in `T::Acc`, two divisions, exactly as PyTorch's CPU contiguous

@@ -176,12 +176,21 @@ impl FourWindows {
         self.tap_counts.into_iter().max().unwrap_or(0)
     }
 
-    /// Whether [`FourWindows::avg_planes`] runs its kernel on this CPU (AVX-512 F and BW, and
-    /// tests have not asked for AVX2 only).
+    /// Whether [`FourWindows::avg_planes`] runs its kernel on this CPU: AVX-512 F and BW, tests
+    /// have not asked for AVX2 only, and the CPU is Intel's. On the 2-vCPU Zen 4 VM (which runs
+    /// 512-bit operations as two halves) the lane path's row registers beat the kernel:
+    /// normally distributed data, 1 and 2 s loops alternating the two (`NCHW` bf16 adaptive
+    /// 7x7 -> 2x2), 16x2048x7x7 76.5 us against 122 us, 8x1280x7x7 24.8 against 40.1,
+    /// 2x2048x7x7 12.1 against 17.6; 1x2048x7x7, seven alternations, each process either
+    /// fast or slow: the lanes 7.7 to 7.8 us in five and 11.1 to 11.2 in two, the kernel 9.8
+    /// to 10.0 in six and 13.3 in one. On data that always passes the check, the ResNet tail
+    /// 76 against 90 us. On
+    /// Intel (Emerald Rapids) the lanes were no faster beyond that VM's noise (BENCHMARKS-HISTORY.md's
+    /// index), so it keeps the kernel.
     pub(crate) fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            super::simd::avx512_allowed()
+            super::simd::avx512_allowed() && super::simd::is_intel()
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
