@@ -1150,6 +1150,8 @@ mod tests {
             // A 4 KiB pixel stride (1024 f32 channels) and windows of more than 9 taps: the
             // channels-last average runs in row passes (first, middle and last).
             case([1, 1024, 5, 12], [3, 10], Some([1, 1]), [1, 0], [1, 1], false),
+            // f32 averages in chunks of 512 channels: two full chunks and a short one.
+            case([2, 1288, 5, 6], [3, 3], Some([2, 2]), [1, 1], [1, 1], true),
             // NCHW: a stride-3 phase split and a kernel wider than the fused 2- and 3-tap loops.
             case([1, 3, 7, 11], [3, 4], Some([1, 3]), [1, 2], d, false),
             // NCHW small planes in lanes: many rayon tasks of eight-plane groups plus a partial
