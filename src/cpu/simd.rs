@@ -552,28 +552,32 @@ pub(crate) fn wide_blocks(kind: TileKind) -> bool {
 /// Whether channels-last f32 max with indices runs 32-channel blocks in AVX-512 registers
 /// ([`avx512::max_index_block32`]): per tap and 16 channels one compare into a mask register,
 /// one masked minimum (the running key) and one masked move (the index), against the AVX2
-/// block's compare, minimum, maximum and byte blend per 8 channels. Only on Intel: there a
-/// 512-bit operation costs one 256-bit one, and the AVX2 blocks' `vpblendvb` is three uops
-/// (Golden Cove and later). Measured on the 2-vCPU Xeon (Emerald Rapids) VM, alternating in
-/// one process: see BENCHMARKS.md. Zen 4 runs 512-bit operations as two 256-bit halves, and
-/// an earlier mask-register form (two compares, two masked moves) measured 0.90x to 0.99x
-/// there, so AMD keeps the AVX2 blocks.
+/// block's compare, minimum, maximum and byte blend per 8 channels. On Intel a 512-bit
+/// operation costs one 256-bit one, and the AVX2 blocks' `vpblendvb` is three uops (Golden
+/// Cove and later); measured on the 2-vCPU Xeon (Emerald Rapids) VM, alternating in one
+/// process: see BENCHMARKS-HISTORY.md. There, on wide pixels (4 KiB and more, 1024 f32
+/// channels) whose input (`input_bytes`) does not fit in L2, the AVX-512 blocks ran 0.84x to
+/// 0.93x the AVX2 ones (the 7x7 tails of 8 to 16 images, 1280 to 2048 channels), against
+/// 1.2x to 1.5x on 1 to 8 such images in L2 and 1.05x to 1.26x on 64 to 256 channels at
+/// every size up to the 201 MB seed (where 1.0x), so Intel keeps the AVX2 blocks there.
 ///
-/// Except on wide pixels (4 KiB and more, 1024 f32 channels) when the input (`input_bytes`)
-/// does not fit in L2: there the AVX-512 blocks ran 0.84x to 0.93x the AVX2 ones (the 7x7
-/// tails of 8 to 16 images, 1280 to 2048 channels), against 1.2x to 1.5x on 1 to 8 such
-/// images in L2 and 1.05x to 1.26x on 64 to 256 channels at every size up to the 201 MB
-/// seed (where 1.0x).
+/// On AMD (Zen 4 runs a 512-bit operation as two 256-bit halves) every f32 shape runs them:
+/// with one scratch binary switching them by an environment variable, alternating call by
+/// call on the 2-vCPU Zen 4 VM, 16x2048x7x7 (6.4 MB, out of L2) 1.13x to 1.15x, 8x1280x7x7
+/// 1.12x to 1.15x, 1x2048x7x7 1.09x to 1.23x, 2x512x14x14 1.10x to 1.15x, 8x128x56x56 1.06x
+/// to 1.08x, 1x64x112x112 1.02x to 1.05x, and 1.0x (0.98x to 1.01x) on 4x64x112x112 and the
+/// 32x96x128x128 seed. (An earlier mask-register form, two compares and two masked moves a
+/// tap, had measured 0.90x to 0.99x there.)
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wide_indexed_max(kind: TileKind, c: usize, input_bytes: usize) -> bool {
-    indexed_max_shape_is_wide(kind, c, input_bytes) && avx512_allowed() && is_intel()
+    avx512_allowed() && indexed_max_shape_is_wide(kind, c, input_bytes, is_intel())
 }
 
-/// [`wide_indexed_max`]'s rule for the op's type and shape, whatever the CPU.
+/// [`wide_indexed_max`]'s rule for the op's type and shape on an Intel CPU or another.
 #[cfg(target_arch = "x86_64")]
-fn indexed_max_shape_is_wide(kind: TileKind, c: usize, input_bytes: usize) -> bool {
+fn indexed_max_shape_is_wide(kind: TileKind, c: usize, input_bytes: usize, intel: bool) -> bool {
     let fits = c * kind.bytes() < WIDE_PIXEL_BYTES || input_bytes <= WIDE_INDEXED_MAX_INPUT_BYTES;
-    kind == TileKind::F32 && fits
+    kind == TileKind::F32 && (fits || !intel)
 }
 
 /// Pixels of this many bytes and more are wide for [`wide_indexed_max`].
@@ -1841,17 +1845,23 @@ pub(crate) mod avx2 {
 mod tests {
     use super::*;
 
-    /// The AVX-512 indexed max's shapes: f32 only, and wide pixels only while the input fits
-    /// in L2.
+    /// The AVX-512 indexed max's shapes: f32 only; on Intel wide pixels only while the input
+    /// fits in L2, elsewhere every shape.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn wide_indexed_max_only_where_measured_faster() {
-        assert!(!indexed_max_shape_is_wide(TileKind::Bf16, 64, 1 << 20));
-        assert!(!indexed_max_shape_is_wide(TileKind::F32, 2048, 3 << 20));
-        assert!(!indexed_max_shape_is_wide(TileKind::F32, 1024, WIDE_INDEXED_MAX_INPUT_BYTES + 1));
-        assert!(indexed_max_shape_is_wide(TileKind::F32, 64, 1 << 30));
-        assert!(indexed_max_shape_is_wide(TileKind::F32, 1023, 1 << 30));
-        assert!(indexed_max_shape_is_wide(TileKind::F32, 2048, 1 << 20));
+        for intel in [true, false] {
+            assert!(!indexed_max_shape_is_wide(TileKind::Bf16, 64, 1 << 20, intel));
+            assert!(!indexed_max_shape_is_wide(TileKind::Bf16, 2048, 3 << 20, intel));
+            assert!(indexed_max_shape_is_wide(TileKind::F32, 64, 1 << 30, intel));
+            assert!(indexed_max_shape_is_wide(TileKind::F32, 1023, 1 << 30, intel));
+            assert!(indexed_max_shape_is_wide(TileKind::F32, 2048, 1 << 20, intel));
+        }
+        let wide_pixels_past_l2 = [(2048, 3 << 20), (1024, WIDE_INDEXED_MAX_INPUT_BYTES + 1)];
+        for (c, bytes) in wide_pixels_past_l2 {
+            assert!(!indexed_max_shape_is_wide(TileKind::F32, c, bytes, true));
+            assert!(indexed_max_shape_is_wide(TileKind::F32, c, bytes, false));
+        }
     }
 
     /// f32 values at every exponent and sign, with the mantissas where rounding to nearest

@@ -1446,7 +1446,7 @@ mod tests {
 
     #[test]
     fn max_pool_matches_the_direct_loop_with_nan_inf_and_ties() {
-        // bf16 channels-last blocks, and f32 ones with indices on Intel, run in AVX-512
+        // bf16 channels-last blocks, and f32 ones with indices, run in AVX-512
         // registers where the CPU has them: both ways.
         for avx2_only in [false, true] {
             simd::AVX2_ONLY.store(avx2_only, std::sync::atomic::Ordering::Relaxed);
