@@ -1343,7 +1343,9 @@ std::thread_local! {
     /// Buffers of this thread's last backward calls, one of each type, for the next: the max
     /// gather's [`MaxGatherScratch`] (a few hundred KiB on the 7x7 tails) and the max
     /// scatter's 16-bit accumulators (an image of f32, 400 KB on the ResNet tail) would
-    /// otherwise be fresh pages, faulted in and zeroed on every call.
+    /// otherwise be fresh pages, faulted in and zeroed on every call. Each stays as large as
+    /// its largest use on this thread (the scatter's, one image below 1 MiB of f32 unless the
+    /// row scatter declines an image) until the thread ends.
     static REUSED_BUFFERS: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -1365,7 +1367,8 @@ impl<V: Default + 'static> Drop for Reused<V> {
     fn drop(&mut self) {
         if let Some(v) = self.0.take() {
             REUSED_BUFFERS.with_borrow_mut(|buffers| {
-                // One of each type: a task that took none (another held it) leaves the first.
+                // One of each type: when two were out at once (a task stolen while another
+                // ran on this thread), the first given back stays.
                 if !buffers.iter().any(|b| b.is::<V>()) {
                     buffers.push(v);
                 }
