@@ -184,9 +184,8 @@ impl FourWindows {
     /// 2x2048x7x7 12.1 against 17.6; 1x2048x7x7, seven alternations, each process either
     /// fast or slow: the lanes 7.7 to 7.8 us in five and 11.1 to 11.2 in two, the kernel 9.8
     /// to 10.0 in six and 13.3 in one. On data that always passes the check, the ResNet tail
-    /// 76 against 90 us. On
-    /// Intel (Emerald Rapids) the lanes were no faster beyond that VM's noise (BENCHMARKS-HISTORY.md's
-    /// index), so it keeps the kernel.
+    /// 76 against 90 us. On Intel (Emerald Rapids) the lanes were no faster beyond that VM's
+    /// noise (BENCHMARKS-HISTORY.md's index), so it keeps the kernel.
     pub(crate) fn available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {

@@ -34,12 +34,12 @@ const SEGMENT_GROUP: usize = 64;
 /// ahead, in both layouts (median time); on 400 MB, 0.99x to 1.05x; 4096 bytes ahead on every
 /// type cost f32 0.93x.
 const PREFETCH_MIN_BYTES: usize = 32 << 20;
-/// Bytes ahead, 16-bit row sums only, on CPUs without AVX-512 that are not Intel's. On the 2-core Zen 3
-/// VM the hardware prefetchers alone left the seed's NCHW bf16/f16 GAP at 13 to 17 GB/s
-/// against f32's 19 to 22: four alternations per distance (`cupool bench --ops gap --shapes
-/// seed`), median time, 1024 bytes ahead gave bf16 1.09x to 1.18x and f16 0.95x to 1.14x
-/// (2048: bf16 1.13x to 1.23x, but f16 0.94x to 0.97x). f32 measured 0.9x to 1.1x, so it keeps
-/// the hardware prefetchers; so do inputs that stay in cache, where the hints only cost
+/// Bytes ahead, 16-bit row sums only, on CPUs without AVX-512 that are not Intel's. On the
+/// 2-core Zen 3 VM the hardware prefetchers alone left the seed's NCHW bf16/f16 GAP at 13 to
+/// 17 GB/s against f32's 19 to 22: four alternations per distance (`cupool bench --ops gap
+/// --shapes seed`), median time, 1024 bytes ahead gave bf16 1.09x to 1.18x and f16 0.95x to
+/// 1.14x (2048: bf16 1.13x to 1.23x, but f16 0.94x to 0.97x). f32 measured 0.9x to 1.1x, so it
+/// keeps the hardware prefetchers; so do inputs that stay in cache, where the hints only cost
 /// instructions.
 const PREFETCH_AHEAD: usize = 1024;
 /// Bytes ahead on Intel, every type. On the 2-vCPU Xeon (Emerald Rapids) VM, the full seed's
