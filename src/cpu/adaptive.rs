@@ -969,7 +969,7 @@ mod tests {
     }
 
     fn all<T: FloatElement>() {
-        let shapes: [([usize; 4], [usize; 2]); 21] = [
+        let shapes: [([usize; 4], [usize; 2]); 23] = [
             ([2, 19, 7, 7], [2, 2]),
             ([3, 27, 9, 9], [4, 3]),
             ([1, 17, 24, 20], [3, 3]),
@@ -1002,6 +1002,11 @@ mod tests {
             ([1, 2, 9, 300], [2, 3]),
             // Small windows on a large plane: max without indices stays in `planes8`.
             ([1, 9, 50, 60], [20, 24]),
+            // Channels-last averages on narrow pixels, windows side by side (`narrow_group`):
+            // 20 windows of one width (two groups of eight, then four alone); 17 windows of
+            // two and three columns, whose groups form only where eight widths agree.
+            ([2, 8, 6, 40], [3, 20]),
+            ([1, 24, 5, 45], [2, 17]),
         ];
         for (shape, out) in shapes {
             let g = plan_adaptive_pool(AdaptiveKind::Max, &shape, out).unwrap();

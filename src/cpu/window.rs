@@ -1137,6 +1137,13 @@ mod tests {
             // A half tile (8 channels) alone, and after a full tile with a remainder.
             case([2, 8, 7, 6], [3, 3], Some([2, 2]), [1, 1], d, false),
             case([1, 27, 5, 6], [3, 2], Some([2, 1]), [1, 0], [1, 1], true),
+            // Channels-last windows side by side on narrow pixels (`simd.rs`, `narrow_group`:
+            // 8, 16 and 24 channels, and 24 plus 3 scalar ones) along rows long enough for
+            // several groups, which the clipped windows at either end break.
+            case([2, 8, 5, 41], [3, 3], Some([2, 2]), [1, 1], d, true),
+            case([1, 16, 4, 38], [2, 3], Some([1, 2]), [1, 1], d, false),
+            case([1, 24, 3, 29], [2, 2], None, [0, 0], [1, 1], true),
+            case([1, 27, 4, 36], [3, 3], Some([2, 1]), [1, 1], d, false),
             // NCHW separable sums over more than 3 rows (a 5x1 kernel).
             case([1, 2, 12, 5], [5, 1], Some([1, 1]), [2, 0], [1, 1], false),
             // AVX2 channel blocks: one of 32 channels, one of 8, then 5 scalar channels.
