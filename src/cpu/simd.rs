@@ -1219,14 +1219,58 @@ pub(crate) mod avx2 {
         cols: &[(usize, usize)],
         sums: *mut f32,
     ) {
-        with_kind_literal!(kind, |kind| for (ow, &(w0, w1)) in cols.iter().enumerate() {
-            let out = sums.add(ow * c);
-            channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
-                super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
-            } else {
-                sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
-            });
+        with_kind_literal!(kind, |kind| {
+            // Narrow pixels (no block of 32): runs of eight windows of one width side by
+            // side, as `narrow_group` pools windows.
+            let narrow = c_end < 32;
+            let mut ow = 0;
+            while ow < cols.len() {
+                if narrow && ow + 8 <= cols.len() {
+                    let group = &cols[ow..ow + 8];
+                    let taps = group[0].1 - group[0].0;
+                    if group.iter().all(|&(w0, w1)| w1 - w0 == taps) {
+                        let mut c0 = 0;
+                        while c0 < c_end {
+                            narrow_column_sums::<8>(kind, row, c, group, c0, sums.add(ow * c));
+                            c0 += 8;
+                        }
+                        ow += 8;
+                        continue;
+                    }
+                }
+                let (w0, w1) = cols[ow];
+                let out = sums.add(ow * c);
+                channel_blocks!(c_end, !WIDE, |R, c0| if WIDE && R == 4 {
+                    super::avx512::sum_columns32(kind, row, c, (w0, w1), c0, out)
+                } else {
+                    sum_columns::<R>(kind, row, c, (w0, w1), c0, out)
+                });
+                ow += 1;
+            }
         })
+    }
+
+    /// Eight channels (`c0..c0 + 8`) of `G` column windows of one width side by side: each
+    /// [`sum_columns`]'s sum (from +0, left to right), at `out + q * c`.
+    #[inline(always)]
+    unsafe fn narrow_column_sums<const G: usize>(
+        kind: TileKind,
+        row: *const u8,
+        c: usize,
+        group: &[(usize, usize)],
+        c0: usize,
+        out: *mut f32,
+    ) {
+        let first: [usize; 8] = std::array::from_fn(|q| group.get(q).map_or(0, |w| w.0 * c + c0));
+        let mut sum = [_mm256_setzero_ps(); 8];
+        for j in 0..group[0].1 - group[0].0 {
+            each_window!(G, |Q| {
+                sum[Q] = _mm256_add_ps(sum[Q], load8(kind, row, first[Q] + j * c));
+            });
+        }
+        each_window!(G, |Q| {
+            _mm256_storeu_ps(out.add(Q * c + c0), sum[Q]);
+        });
     }
 
     #[inline(always)]
@@ -1285,18 +1329,58 @@ pub(crate) mod avx2 {
         divisors: &[f32],
         (y, stream): (*mut u8, bool),
     ) {
-        with_kind_literal!(kind, |kind| for (ow, &divisor) in divisors.iter().enumerate() {
-            let divisor = _mm256_set1_ps(divisor);
-            let at = ow * c;
-            channel_blocks!(c, |R, c0| if WIDE && R == 4 {
-                super::avx512::divide_block32(kind, rows, at + c0, divisor, y)
-            } else {
-                divide_block::<R>(kind, rows, at + c0, divisor, (y, stream))
-            });
+        with_kind_literal!(kind, |kind| {
+            // Narrow pixels (no block of 32): eight outputs at a time side by side, as
+            // `narrow_group` pools windows.
+            let narrow = c < 32 && c.is_multiple_of(8);
+            let mut ow = 0;
+            while narrow && ow + 8 <= divisors.len() {
+                let mut c0 = 0;
+                while c0 < c {
+                    narrow_divide::<8>(kind, rows, c, &divisors[ow..ow + 8], ow * c + c0, (y, stream));
+                    c0 += 8;
+                }
+                ow += 8;
+            }
+            for (ow, &divisor) in divisors.iter().enumerate().skip(ow) {
+                let divisor = _mm256_set1_ps(divisor);
+                let at = ow * c;
+                channel_blocks!(c, |R, c0| if WIDE && R == 4 {
+                    super::avx512::divide_block32(kind, rows, at + c0, divisor, y)
+                } else {
+                    divide_block::<R>(kind, rows, at + c0, divisor, (y, stream))
+                });
+            }
         });
         if stream {
             _mm_sfence();
         }
+    }
+
+    /// Eight channels of `G` outputs side by side (`at`: the first one's element), each as
+    /// [`divide_block`]: the rows' sums left to right, divided, rounded once.
+    #[inline(always)]
+    unsafe fn narrow_divide<const G: usize>(
+        kind: TileKind,
+        rows: &[*const f32],
+        c: usize,
+        divisors: &[f32],
+        at: usize,
+        (y, stream): (*mut u8, bool),
+    ) {
+        let mut sum = [_mm256_setzero_ps(); 8];
+        each_window!(G, |Q| {
+            sum[Q] = _mm256_loadu_ps(rows[0].add(at + Q * c));
+        });
+        for row in &rows[1..] {
+            each_window!(G, |Q| {
+                sum[Q] = _mm256_add_ps(sum[Q], _mm256_loadu_ps(row.add(at + Q * c)));
+            });
+        }
+        each_window!(G, |Q| {
+            let s = _mm256_div_ps(sum[Q], _mm256_set1_ps(divisors[Q]));
+            store_tile::<1, true>(kind, y, at + Q * c, [s], stream);
+        });
     }
 
     #[inline(always)]

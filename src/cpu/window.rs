@@ -1144,6 +1144,9 @@ mod tests {
             case([1, 16, 4, 38], [2, 3], Some([1, 2]), [1, 1], d, false),
             case([1, 24, 3, 29], [2, 2], None, [0, 0], [1, 1], true),
             case([1, 27, 4, 36], [3, 3], Some([2, 1]), [1, 1], d, false),
+            // The separable stride-1 average's row sums and divisions eight windows at a time
+            // on narrow pixels (the 16-channel case above takes it too).
+            case([2, 8, 6, 35], [3, 3], Some([1, 1]), [1, 1], d, true),
             // NCHW separable sums over more than 3 rows (a 5x1 kernel).
             case([1, 2, 12, 5], [5, 1], Some([1, 1]), [2, 0], [1, 1], false),
             // AVX2 channel blocks: one of 32 channels, one of 8, then 5 scalar channels.
