@@ -1221,7 +1221,8 @@ pub(crate) mod avx2 {
     ) {
         with_kind_literal!(kind, |kind| {
             // Narrow pixels (no block of 32): runs of eight windows of one width side by
-            // side, as `narrow_group` pools windows.
+            // side, as `narrow_group` pools windows (with the divisions below, 3x3 stride 1
+            // on 1x8x512x512 1.5x to 2.1x in f32 and bf16, on 4x16x112x112 1.8x to 2.9x).
             let narrow = c_end < 32;
             let mut ow = 0;
             while ow < cols.len() {
@@ -1604,11 +1605,11 @@ pub(crate) mod avx2 {
     /// binary switching the two forms, alternating in one process (Intel VM, 3x3 stride 2
     /// unless named): on 1x8x512x512 f32 averages 1.35x to 1.48x, max 1.47x to 1.54x, 2x2
     /// max 1.24x to 1.55x, indexed max 1.42x to 1.55x; bf16 there 1.5x to 2.0x (averages),
-    /// 1.6x to 1.9x (max), 1.24x to 1.42x (indexed); 4x16x112x112 and 2x24x112x112 f32 1.2x
-    /// to 1.6x; adaptive averages (large windows) unchanged. Eight windows for averages and
-    /// max without indices, which measured 1.02x to 1.07x against four; four with indices (a
-    /// value and an index register each: eight measured a median 0.90x with AVX-512's masks,
-    /// and would spill AVX2's sixteen registers).
+    /// 1.6x to 1.9x (max), 1.24x to 1.42x (indexed); 4x16x112x112 and 2x24x112x112 f32
+    /// medians 1.38x to 1.57x; adaptive averages (large windows) unchanged. Eight windows for
+    /// averages and max without indices, which measured 0.99x to 1.08x against four
+    /// (medians); four with indices (a value and an index register each: eight measured a
+    /// median 0.90x with AVX-512's masks, and would spill AVX2's sixteen registers).
     #[inline(always)]
     fn narrow_group_len(op: WindowOp) -> usize {
         match op {
