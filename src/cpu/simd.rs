@@ -2465,16 +2465,6 @@ pub(crate) mod avx512 {
         true
     }
 
-    /// [`super::avx2`]'s `max_block` with indices for 32 f32 channels (see
-    /// [`super::wide_indexed_max`]), by the same key as its `NAN_AS_INF` form: the running max
-    /// with NaN read as +inf, so that `take = !(v <= key)`, one unordered compare, is
-    /// PyTorch's `v > max || isnan(v)`. A taken tap's key is `min(v, inf)` (`vminps` gives
-    /// its second operand for a NaN, so +inf), written under the mask with the index; ties
-    /// are not taken and keep the earlier tap's bits. Lanes whose key ends at +inf (a NaN or
-    /// +inf was taken) get their kept tap's value back, as there.
-    ///
-    /// # Safety
-    /// As that block's for f32, and the CPU has AVX-512 F and BW.
     /// Eight f32 channels of `G` max windows with indices side by side (a narrow group of
     /// [`super::avx2::same_taps`] windows), by [`max_index_block32`]'s rule in 256-bit
     /// registers: per tap and window one compare into a mask register, one masked minimum
@@ -2528,6 +2518,16 @@ pub(crate) mod avx512 {
         });
     }
 
+    /// [`super::avx2`]'s `max_block` with indices for 32 f32 channels (see
+    /// [`super::wide_indexed_max`]), by the same key as its `NAN_AS_INF` form: the running max
+    /// with NaN read as +inf, so that `take = !(v <= key)`, one unordered compare, is
+    /// PyTorch's `v > max || isnan(v)`. A taken tap's key is `min(v, inf)` (`vminps` gives
+    /// its second operand for a NaN, so +inf), written under the mask with the index; ties
+    /// are not taken and keep the earlier tap's bits. Lanes whose key ends at +inf (a NaN or
+    /// +inf was taken) get their kept tap's value back, as there.
+    ///
+    /// # Safety
+    /// As that block's for f32, and the CPU has AVX-512 F and BW.
     #[inline(always)]
     pub(super) unsafe fn max_index_block32(
         image: *const u8,
