@@ -1004,7 +1004,7 @@ mod tests {
             ([1, 9, 50, 60], [20, 24]),
             // Channels-last averages on narrow pixels, windows side by side (`narrow_group`):
             // 20 windows of one width (two groups of eight, then four alone); 17 windows of
-            // two and three columns, whose groups form only where eight widths agree.
+            // three and four columns, mixed so that no eight agree: each goes alone.
             ([2, 8, 6, 40], [3, 20]),
             ([1, 24, 5, 45], [2, 17]),
         ];
