@@ -1603,10 +1603,11 @@ pub(crate) mod avx2 {
     /// windows, with its bounds per window, did not let the next window's chain overlap
     /// enough. Side by side, the group's chains run together. Measured with one scratch
     /// binary switching the two forms, alternating in one process (Intel VM, 3x3 stride 2
-    /// unless named): on 1x8x512x512 f32 averages 1.35x to 1.48x, max 1.47x to 1.54x, 2x2
-    /// max 1.24x to 1.55x, indexed max 1.42x to 1.55x; bf16 there 1.5x to 2.0x (averages),
-    /// 1.6x to 1.9x (max), 1.24x to 1.42x (indexed); 4x16x112x112 and 2x24x112x112 f32
-    /// medians 1.38x to 1.57x; adaptive averages (large windows) unchanged. Eight windows for
+    /// unless named), per round (median): on 1x8x512x512 f32 averages 1.35x to 1.48x
+    /// (1.42x), max 1.47x to 1.90x (1.49x), 2x2 max 1.24x to 1.55x (1.52x), indexed max 1.42x
+    /// to 1.55x (1.51x); bf16 there averages 1.51x to 1.99x (1.71x), max 1.58x to 2.98x
+    /// (1.65x), indexed 0.84x to 1.42x (1.29x); 4x16x112x112 and 2x24x112x112 f32 medians
+    /// 1.38x to 1.57x; adaptive averages (large windows) unchanged. Eight windows for
     /// averages and max without indices, which measured 0.99x to 1.08x against four
     /// (medians); four with indices (a value and an index register each: eight measured a
     /// median 0.90x with AVX-512's masks, and would spill AVX2's sixteen registers).
