@@ -338,7 +338,7 @@ fn rows_beat_lanes<T: 'static>((h, w): (usize, usize), (out_h, out_w): (usize, u
         return true;
     }
     #[cfg(target_arch = "x86_64")]
-    let avx512 = simd::has_avx512_bw();
+    let avx512 = simd::has_avx512();
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
     TypeId::of::<T>() == TypeId::of::<f32>()

@@ -222,7 +222,7 @@ impl FourWindows {
         kernel: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
-        let kernel = kernel && super::simd::has_avx512_bw();
+        let kernel = kernel && super::simd::has_avx512();
         let planes = (xs.len() / self.plane).min(ys.len() / 4);
         let order_free = is_bf16::<T>() && kernel;
         // Planes handed to `in_order` (see below). Data that fails one group tends to fail
@@ -525,7 +525,7 @@ mod tests {
     #[test]
     fn the_vector_range_matches_the_reference() {
         #[cfg(target_arch = "x86_64")]
-        if crate::cpu::simd::has_avx512_bw() {
+        if crate::cpu::simd::has_avx512() {
             let mut r = Lcg::new(5);
             for len in 1..=100 {
                 for _ in 0..20 {
@@ -598,7 +598,7 @@ mod tests {
     fn kernel_present() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            crate::cpu::simd::has_avx512_bw()
+            crate::cpu::simd::has_avx512()
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

@@ -251,7 +251,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
         vals.resize(8 * out_plane, 0.0);
         idx.resize(if WITH_INDEX { 8 * out_plane } else { 0 }, 0);
         let mut padded: Vec<U> = Vec::new();
-        let avx512 = path != Path::Lanes { avx512: false } && simd::has_avx512_bw();
+        let avx512 = path != Path::Lanes { avx512: false } && simd::has_avx512();
         let row_kernel = match path {
             Path::Fastest | Path::RowRegisters => pooling.row_registers.as_ref(),
             Path::Lanes { .. } => None,
@@ -283,7 +283,7 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // holds 8 buffers, the plane fits its buffer and every window lies inside the
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
             // `8 * out_plane` entries; plane indices fit i32 (`buffer_len <= SMALL_PLANE`); with
-            // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512_bw`, checked above).
+            // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512`, checked above).
             // `row_kernel` was picked for `in_kind`, `U`'s kind, and its `rows` were built for
             // this layout and its windows (unpadded, at most 8 wide, at most four outputs).
             unsafe {

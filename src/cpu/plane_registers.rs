@@ -48,7 +48,7 @@ pub(crate) fn applies<U: FloatElement, T: FloatElement>(plane: usize) -> bool {
 pub(crate) fn cpu_has_it() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::simd::has_avx512_bw()
+        super::simd::has_avx512()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -140,7 +140,7 @@ fn prefetch_distance<T>(x: &[T]) -> Option<usize> {
         return Some(PREFETCH_AHEAD_INTEL);
     }
     #[cfg(target_arch = "x86_64")]
-    if simd::has_avx512_bw() {
+    if simd::has_avx512() {
         return None;
     }
     (std::mem::size_of::<T>() == 2).then_some(PREFETCH_AHEAD)

@@ -605,18 +605,18 @@ pub(crate) fn is_intel() -> bool {
     })
 }
 
-/// Whether AVX-512 kernels may run: the CPU has AVX-512 F, BW and VL ([`has_avx512_bw`]),
+/// Whether AVX-512 kernels may run: the CPU has AVX-512 F, BW and VL ([`has_avx512`]),
 /// and tests have not asked for the AVX2 paths ([`AVX2_ONLY`]).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn avx512_allowed() -> bool {
-    has_avx512_bw() && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+    has_avx512() && !AVX2_ONLY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether the CPU has AVX-512 F and BW, which every AVX-512 kernel here needs, and VL, which
 /// the channels-last indexed max on narrow pixels needs (256-bit mask operations,
 /// [`avx512::narrow_max_index_f32`]); every CPU with BW so far has VL too.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx512_bw() -> bool {
+pub(crate) fn has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
         && std::is_x86_feature_detected!("avx512vl")
@@ -801,26 +801,27 @@ macro_rules! each_window {
     }};
 }
 
-/// Runs `$body` for each tap of a narrow group's windows (all with the taps of `$group[0]`,
-/// shifted along the row: [`avx2::same_taps`]) in PyTorch's order, h then w, with `$off` the
-/// tap's pixel offset from each window's first tap; `$after_first` skips the first tap.
+/// Runs `$body` with `$at` bound to the pixel (`h * width + w`) of each tap of the
+/// [`ChannelWindow`] `$win`, in PyTorch's order (rows, then columns): every tap, or with
+/// `$after_first` every tap but the first (for the max kernels that start from it,
+/// `avx2::first_tap`).
+/// A macro, not a function taking a closure: a closure would not inherit the caller's
+/// AVX2, and its intrinsics would not inline.
 #[cfg(target_arch = "x86_64")]
-macro_rules! group_taps {
-    ($group:expr, $width:expr, $after_first:expr, |$off:ident| $body:block) => {{
-        let ((h0, h1, dh), (w0, w1, dw)) = ($group[0].h, $group[0].w);
-        let taps_w = (w1 - w0).div_ceil(dw);
-        let mut row = 0;
-        let mut j = if $after_first { 1 } else { 0 };
+macro_rules! window_taps {
+    ($win:expr, $after_first:expr, |$at:ident| $body:block) => {{
+        let win: ChannelWindow = $win;
+        let (width, (h0, h1, dh), (w0, w1, dw)) = (win.width, win.h, win.w);
         let mut h = h0;
+        let mut w = if $after_first { w0 + dw } else { w0 };
         while h < h1 {
-            while j < taps_w {
-                let $off = row + j * dw;
+            while w < w1 {
+                let $at = h * width + w;
                 $body
-                j += 1;
+                w += dw;
             }
-            j = 0;
-            row += dh * $width;
             h += dh;
+            w = w0;
         }
     }};
 }
@@ -906,30 +907,6 @@ pub(crate) mod avx2 {
                     $body;
                 }
                 $c0 += 8;
-            }
-        }};
-    }
-
-    /// Runs `$body` with `$at` bound to the pixel (`h * width + w`) of each tap of the
-    /// [`ChannelWindow`] `$win`, in PyTorch's order (rows, then columns): every tap, or with
-    /// `$after_first` every tap but the first (for the max kernels that start from it,
-    /// [`first_tap`]).
-    /// A macro, not a function taking a closure: a closure would not inherit the caller's
-    /// AVX2, and its intrinsics would not inline.
-    macro_rules! window_taps {
-        ($win:expr, $after_first:expr, |$at:ident| $body:block) => {{
-            let win: ChannelWindow = $win;
-            let (width, (h0, h1, dh), (w0, w1, dw)) = (win.width, win.h, win.w);
-            let mut h = h0;
-            let mut w = if $after_first { w0 + dw } else { w0 };
-            while h < h1 {
-                while w < w1 {
-                    let $at = h * width + w;
-                    $body
-                    w += dw;
-                }
-                h += dh;
-                w = w0;
             }
         }};
     }
@@ -1683,7 +1660,9 @@ pub(crate) mod avx2 {
     ) {
         let first = super::group_first_pixels(group, width);
         let mut sum = [_mm256_setzero_ps(); 8];
-        group_taps!(group, width, false, |off| {
+        window_taps!(ChannelWindow { width, c, h: group[0].h, w: group[0].w }, false, |at| {
+            // Every window's taps are the first one's, shifted along the row (`same_taps`).
+            let off = at - first[0];
             each_window!(G, |Q| {
                 sum[Q] = _mm256_add_ps(sum[Q], load8(kind, image, (first[Q] + off) * c));
             });
@@ -1716,7 +1695,9 @@ pub(crate) mod avx2 {
             max[Q] = load8(kind, image, first[Q] * c);
             probe[Q / 2] = _mm256_add_ps(probe[Q / 2], max[Q]);
         });
-        group_taps!(group, width, true, |off| {
+        window_taps!(ChannelWindow { width, c, h: group[0].h, w: group[0].w }, true, |at| {
+            // Every window's taps are the first one's, shifted along the row (`same_taps`).
+            let off = at - first[0];
             each_window!(G, |Q| {
                 let v = load8(kind, image, (first[Q] + off) * c);
                 max[Q] = _mm256_max_ps(v, max[Q]);
@@ -1754,7 +1735,9 @@ pub(crate) mod avx2 {
             max[Q] = load8(kind, image, first[Q] * c);
             at_max[Q] = _mm256_set1_epi32(first[Q] as i32);
         });
-        group_taps!(group, width, true, |off| {
+        window_taps!(ChannelWindow { width, c, h: group[0].h, w: group[0].w }, true, |at| {
+            // Every window's taps are the first one's, shifted along the row (`same_taps`).
+            let off = at - first[0];
             each_window!(G, |Q| {
                 let at = first[Q] + off;
                 let v = load8(kind, image, at * c);
@@ -2492,7 +2475,9 @@ pub(crate) mod avx512 {
             key[Q] = _mm256_min_ps(_mm256_loadu_ps(image.add(first[Q] * c)), inf);
             at_max[Q] = _mm256_set1_epi32(first[Q] as i32);
         });
-        group_taps!(group, width, true, |off| {
+        window_taps!(ChannelWindow { width, c, h: group[0].h, w: group[0].w }, true, |at| {
+            // Every window's taps are the first one's, shifted along the row (`same_taps`).
+            let off = at - first[0];
             each_window!(G, |Q| {
                 let at = first[Q] + off;
                 let v = _mm256_loadu_ps(image.add(at * c));
