@@ -273,7 +273,8 @@ fn avg_nhwc<T: FloatElement>(g: &AdaptiveGeometry, x: &[T], y: &mut [T]) {
                     simd::pool_windows(
                         kind,
                         simd::WindowOp::Avg,
-                        image.as_ptr().cast(),
+                        // No prefetch hints: measured on windowed pooling only.
+                        (image.as_ptr().cast(), false),
                         (g.w, c),
                         windows,
                         vector_end,
