@@ -541,9 +541,20 @@ pub(crate) unsafe fn pool_windows(
 /// in the direct and the separable forms alike, against 23 GB/s for the same input's GAP
 /// and 27 GB/s for the same average on an input in L3. Windows that do not share rows (2x2 stride 2) stream each input
 /// row once, which the hardware prefetchers follow: the hints cost them 0.93x to 0.95x.
+///
+/// Only on AMD Zen 5 and later ([`is_amd_zen5_or_later`]), where this was measured. Earlier
+/// forms measured no better elsewhere (BENCHMARKS-HISTORY.md's index): on the Intel VM, a
+/// hint per window 2048 bytes on ran the quick seed's bf16 average 0.90x to 1.08x (f32 1.04x
+/// to 1.12x), and on a Zen 4 VM hints of later windows' taps, on every input, 0.65x to 0.92x.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn prefetches_window_input(input_bytes: usize, window_rows: usize, stride: usize) -> bool {
-    input_bytes >= WINDOW_PREFETCH_MIN_BYTES && window_rows > stride
+    window_prefetch_rule(input_bytes, window_rows, stride, is_amd_zen5_or_later())
+}
+
+/// [`prefetches_window_input`]'s rule on a CPU where the hints were measured faster or not.
+#[cfg(target_arch = "x86_64")]
+fn window_prefetch_rule(input_bytes: usize, window_rows: usize, stride: usize, cpu_gains: bool) -> bool {
+    cpu_gains && input_bytes >= WINDOW_PREFETCH_MIN_BYTES && window_rows > stride
 }
 
 /// Inputs of at least this many bytes stream from memory (see [`prefetches_window_input`]).
@@ -679,6 +690,23 @@ const WIDE_PIXEL_BYTES: usize = 4096;
 /// The largest input of wide pixels [`wide_indexed_max`] runs in AVX-512 registers: L2's size.
 #[cfg(target_arch = "x86_64")]
 const WIDE_INDEXED_MAX_INPUT_BYTES: usize = 2 << 20;
+
+/// Whether the CPU is AMD's Zen 5 or a later family (vendor `AuthenticAMD`, CPUID leaf 1's
+/// family, base plus extended, 0x1A or more), read once.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn is_amd_zen5_or_later() -> bool {
+    static ZEN5: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ZEN5.get_or_init(|| {
+        // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU and only read identification.
+        #[allow(unused_unsafe)]
+        let (vendor, signature) =
+            unsafe { (std::arch::x86_64::__cpuid(0), std::arch::x86_64::__cpuid(1).eax) };
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        let family = (signature >> 8) & 0xf;
+        let family = if family == 0xf { family + ((signature >> 20) & 0xff) } else { family };
+        amd && family >= 0x1a
+    })
+}
 
 /// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
 /// virtual machine CPUID traps to the hypervisor.
@@ -2270,16 +2298,18 @@ mod tests {
     /// The window kernels' prefetching form (runs of windows, hints ahead) writes the same
     /// bits as the plain one: 3x3 stride-2 windows (some dilated), narrow and wide pixels, f32
     /// and bf16, average, max and max with indices, over rows of more windows than the hints
-    /// run ahead; and only inputs past the caches whose windows share rows prefetch.
+    /// run ahead; and only inputs past the caches whose windows share rows prefetch, on CPUs
+    /// where that was measured faster.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn prefetching_window_runs_give_the_same_bits() {
         if !has_avx2() {
             return;
         }
-        assert!(prefetches_window_input(64 << 20, 3, 2));
-        assert!(!prefetches_window_input(64 << 20, 2, 2));
-        assert!(!prefetches_window_input(8 << 20, 3, 2));
+        assert!(window_prefetch_rule(64 << 20, 3, 2, true));
+        assert!(!window_prefetch_rule(64 << 20, 3, 2, false));
+        assert!(!window_prefetch_rule(64 << 20, 2, 2, true));
+        assert!(!window_prefetch_rule(8 << 20, 3, 2, true));
         let (h, w) = (7, 2 * (PREFETCH_AHEAD_WINDOWS + 2 * PREFETCH_RUN_WINDOWS) + 3);
         for (kind, c) in
             [(TileKind::F32, 16), (TileKind::F32, 40), (TileKind::Bf16, 24), (TileKind::Bf16, 96)]
