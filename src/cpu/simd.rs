@@ -536,7 +536,7 @@ pub(crate) unsafe fn pool_windows(
 /// (`window_rows > stride`, 3x3 stride 2). Measured on the 2-vCPU AMD Zen 5 VM, channels-last
 /// 32x96x128x128 (100 MB in bf16, 201 MB in f32, past its 32 MiB L3), both forms alternating
 /// in one process (nine rounds of 0.25 s each, median of the rounds' medians): 3x3 stride-2
-/// average 1.04x to 1.17x in bf16 and 1.13x in f32, max 1.21x and 1.07x, max with indices
+/// average 1.04x to 1.15x in bf16 and 1.13x in f32, max 1.21x and 1.07x, max with indices
 /// 1.22x and 1.03x. Without them one core ran the bf16 average at about 11 GB/s from memory,
 /// in the direct and the separable forms alike, against 23 GB/s for the same input's GAP
 /// and 27 GB/s for the same average on an input in L3. Windows that do not share rows (2x2 stride 2) stream each input
@@ -564,7 +564,7 @@ const WINDOW_PREFETCH_MIN_BYTES: usize = 32 << 20;
 /// [`pool_windows`] with `prefetch` goes through its windows in runs of this many, each
 /// run's input asked for [`PREFETCH_AHEAD_WINDOWS`] windows ahead (about 6 KiB of each input
 /// row for 96 bf16 channels, stride 2). A first form in the average's caller, the bf16
-/// average above against no hints: 16 ahead 1.18x to 1.32x in five runs, 8 ahead 1.01x and
+/// average above against no hints: 16 ahead 1.10x to 1.32x in eight runs, 8 ahead 1.01x and
 /// 1.19x, 24 ahead 1.04x and 1.18x, 32 ahead 1.13x and 1.17x.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_RUN_WINDOWS: usize = 8;
