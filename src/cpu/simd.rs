@@ -539,22 +539,35 @@ pub(crate) unsafe fn pool_windows(
 /// average 1.04x to 1.15x in bf16 and 1.13x in f32, max 1.21x and 1.07x, max with indices
 /// 1.22x and 1.03x. Without them one core ran the bf16 average at about 11 GB/s from memory,
 /// in the direct and the separable forms alike, against 23 GB/s for the same input's GAP
-/// and 27 GB/s for the same average on an input in L3. Windows that do not share rows (2x2 stride 2) stream each input
-/// row once, which the hardware prefetchers follow: the hints cost them 0.93x to 0.95x.
+/// and 27 GB/s for the same average on an input in L3. Windows that do not share rows (2x2
+/// stride 2) stream each input row once, which the hardware prefetchers follow: the hints
+/// cost them 0.93x to 0.95x. Pixels of at least 32 channels (`c`) only, as measured: the
+/// narrow ones pool runs of 8 windows side by side ([`avx2::narrow_group`]), which the
+/// prefetching runs would cut at each row's first, clipped window.
 ///
 /// Only on AMD Zen 5 and later ([`is_amd_zen5_or_later`]), where this was measured. Earlier
 /// forms measured no better elsewhere (BENCHMARKS-HISTORY.md's index): on the Intel VM, a
 /// hint per window 2048 bytes on ran the quick seed's bf16 average 0.90x to 1.08x (f32 1.04x
 /// to 1.12x), and on a Zen 4 VM hints of later windows' taps, on every input, 0.65x to 0.92x.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn prefetches_window_input(input_bytes: usize, window_rows: usize, stride: usize) -> bool {
-    window_prefetch_rule(input_bytes, window_rows, stride, is_amd_zen5_or_later())
+pub(crate) fn prefetches_window_input(
+    input_bytes: usize,
+    c: usize,
+    window_rows: usize,
+    stride: usize,
+) -> bool {
+    window_prefetch_rule(input_bytes, c, (window_rows, stride), is_amd_zen5_or_later())
 }
 
 /// [`prefetches_window_input`]'s rule on a CPU where the hints were measured faster or not.
 #[cfg(target_arch = "x86_64")]
-fn window_prefetch_rule(input_bytes: usize, window_rows: usize, stride: usize, cpu_gains: bool) -> bool {
-    cpu_gains && input_bytes >= WINDOW_PREFETCH_MIN_BYTES && window_rows > stride
+fn window_prefetch_rule(
+    input_bytes: usize,
+    c: usize,
+    (window_rows, stride): (usize, usize),
+    cpu_gains: bool,
+) -> bool {
+    cpu_gains && input_bytes >= WINDOW_PREFETCH_MIN_BYTES && c >= 32 && window_rows > stride
 }
 
 /// Inputs of at least this many bytes stream from memory (see [`prefetches_window_input`]).
@@ -2298,18 +2311,19 @@ mod tests {
     /// The window kernels' prefetching form (runs of windows, hints ahead) writes the same
     /// bits as the plain one: 3x3 stride-2 windows (some dilated), narrow and wide pixels, f32
     /// and bf16, average, max and max with indices, over rows of more windows than the hints
-    /// run ahead; and only inputs past the caches whose windows share rows prefetch, on CPUs
-    /// where that was measured faster.
+    /// run ahead; and only wide pixels of inputs past the caches whose windows share rows
+    /// prefetch, on CPUs where that was measured faster.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn prefetching_window_runs_give_the_same_bits() {
         if !has_avx2() {
             return;
         }
-        assert!(window_prefetch_rule(64 << 20, 3, 2, true));
-        assert!(!window_prefetch_rule(64 << 20, 3, 2, false));
-        assert!(!window_prefetch_rule(64 << 20, 2, 2, true));
-        assert!(!window_prefetch_rule(8 << 20, 3, 2, true));
+        assert!(window_prefetch_rule(64 << 20, 96, (3, 2), true));
+        assert!(!window_prefetch_rule(64 << 20, 96, (3, 2), false));
+        assert!(!window_prefetch_rule(64 << 20, 96, (2, 2), true));
+        assert!(!window_prefetch_rule(8 << 20, 96, (3, 2), true));
+        assert!(!window_prefetch_rule(64 << 20, 24, (3, 2), true));
         let (h, w) = (7, 2 * (PREFETCH_AHEAD_WINDOWS + 2 * PREFETCH_RUN_WINDOWS) + 3);
         for (kind, c) in
             [(TileKind::F32, 16), (TileKind::F32, 40), (TileKind::Bf16, 24), (TileKind::Bf16, 96)]

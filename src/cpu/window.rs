@@ -393,7 +393,7 @@ fn avg_nhwc<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
         let [row_windows, col_windows] = g.avg_axis_windows(rule);
         let vector_end = c - c % 8;
         let stream = simd::streams_window_output(y, c);
-        let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), g.kernel[0], g.stride[0]);
+        let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), c, g.kernel[0], g.stride[0]);
         y.par_chunks_mut(row_out).enumerate().with_min_len(rows_per_task).for_each_init(
             || Vec::with_capacity(g.out_w),
             |windows, (k, yrow)| {
@@ -984,7 +984,7 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     assert!(yrow.len() == g.out_w * c && irow.len() == if with_index { yrow.len() } else { 0 });
     let vector_end = c - c % 8;
     let window_rows = (g.kernel[0] - 1) * dh + 1;
-    let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), window_rows, g.stride[0]);
+    let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), c, window_rows, g.stride[0]);
     // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T` is its
     // element type; `image` is the whole image and every tap of every window is inside it
     // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
