@@ -66,8 +66,24 @@ const COL_TILE: usize = 1024;
 /// 1.19x). Wider tiles would take several strided passes, which measured slower (C = 2048:
 /// 0.82x to 0.87x) than the accumulator in L1. Except for f16: its accumulator path first
 /// converts every row into a scratch buffer, and the register passes (widening with F16C in
-/// registers) ran the 7x7 tails' 1280 and 2048 channels 1.5x to 2x faster than it.
+/// registers) ran the 7x7 tails' 1280 and 2048 channels 1.5x to 2x faster than it. And for
+/// bf16 ([`bf16_register_passes`]) wherever a pixel is not a multiple of 4 KiB.
 const REGISTER_COLUMNS: usize = 96;
+
+/// Whether channels-last bf16 rows of `inner` channels wider than [`REGISTER_COLUMNS`] are
+/// summed in register passes too: unless the pixel stride is a multiple of 4 KiB. On the
+/// 2-vCPU AMD Zen 5 VM, channels-last bf16 GAP (`avg_pool2d(HxW)`), both forms alternating in
+/// one process (nine rounds of 0.2 s, median of the rounds' medians), register passes
+/// against the accumulator in L1: 8x1280x7x7 1.67x and 1.69x, 16x512x7x7 1.59x, 16x768x7x7
+/// 1.71x, 16x1024x7x7 1.32x, 4x256x56x56 1.30x; but 16x2048x7x7 (a 4 KiB pixel, so a pass's
+/// 49 rows share one L1 set) 0.85x and 0.87x, so those keep the accumulator. f16 measured
+/// the other way there, its accumulator path 0.53x and 0.61x on 2048 channels, so it keeps
+/// the register passes on every width; f32, whose accumulator path converts nothing, 0.95x
+/// to 1.01x, so it keeps the accumulator.
+#[cfg(target_arch = "x86_64")]
+fn bf16_register_passes(inner: usize) -> bool {
+    !(inner * 2).is_multiple_of(4096)
+}
 
 /// Reduces `x` ([outer, reduce, inner], row-major) into `y` ([outer, inner]): a sum in `T::Acc`,
 /// then `finish`, rounded once to `T`. An empty reduction sums to 0 (so a mean is 0/0 = NaN).
@@ -583,9 +599,12 @@ fn column_segment_sum<T: FloatElement>(
     prefetch: Option<usize>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(kind) = simd::avx2_tile_kind::<T>()
-        .filter(|&kind| out.len() <= REGISTER_COLUMNS || kind == simd::TileKind::F16)
-    {
+    if let Some(kind) = simd::avx2_tile_kind::<T>().filter(|&kind| match kind {
+        _ if out.len() <= REGISTER_COLUMNS => true,
+        simd::TileKind::F16 => true,
+        simd::TileKind::Bf16 => bf16_register_passes(inner),
+        simd::TileKind::F32 => false,
+    }) {
         let width = out.len();
         out.iter_mut().for_each(|a| *a = T::Acc::zero());
         // f32, bf16 and f16 (f32 accumulator): the block sums in registers, 96 channels (12
@@ -714,10 +733,20 @@ mod tests {
     use super::*;
     use crate::cpu::test_util::{for_all_floats, random, same};
 
-    /// The strided path's register blocks (channels-last tiles of at most `REGISTER_COLUMNS`)
-    /// add exactly what its portable accumulator adds, in the same order.
+    /// The strided path's register blocks (channels-last tiles of at most `REGISTER_COLUMNS`,
+    /// and wider f16 and bf16 ones, `bf16_register_passes`) add exactly what its portable
+    /// accumulator adds, in the same order.
     fn register_columns_match_portable<T: FloatElement>() {
-        for (inner, col0, width) in [(8, 0, 8), (13, 0, 13), (45, 3, 40), (96, 0, 96), (200, 100, 96)] {
+        let tiles = [
+            (8, 0, 8),
+            (13, 0, 13),
+            (45, 3, 40),
+            (96, 0, 96),
+            (200, 100, 96),
+            (300, 0, 300),
+            (1280, 256, 1024),
+        ];
+        for (inner, col0, width) in tiles {
             for rows in [1, 63, 64, 65, 200] {
                 let xo: Vec<T> = random(rows * inner, (rows * 1000 + inner) as u64);
                 let mut fast = vec![T::Acc::zero(); width];
