@@ -35,6 +35,12 @@ pub(crate) const SEQUENTIAL_WORK: usize = 1 << 19;
 /// few microseconds, and only when another worker takes the other half.
 pub(crate) const SEQUENTIAL_WORK_IN_PLACE: usize = 1 << 16;
 
+/// Inputs of at least this many bytes are taken to stream from memory rather than sit in the
+/// caches (the development VMs' L3 is 32 MiB on AMD): the kernels that prefetch ahead of the
+/// hardware prefetchers (reductions, NCHW separable averages, channels-last windows) do so
+/// only from here, since on inputs in cache the hints only cost instructions.
+pub(crate) const STREAMING_INPUT_BYTES: usize = 32 << 20;
+
 /// How many of an op's `items` work items, of `item_elems` elements each, one rayon task
 /// should take: all of them when the op is small (one task, which rayon runs on the calling
 /// thread without waking its pool), else about [`TASK_ELEMS`] elements' worth.

@@ -33,7 +33,7 @@ const SEGMENT_GROUP: usize = 64;
 /// each, four runs): without hints bf16 and f16 ran 1.02x to 1.08x faster than with 1024 bytes
 /// ahead, in both layouts (median time); on 400 MB, 0.99x to 1.05x; 4096 bytes ahead on every
 /// type cost f32 0.93x.
-const PREFETCH_MIN_BYTES: usize = 32 << 20;
+const PREFETCH_MIN_BYTES: usize = super::STREAMING_INPUT_BYTES;
 /// Bytes ahead, 16-bit row sums only, on CPUs without AVX-512 that are not Intel's. On the
 /// 2-core Zen 3 VM the hardware prefetchers alone left the seed's NCHW bf16/f16 GAP at 13 to
 /// 17 GB/s against f32's 19 to 22: four alternations per distance (`cupool bench --ops gap

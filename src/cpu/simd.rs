@@ -531,8 +531,8 @@ pub(crate) unsafe fn pool_windows(
 }
 
 /// Whether the channels-last window kernels ([`pool_windows`]) prefetch their input (an
-/// image of `input_bytes` in all) a few windows ahead: inputs of [`WINDOW_PREFETCH_MIN_BYTES`]
-/// or more, which stream from memory, where consecutive output rows share input rows
+/// image of `input_bytes` in all) a few windows ahead: inputs of
+/// [`super::STREAMING_INPUT_BYTES`] or more, which stream from memory, where consecutive output rows share input rows
 /// (`window_rows > stride`, 3x3 stride 2). Measured on the 2-vCPU AMD Zen 5 VM, channels-last
 /// 32x96x128x128 (100 MB in bf16, 201 MB in f32, past its 32 MiB L3), both forms alternating
 /// in one process (nine rounds of 0.25 s each, median of the rounds' medians): 3x3 stride-2
@@ -567,12 +567,8 @@ fn window_prefetch_rule(
     (window_rows, stride): (usize, usize),
     cpu_gains: bool,
 ) -> bool {
-    cpu_gains && input_bytes >= WINDOW_PREFETCH_MIN_BYTES && c >= 32 && window_rows > stride
+    cpu_gains && input_bytes >= super::STREAMING_INPUT_BYTES && c >= 32 && window_rows > stride
 }
-
-/// Inputs of at least this many bytes stream from memory (see [`prefetches_window_input`]).
-#[cfg(target_arch = "x86_64")]
-const WINDOW_PREFETCH_MIN_BYTES: usize = 32 << 20;
 
 /// [`pool_windows`] with `prefetch` goes through its windows in runs of this many, each
 /// run's input asked for [`PREFETCH_AHEAD_WINDOWS`] windows ahead (about 6 KiB of each input
@@ -595,8 +591,9 @@ const PREFETCH_AHEAD_WINDOWS: usize = 16;
 unsafe fn prefetch_window_inputs(image: *const u8, (width, pixel): (usize, usize), windows: &[OutputWindow]) {
     let (Some(head), Some(tail)) = (windows.first(), windows.last()) else { return };
     let (w0, w1) = (head.w.0, tail.w.1.max(head.w.0));
-    // Plain `while` loops: the same hints through `step_by` iterators ran the seed's bf16
-    // average 0.85x to 0.89x (four runs), slower than none at all (not investigated further).
+    // Plain `while` loops rather than [`prefetch`] over each row's slice: the same hints
+    // through `step_by` iterators ran the seed's bf16 average 0.85x to 0.89x (four runs),
+    // slower than none at all (not investigated further).
     let mut h = head.h.0;
     while h < head.h.1 {
         let (mut at, end) = ((h * width + w0) * pixel, (h * width + w1) * pixel);
@@ -710,15 +707,26 @@ const WIDE_INDEXED_MAX_INPUT_BYTES: usize = 2 << 20;
 pub(crate) fn is_amd_zen5_or_later() -> bool {
     static ZEN5: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ZEN5.get_or_init(|| {
-        // SAFETY: CPUID leaves 0 and 1 exist on every x86_64 CPU and only read identification.
+        // SAFETY: CPUID leaf 1 exists on every x86_64 CPU and only reads identification.
         #[allow(unused_unsafe)]
-        let (vendor, signature) =
-            unsafe { (std::arch::x86_64::__cpuid(0), std::arch::x86_64::__cpuid(1).eax) };
-        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        let signature = unsafe { std::arch::x86_64::__cpuid(1).eax };
         let family = (signature >> 8) & 0xf;
         let family = if family == 0xf { family + ((signature >> 20) & 0xff) } else { family };
-        amd && family >= 0x1a
+        cpu_vendor() == *b"AuthenticAMD" && family >= 0x1a
     })
+}
+
+/// The CPU's vendor string (CPUID leaf 0: EBX, EDX, ECX).
+#[cfg(target_arch = "x86_64")]
+fn cpu_vendor() -> [u8; 12] {
+    // SAFETY: CPUID leaf 0 exists on every x86_64 CPU and only reads identification.
+    #[allow(unused_unsafe)]
+    let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut vendor = [0; 12];
+    for (bytes, word) in vendor.chunks_exact_mut(4).zip([leaf.ebx, leaf.edx, leaf.ecx]) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    vendor
 }
 
 /// Whether the CPU is Intel's (CPUID leaf 0's vendor string `GenuineIntel`), read once: in a
@@ -726,12 +734,7 @@ pub(crate) fn is_amd_zen5_or_later() -> bool {
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn is_intel() -> bool {
     static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *INTEL.get_or_init(|| {
-        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU and only reads identification.
-        #[allow(unused_unsafe)]
-        let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
-        (leaf.ebx, leaf.edx, leaf.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
-    })
+    *INTEL.get_or_init(|| cpu_vendor() == *b"GenuineIntel")
 }
 
 /// Whether AVX-512 kernels may run: the CPU has AVX-512 F, BW and VL ([`has_avx512`]),

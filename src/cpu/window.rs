@@ -308,7 +308,7 @@ fn avg_nchw<T: FloatElement>(g: &WindowGeometry, rule: AvgRule, x: &[T], y: &mut
 /// shape's 3x3 averages at half the read bandwidth (1.07x with stride 2, 1.13x with stride 1,
 /// best of 9 interleaved runs); on inputs that stay in cache the hints cost 5% to 9%.
 const PREFETCH_ROWS: usize = 4;
-const PREFETCH_MIN_BYTES: usize = 32 << 20;
+const PREFETCH_MIN_BYTES: usize = super::STREAMING_INPUT_BYTES;
 
 /// One NCHW plane summed separably (see [`avg_nchw_is_separable`]): every input row's
 /// horizontal sums once into the ring `row_sums`, then per output row the sum of its window's rows,
@@ -915,9 +915,12 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
     if let Some(kind) = simd::avx2_tile_kind::<T>().filter(|_| g.h * g.w <= i32::MAX as usize) {
         let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.max_taps_w(ow)).collect();
         let cols = &cols[..];
+        let window_rows = (g.kernel[0] - 1) * g.dilation[0] + 1;
+        let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), g.c, window_rows, g.stride[0]);
+        let x = (x, prefetch);
         match indices {
             Some(ind) => {
-                let wide = simd::wide_indexed_max(kind, g.c, std::mem::size_of_val(x));
+                let wide = simd::wide_indexed_max(kind, g.c, std::mem::size_of_val(x.0));
                 let op = simd::WindowOp::MaxWithIndex { wide };
                 ys.zip(ind.par_chunks_mut(row_out)).for_each_init(Vec::new, |windows, ((k, yrow), irow)| {
                     max_nhwc_row_avx2::<T>((kind, op), g, x, cols, k, (yrow, stream), irow, windows)
@@ -956,13 +959,14 @@ fn max_nhwc<T: FloatElement>(g: &WindowGeometry, x: &[T], y: &mut [T], indices: 
 /// (`k = n * out_h + oh`; `op` is `Max` or `MaxWithIndex`, `irow` empty without indices),
 /// then the `c % 8` leftover channels in portable tiles. `cols` are the rows' column taps,
 /// `windows` a reused buffer; `stream` ([`simd::streams_window_output`]) writes `yrow` with
-/// non-temporal stores where [`simd::pool_windows`] streams (not with indices).
+/// non-temporal stores where [`simd::pool_windows`] streams (not with indices); `prefetch`
+/// ([`simd::prefetches_window_input`], decided once per call) asks for `x` ahead.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn max_nhwc_row_avx2<T: FloatElement>(
     (kind, op): (simd::TileKind, simd::WindowOp),
     g: &WindowGeometry,
-    x: &[T],
+    (x, prefetch): (&[T], bool),
     cols: &[(usize, usize)],
     k: usize,
     (yrow, stream): (&mut [T], bool),
@@ -983,8 +987,6 @@ fn max_nhwc_row_avx2<T: FloatElement>(
     let with_index = matches!(op, simd::WindowOp::MaxWithIndex { .. });
     assert!(yrow.len() == g.out_w * c && irow.len() == if with_index { yrow.len() } else { 0 });
     let vector_end = c - c % 8;
-    let window_rows = (g.kernel[0] - 1) * dh + 1;
-    let prefetch = simd::prefetches_window_input(std::mem::size_of_val(x), c, window_rows, g.stride[0]);
     // SAFETY: `kind` comes from `avx2_tile_kind::<T>()`, so AVX2 is present and `T` is its
     // element type; `image` is the whole image and every tap of every window is inside it
     // (`max_taps_h`/`max_taps_w` clip to the input); `yrow` (and `irow` with indices) holds
