@@ -90,24 +90,45 @@ pub(crate) struct PlanePooling {
     row_registers: Option<RowRegisters>,
 }
 
-/// Most outputs a plane may have for [`RowRegisters`]: one accumulator register each.
+/// Most outputs one [`RowChunk`] pools: one accumulator register each.
 const ROW_REGISTER_OUTPUTS: usize = 4;
 
-/// The row-register path's tables: planes at most 8 wide, unpadded, pooled to at most
-/// [`ROW_REGISTER_OUTPUTS`] outputs (adaptive 7x7 -> 2x2). Each row of eight planes is
-/// transposed in registers (one vector per column, lane `p` = plane `p`) and added straight
-/// into the outputs whose windows hold it, so nothing goes through the lane buffer. Which
-/// outputs take a row and which of its columns are bit masks, fixed per op (and compiled in
-/// for 7x7 -> 2x2, see [`avx2::row_register_kernel`]). Rows are visited in ascending order
-/// and each row's columns in ascending order, so every output still sees its taps in
-/// PyTorch's (h, w) order.
+/// The row-register path's tables: planes at most 8 wide whose outputs go in chunks of at
+/// most [`ROW_REGISTER_OUTPUTS`] (adaptive 7x7 -> 2x2 in one, a 3x3 stride-2 window's 7x7 ->
+/// 4x4 in four, one per output row). For each chunk, each row of eight planes that its
+/// outputs take is transposed in registers (one vector per column, lane `p` = plane `p`) and
+/// added straight into the outputs whose windows hold it, so nothing goes through the lane
+/// buffer. Which outputs take a row and which of its columns are bit masks, fixed per op (and
+/// compiled in for 7x7 -> 2x2, see [`avx2::row_register_kernel`]). Rows are visited in
+/// ascending order and each row's columns in ascending order, so every output still sees its
+/// taps in PyTorch's (h, w) order. Padding taps are left out: the lanes' pad cells are exact
+/// no-ops (see [`LanePlane`]), and PyTorch does not visit them either.
 ///
 /// On the 2-vCPU Zen 3 without AVX-512, the lane path ran the ResNet tail's NCHW 7x7 -> 2x2
 /// average at 6 to 14 GB/s (about 250 ns per group of eight planes on one core, where a
 /// hand-written register loop over the same data took 60 to 100); this path runs it about 2x
-/// faster (docs/BENCHMARKS-HISTORY.md has the figures).
+/// faster (docs/BENCHMARKS-HISTORY.md has the figures). A chunk transposes its rows again
+/// where another chunk took them already, so the path is taken only where that repeats at
+/// most [`ROW_REGISTER_TRANSPOSES`] row transposes per plane row ([`RowRegisters::new`]).
 struct RowRegisters {
-    /// Per input row, bit `k` set when output `k`'s window takes the row.
+    chunks: Vec<RowChunk>,
+    /// Whether the tables pool a 7x7 plane exactly as adaptive 7x7 -> 2x2 does
+    /// ([`SEVEN_TO_TWO_ROWS`], [`SEVEN_TO_TWO_COLUMNS`]; a 4x4 window at stride 3 has the same
+    /// windows and other divisors), so that the kernels may take the table as constants.
+    seven_to_two: bool,
+    /// Every chunk's column masks, where all chunks have the same (windowed pooling without
+    /// dilation: every output row's windows take the same columns), so that the kernels may
+    /// take known ones as constants ([`avx2::row_register_kernel`]).
+    columns: Option<[u8; ROW_REGISTER_OUTPUTS]>,
+}
+
+/// Consecutive outputs `first_output..first_output + outputs` of a plane pooled together
+/// through [`RowRegisters`]: the input rows `first_row..first_row + row_outputs.len()` that
+/// any of them takes, each transposed once for the chunk.
+struct RowChunk {
+    first_output: usize,
+    first_row: usize,
+    /// Per input row from `first_row`, bit `k` set when output `k` of the chunk takes the row.
     row_outputs: Vec<u8>,
     /// Per output, bit `w` set when its window takes column `w`.
     columns: [u8; ROW_REGISTER_OUTPUTS],
@@ -121,11 +142,11 @@ struct RowRegisters {
     /// noise).
     reciprocals: Option<[(f32, f32); ROW_REGISTER_OUTPUTS]>,
     outputs: usize,
-    /// Whether the tables pool a 7x7 plane exactly as adaptive 7x7 -> 2x2 does
-    /// ([`SEVEN_TO_TWO_ROWS`], [`SEVEN_TO_TWO_COLUMNS`]; a 4x4 window at stride 3 has the same
-    /// windows and other divisors), so that the kernels may take the table as constants.
-    seven_to_two: bool,
 }
+
+/// The most row transposes per plane row that [`RowRegisters`] may spend (see its
+/// [`RowRegisters::new`] for what was measured).
+const ROW_REGISTER_TRANSPOSES: usize = 2;
 
 /// Which of the four outputs take each row of a 7x7 plane pooled to 2x2 (rows 0..4 and 3..7).
 const SEVEN_TO_TWO_ROWS: [u8; 7] = [3, 3, 3, 15, 12, 12, 12];
@@ -134,40 +155,84 @@ const SEVEN_TO_TWO_ROWS: [u8; 7] = [3, 3, 3, 15, 12, 12, 12];
 /// EfficientNet tails' adaptive 7x7 -> 2x2.
 const SEVEN_TO_TWO_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x0f, 0x78, 0x0f, 0x78];
 
+/// The column masks of each output row of a 7-wide plane's 3x3 stride-2 padding-1 windows
+/// (columns 0..2, 1..4, 3..6, 5..7: the tails' `max_pool2d` and `avg_pool2d(3, 2, 1)`) and
+/// of its 2x2 stride-2 windows (three outputs a row), which the kernels take as constants.
+const SEVEN_WIDE_3X3_S2_P1_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x03, 0x0e, 0x38, 0x60];
+const SEVEN_WIDE_2X2_S2_COLUMNS: [u8; ROW_REGISTER_OUTPUTS] = [0x03, 0x0c, 0x30, 0x00];
+
 impl RowRegisters {
-    /// The tables where the path applies to `layout` and its (validated) `windows`.
+    /// The tables where the path applies to `layout` and its (validated) `windows`: planes at
+    /// most 8 wide. Up to [`ROW_REGISTER_OUTPUTS`] outputs go in one chunk; more go in chunks
+    /// of one output row each (split in fours), and only where the chunks' rows add up to at
+    /// most [`ROW_REGISTER_TRANSPOSES`] times the plane's height (overlapping windows make
+    /// chunks share rows; a stride-1 3x3 window's 7x7 -> 7x7 would transpose every row six
+    /// times, where the lanes transpose it once).
     fn new(layout: &LanePlane, windows: &[LaneWindow]) -> Option<Self> {
-        let unpadded = layout.pad == (0, 0) && layout.rows == layout.height && layout.cols == layout.width;
-        if !unpadded || layout.width > 8 || windows.len() > ROW_REGISTER_OUTPUTS {
+        if layout.width > 8 {
             return None;
         }
-        let mut tables = RowRegisters {
-            row_outputs: vec![0; layout.height],
-            columns: [0; ROW_REGISTER_OUTPUTS],
-            first: [0; ROW_REGISTER_OUTPUTS],
-            div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
-            reciprocals: None,
-            outputs: windows.len(),
-            seven_to_two: false,
+        // A buffer coordinate range as the plane's rows or columns it covers (pad cells
+        // dropped), in ascending order.
+        let inside = |(a, b, s): (usize, usize, usize), pad: usize, n: usize| {
+            (a..b).step_by(s).filter_map(move |i| i.checked_sub(pad).filter(|&i| i < n))
         };
-        for (k, w) in windows.iter().enumerate() {
-            for h in (w.h.0..w.h.1).step_by(w.h.2) {
-                tables.row_outputs[h] |= 1 << k;
+        let mut groups: Vec<&[LaneWindow]> = Vec::new();
+        if windows.len() <= ROW_REGISTER_OUTPUTS {
+            groups.push(windows);
+        } else {
+            let mut rest = windows;
+            while let Some(w) = rest.first() {
+                let same_row = rest.iter().take_while(|v| v.h == w.h).count().min(ROW_REGISTER_OUTPUTS);
+                groups.push(&rest[..same_row]);
+                rest = &rest[same_row..];
             }
-            for c in (w.w.0..w.w.1).step_by(w.w.2) {
-                tables.columns[k] |= 1 << c;
-            }
-            tables.first[k] = w.first;
-            tables.div[k] = w.div;
         }
-        let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
-        let powers_of_two = tables.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
-        tables.reciprocals = powers_of_two.then(|| tables.div.map(|(a, b)| (1.0 / a, 1.0 / b)));
-        tables.seven_to_two = (layout.height, layout.width) == (7, 7)
-            && tables.outputs == ROW_REGISTER_OUTPUTS
-            && tables.columns == SEVEN_TO_TWO_COLUMNS
-            && tables.row_outputs == SEVEN_TO_TWO_ROWS;
-        Some(tables)
+        let mut chunks = Vec::with_capacity(groups.len());
+        let mut first_output = 0;
+        for group in groups {
+            let mut chunk = RowChunk {
+                first_output,
+                first_row: usize::MAX,
+                row_outputs: Vec::new(),
+                columns: [0; ROW_REGISTER_OUTPUTS],
+                first: [0; ROW_REGISTER_OUTPUTS],
+                div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
+                reciprocals: None,
+                outputs: group.len(),
+            };
+            let rows = |w: &LaneWindow| inside(w.h, layout.pad.0, layout.height);
+            chunk.first_row = group.iter().filter_map(|w| rows(w).next()).min().unwrap_or(0);
+            let last_row = group.iter().filter_map(|w| rows(w).last()).max().unwrap_or(0);
+            chunk.row_outputs = vec![0; (last_row + 1).saturating_sub(chunk.first_row)];
+            for (k, w) in group.iter().enumerate() {
+                for h in rows(w) {
+                    chunk.row_outputs[h - chunk.first_row] |= 1 << k;
+                }
+                for c in inside(w.w, layout.pad.1, layout.width) {
+                    chunk.columns[k] |= 1 << c;
+                }
+                chunk.first[k] = w.first;
+                chunk.div[k] = w.div;
+            }
+            let power_of_two = |d: f32| d >= 1.0 && d.to_bits() & 0x007f_ffff == 0 && d.is_finite();
+            let powers_of_two = chunk.div.iter().all(|&(a, b)| power_of_two(a) && power_of_two(b));
+            chunk.reciprocals = powers_of_two.then(|| chunk.div.map(|(a, b)| (1.0 / a, 1.0 / b)));
+            first_output += group.len();
+            chunks.push(chunk);
+        }
+        let transposes: usize = chunks.iter().map(|c| c.row_outputs.len()).sum();
+        if chunks.len() > 1 && transposes > ROW_REGISTER_TRANSPOSES * layout.height {
+            return None;
+        }
+        let seven_to_two = (layout.height, layout.width) == (7, 7)
+            && chunks.len() == 1
+            && chunks[0].outputs == ROW_REGISTER_OUTPUTS
+            && chunks[0].first_row == 0
+            && chunks[0].columns == SEVEN_TO_TWO_COLUMNS
+            && chunks[0].row_outputs == SEVEN_TO_TWO_ROWS;
+        let columns = chunks.iter().all(|c| c.columns == chunks[0].columns).then_some(chunks[0].columns);
+        Some(RowRegisters { chunks, seven_to_two, columns })
     }
 }
 
@@ -346,7 +411,8 @@ std::thread_local! {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::{
-        LanePlane, LaneWindow, RowRegisters, ROW_REGISTER_OUTPUTS, SEVEN_TO_TWO_COLUMNS, SEVEN_TO_TWO_ROWS,
+        LanePlane, LaneWindow, RowChunk, RowRegisters, ROW_REGISTER_OUTPUTS, SEVEN_TO_TWO_COLUMNS,
+        SEVEN_TO_TWO_ROWS, SEVEN_WIDE_2X2_S2_COLUMNS, SEVEN_WIDE_3X3_S2_P1_COLUMNS,
     };
     use crate::cpu::simd::avx2::{load1, load8, max_tap, store8, to_16bit};
     use crate::cpu::simd::TileKind;
@@ -746,14 +812,15 @@ pub(crate) mod avx2 {
     /// as [`reduce_windows`] gives them.
     ///
     /// # Safety
-    /// As [`row_register_outputs`]; `vals` (and `idx` with `WITH_INDEX`) hold
-    /// `8 * rows.outputs`.
+    /// As [`row_register_outputs`] for each of `rows.chunks`; `vals` (and `idx` with
+    /// `WITH_INDEX`) hold eight entries per output of the plane.
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pool_group_in_row_registers<
         const MAX: bool,
         const WITH_INDEX: bool,
         const KIND: u8,
         const SEVEN_TO_TWO: bool,
+        const COLUMNS: u32,
     >(
         x: *const u8,
         len: usize,
@@ -762,12 +829,16 @@ pub(crate) mod avx2 {
         vals: &mut [f32],
         idx: &mut [i32],
     ) {
-        let (v, at) = row_register_outputs::<MAX, WITH_INDEX, KIND, SEVEN_TO_TWO>(x, len, layout, rows);
-        let outputs = if SEVEN_TO_TWO { ROW_REGISTER_OUTPUTS } else { rows.outputs };
-        for k in 0..outputs {
-            _mm256_storeu_ps(vals[8 * k..8 * k + 8].as_mut_ptr(), v[k]);
-            if WITH_INDEX {
-                _mm256_storeu_si256(idx[8 * k..8 * k + 8].as_mut_ptr().cast(), at[k]);
+        for chunk in &rows.chunks {
+            let (v, at) =
+                row_register_outputs::<MAX, WITH_INDEX, KIND, SEVEN_TO_TWO, COLUMNS>(x, len, layout, chunk);
+            let outputs = if SEVEN_TO_TWO { ROW_REGISTER_OUTPUTS } else { chunk.outputs };
+            for k in 0..outputs {
+                let at_k = 8 * (chunk.first_output + k);
+                _mm256_storeu_ps(vals[at_k..at_k + 8].as_mut_ptr(), v[k]);
+                if WITH_INDEX {
+                    _mm256_storeu_si256(idx[at_k..at_k + 8].as_mut_ptr().cast(), at[k]);
+                }
             }
         }
     }
@@ -795,15 +866,21 @@ pub(crate) mod avx2 {
         let group_len = 8 * 49;
         for g in 0..groups {
             let x = x.add(g * group_len * kind.bytes());
-            let (v, _) = row_register_outputs::<MAX, false, KIND, true>(x, len - g * group_len, layout, rows);
+            let (v, _) = row_register_outputs::<MAX, false, KIND, true, 0>(
+                x,
+                len - g * group_len,
+                layout,
+                &rows.chunks[0],
+            );
             for (at, v) in [0, 8, 16, 24].into_iter().zip(transpose4x8(v)) {
                 store8(kind, y, 32 * g + at, v);
             }
         }
     }
 
-    /// The outputs of one group of eight planes (at `x`, `len` elements readable) pooled
-    /// through `rows` (see [`RowRegisters`]): vector `k` holds output `k`'s max (`MAX`,
+    /// The outputs of one chunk of one group of eight planes (at `x`, `len` elements
+    /// readable) pooled through `chunk` (see [`RowRegisters`]): vector `k` holds the chunk's
+    /// output `k`'s max (`MAX`,
     /// PyTorch's rule) or `sum / div.0 / div.1` for the eight planes, and with `WITH_INDEX`
     /// its plane index, as [`reduce_windows`] gives them. The element type is a constant, and
     /// with `SEVEN_TO_TWO` so is the whole table but the divisors and first indices (the
@@ -815,35 +892,40 @@ pub(crate) mod avx2 {
     ///
     /// # Safety
     /// AVX2 and F16C; `KIND` is a [`TileKind`] code (`kind_code`) and `x` points to
-    /// `len >= 8 * height * width` readable elements of that kind; `rows` were built for
-    /// `layout` (so the plane is at most 8 wide and unpadded, and each output's window lies
-    /// inside it) and, with `SEVEN_TO_TWO`, `rows.seven_to_two`.
+    /// `len >= 8 * height * width` readable elements of that kind; `chunk` is one of the
+    /// [`RowRegisters`] built for `layout` (so the plane is at most 8 wide and the chunk's
+    /// rows and columns lie inside it) and, with `SEVEN_TO_TWO`, the only chunk of tables
+    /// with `seven_to_two`.
     #[inline(always)]
     unsafe fn row_register_outputs<
         const MAX: bool,
         const WITH_INDEX: bool,
         const KIND: u8,
         const SEVEN_TO_TWO: bool,
+        const COLUMNS: u32,
     >(
         x: *const u8,
         len: usize,
         layout: &LanePlane,
-        rows: &RowRegisters,
+        chunk: &RowChunk,
     ) -> ([__m256; ROW_REGISTER_OUTPUTS], [__m256i; ROW_REGISTER_OUTPUTS]) {
         let kind = kind_from_code(KIND);
         let (columns, (height, width), outputs) = if SEVEN_TO_TWO {
             (SEVEN_TO_TWO_COLUMNS, (7, 7), ROW_REGISTER_OUTPUTS)
+        } else if COLUMNS != 0 {
+            (COLUMNS.to_le_bytes(), (layout.height, layout.width), chunk.outputs)
         } else {
-            (rows.columns, (layout.height, layout.width), rows.outputs)
+            (chunk.columns, (layout.height, layout.width), chunk.outputs)
         };
         let plane = height * width;
         let mut acc = [_mm256_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 }); ROW_REGISTER_OUTPUTS];
         let mut at = [_mm256_setzero_si256(); ROW_REGISTER_OUTPUTS];
-        for (at, &first) in at.iter_mut().zip(&rows.first) {
+        for (at, &first) in at.iter_mut().zip(&chunk.first) {
             *at = _mm256_set1_epi32(first);
         }
-        let row_outputs: &[u8] = if SEVEN_TO_TWO { &SEVEN_TO_TWO_ROWS } else { &rows.row_outputs };
-        for (h, &takes) in row_outputs.iter().enumerate().take(height) {
+        let (row_outputs, first_row): (&[u8], usize) =
+            if SEVEN_TO_TWO { (&SEVEN_TO_TWO_ROWS, 0) } else { (&chunk.row_outputs, chunk.first_row) };
+        for (h, &takes) in (first_row..height).zip(row_outputs) {
             // The columns of row `h` of the eight planes, lane `p` = plane `p` (columns past
             // `width` hold the next row's or zeros, and no mask takes them).
             let t = taps(kind, x, len, plane, h * width, width);
@@ -859,7 +941,7 @@ pub(crate) mod avx2 {
         }
         if !MAX {
             for (k, acc) in acc.iter_mut().enumerate().take(outputs) {
-                *acc = divide(*acc, rows.div[k], rows.reciprocals.map(|r| r[k]));
+                *acc = divide(*acc, chunk.div[k], chunk.reciprocals.map(|r| r[k]));
             }
         }
         (acc, at)
@@ -898,13 +980,28 @@ pub(crate) mod avx2 {
         kind: TileKind,
         rows: &RowRegisters,
     ) -> RowRegisterKernel {
-        match (kind, rows.seven_to_two) {
-            (TileKind::F32, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, true>,
-            (TileKind::F32, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F32, false>,
-            (TileKind::Bf16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, true>,
-            (TileKind::Bf16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, false>,
-            (TileKind::F16, true) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, true>,
-            (TileKind::F16, false) => pool_group_in_row_registers::<MAX, WITH_INDEX, F16, false>,
+        macro_rules! for_kind {
+            ($seven_to_two:expr, $columns:expr) => {
+                match kind {
+                    TileKind::F32 => {
+                        pool_group_in_row_registers::<MAX, WITH_INDEX, F32, { $seven_to_two }, { $columns }>
+                    }
+                    TileKind::Bf16 => {
+                        pool_group_in_row_registers::<MAX, WITH_INDEX, BF16, { $seven_to_two }, { $columns }>
+                    }
+                    TileKind::F16 => {
+                        pool_group_in_row_registers::<MAX, WITH_INDEX, F16, { $seven_to_two }, { $columns }>
+                    }
+                }
+            };
+        }
+        const THREE_STRIDE_TWO_PAD_ONE: u32 = u32::from_le_bytes(SEVEN_WIDE_3X3_S2_P1_COLUMNS);
+        const TWO_STRIDE_TWO: u32 = u32::from_le_bytes(SEVEN_WIDE_2X2_S2_COLUMNS);
+        match (rows.seven_to_two, rows.columns.map(u32::from_le_bytes)) {
+            (true, _) => for_kind!(true, 0),
+            (false, Some(THREE_STRIDE_TWO_PAD_ONE)) => for_kind!(false, THREE_STRIDE_TWO_PAD_ONE),
+            (false, Some(TWO_STRIDE_TWO)) => for_kind!(false, TWO_STRIDE_TWO),
+            (false, _) => for_kind!(false, 0),
         }
     }
 
@@ -1353,22 +1450,45 @@ mod tests {
             .collect()
     }
 
-    /// The row registers take exactly the unpadded planes at most 8 wide with at most four
-    /// outputs, and compile 7x7 -> 2x2's masks in.
+    /// The row registers take the planes at most 8 wide: up to four outputs in one chunk,
+    /// more in one chunk per output row (split in fours) where those transpose at most twice
+    /// as many rows as the plane has; 7x7 -> 2x2's masks compiled in.
     #[test]
     fn row_registers_apply_where_documented() {
         let takes =
             |layout: LanePlane, windows: Vec<LaneWindow>| PlanePooling::new(layout, windows).row_registers;
         let seven = takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 2, 2)).unwrap();
         assert!(seven.seven_to_two);
-        assert_eq!(seven.columns, SEVEN_TO_TWO_COLUMNS);
-        assert_eq!(seven.row_outputs, SEVEN_TO_TWO_ROWS);
-        assert!(seven.reciprocals.is_some());
-        assert!(takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap().reciprocals.is_none());
+        assert_eq!(seven.chunks.len(), 1);
+        assert_eq!(seven.chunks[0].columns, SEVEN_TO_TWO_COLUMNS);
+        assert_eq!(seven.chunks[0].row_outputs, SEVEN_TO_TWO_ROWS);
+        assert!(seven.chunks[0].reciprocals.is_some());
+        let narrow = takes(LanePlane::unpadded(5, 3), adaptive(5, 3, 1, 2)).unwrap();
+        assert!(narrow.chunks[0].reciprocals.is_none());
         assert!(!takes(LanePlane::unpadded(8, 8), adaptive(8, 8, 2, 2)).unwrap().seven_to_two);
         assert!(takes(LanePlane::unpadded(7, 9), adaptive(7, 9, 2, 2)).is_none());
-        assert!(takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 3, 2)).is_none());
+        // Six outputs in rows of two: three chunks of rows 0..3, 2..5, 4..7 (9 transposes).
+        let three_by_two = takes(LanePlane::unpadded(7, 7), adaptive(7, 7, 3, 2)).unwrap();
+        let spans: Vec<_> =
+            three_by_two.chunks.iter().map(|c| (c.first_output, c.first_row, c.row_outputs.len())).collect();
+        assert_eq!(spans, [(0, 0, 3), (2, 2, 3), (4, 4, 3)]);
+        // 3x3 stride 2 padding 1 on 7x7: 4x4 outputs, a chunk per output row, the padding
+        // row and column left out: rows 0..2, 1..4, 3..6, 5..7 (11 transposes), the first
+        // output's columns 0 and 1.
         let (padded, windows) = windowed(7, 7, [3, 2, 1, 1], 0.0);
+        let stride_two = takes(padded, windows).unwrap();
+        let spans: Vec<_> = stride_two.chunks.iter().map(|c| (c.first_row, c.row_outputs.len())).collect();
+        assert_eq!(spans, [(0, 2), (1, 3), (3, 3), (5, 2)]);
+        assert_eq!(stride_two.chunks[0].columns, [0b11, 0b1110, 0b11_1000, 0b110_0000]);
+        assert_eq!(stride_two.columns, Some(SEVEN_WIDE_3X3_S2_P1_COLUMNS));
+        assert_eq!(stride_two.chunks[0].row_outputs, [15, 15]);
+        let (unpadded, windows) = windowed(7, 7, [2, 2, 0, 1], 0.0);
+        assert_eq!(takes(unpadded, windows).unwrap().columns, Some(SEVEN_WIDE_2X2_S2_COLUMNS));
+        // Adaptive 7x7 -> 3x2's rows of two take the same columns; 7x7 -> 2x2 is one chunk.
+        assert_eq!(three_by_two.columns, Some([0x0f, 0x78, 0, 0]));
+        // 3x3 stride 1 padding 1 on 7x7: 7x7 outputs, chunks of four and three per row, 38
+        // transposes for 7 rows: the lanes.
+        let (padded, windows) = windowed(7, 7, [3, 1, 1, 1], 0.0);
         assert!(takes(padded, windows).is_none());
         let (unpadded, windows) = windowed(4, 4, [2, 2, 0, 1], 0.0);
         assert!(takes(unpadded, windows).is_some());
