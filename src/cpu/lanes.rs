@@ -166,8 +166,8 @@ impl RowRegisters {
     /// most 8 wide. Up to [`ROW_REGISTER_OUTPUTS`] outputs go in one chunk; more go in chunks
     /// of one output row each (split in fours), and only where the chunks' rows add up to at
     /// most [`ROW_REGISTER_TRANSPOSES`] times the plane's height (overlapping windows make
-    /// chunks share rows; a stride-1 3x3 window's 7x7 -> 7x7 would transpose every row six
-    /// times, where the lanes transpose it once).
+    /// chunks share rows; a stride-1 3x3 window's 7x7 -> 7x7 would take 38 row transposes,
+    /// where the lanes take 7).
     fn new(layout: &LanePlane, windows: &[LaneWindow]) -> Option<Self> {
         if layout.width > 8 {
             return None;
@@ -177,37 +177,47 @@ impl RowRegisters {
         let inside = |(a, b, s): (usize, usize, usize), pad: usize, n: usize| {
             (a..b).step_by(s).filter_map(move |i| i.checked_sub(pad).filter(|&i| i < n))
         };
-        let mut groups: Vec<&[LaneWindow]> = Vec::new();
+        let rows = |w: &LaneWindow| inside(w.h, layout.pad.0, layout.height);
+        // The plane rows `first..end` that a group of windows takes (0..1 when none).
+        let span = |group: &[LaneWindow]| {
+            let first = group.iter().filter_map(|w| rows(w).next()).min().unwrap_or(0);
+            let last = group.iter().filter_map(|w| rows(w).last()).max().unwrap_or(0);
+            (first, (last + 1).max(first + 1))
+        };
+        // The groups, given up as soon as their rows pass the limit (before any table is
+        // built: an adaptive backward's gather has thousands of outputs over a 7x7 plane).
+        let mut groups: Vec<(&[LaneWindow], (usize, usize))> = Vec::new();
         if windows.len() <= ROW_REGISTER_OUTPUTS {
-            groups.push(windows);
+            groups.push((windows, span(windows)));
         } else {
-            let mut rest = windows;
+            let (mut rest, mut transposes) = (windows, 0);
             while let Some(w) = rest.first() {
                 let same_row = rest.iter().take_while(|v| v.h == w.h).count().min(ROW_REGISTER_OUTPUTS);
-                groups.push(&rest[..same_row]);
+                let (group, rows) = (&rest[..same_row], span(&rest[..same_row]));
+                transposes += rows.1 - rows.0;
+                if transposes > ROW_REGISTER_TRANSPOSES * layout.height {
+                    return None;
+                }
+                groups.push((group, rows));
                 rest = &rest[same_row..];
             }
         }
         let mut chunks = Vec::with_capacity(groups.len());
         let mut first_output = 0;
-        for group in groups {
+        for (group, (first_row, end_row)) in groups {
             let mut chunk = RowChunk {
                 first_output,
-                first_row: usize::MAX,
-                row_outputs: Vec::new(),
+                first_row,
+                row_outputs: vec![0; end_row - first_row],
                 columns: [0; ROW_REGISTER_OUTPUTS],
                 first: [0; ROW_REGISTER_OUTPUTS],
                 div: [(1.0, 1.0); ROW_REGISTER_OUTPUTS],
                 reciprocals: None,
                 outputs: group.len(),
             };
-            let rows = |w: &LaneWindow| inside(w.h, layout.pad.0, layout.height);
-            chunk.first_row = group.iter().filter_map(|w| rows(w).next()).min().unwrap_or(0);
-            let last_row = group.iter().filter_map(|w| rows(w).last()).max().unwrap_or(0);
-            chunk.row_outputs = vec![0; (last_row + 1).saturating_sub(chunk.first_row)];
             for (k, w) in group.iter().enumerate() {
                 for h in rows(w) {
-                    chunk.row_outputs[h - chunk.first_row] |= 1 << k;
+                    chunk.row_outputs[h - first_row] |= 1 << k;
                 }
                 for c in inside(w.w, layout.pad.1, layout.width) {
                     chunk.columns[k] |= 1 << c;
@@ -220,10 +230,6 @@ impl RowRegisters {
             chunk.reciprocals = powers_of_two.then(|| chunk.div.map(|(a, b)| (1.0 / a, 1.0 / b)));
             first_output += group.len();
             chunks.push(chunk);
-        }
-        let transposes: usize = chunks.iter().map(|c| c.row_outputs.len()).sum();
-        if chunks.len() > 1 && transposes > ROW_REGISTER_TRANSPOSES * layout.height {
-            return None;
         }
         let seven_to_two = (layout.height, layout.width) == (7, 7)
             && chunks.len() == 1
