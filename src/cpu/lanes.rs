@@ -355,8 +355,10 @@ fn pool_planes_using<U: FloatElement, T: FloatElement, const MAX: bool, const WI
             // buffer (`pooling.valid`, checked above); `vals` (and `idx` with `WITH_INDEX`) hold
             // `8 * out_plane` entries; plane indices fit i32 (`buffer_len <= SMALL_PLANE`); with
             // `avx512`, the CPU has AVX-512 F and BW (`simd::has_avx512`, checked above).
-            // `row_kernel` was picked for `in_kind`, `U`'s kind, and its `rows` were built for
-            // this layout and its windows (unpadded, at most 8 wide, at most four outputs).
+            // `row_kernel` was picked for `in_kind`, `U`'s kind, and for `rows` (its constant
+            // column masks, if any, are every chunk's), which were built for this layout and
+            // its windows: at most 8 wide, each chunk's rows and columns inside the plane, its
+            // outputs among the plane's `out_plane` (so inside `vals` and `idx`).
             unsafe {
                 if let Some((kernel, rows)) = row_kernel {
                     kernel(xg.as_ptr().cast(), xg.len(), layout, rows, vals, idx);
