@@ -181,7 +181,7 @@ impl RowRegisters {
         // The plane rows `first..end` that a group of windows takes (0..1 when none).
         let span = |group: &[LaneWindow]| {
             let first = group.iter().filter_map(|w| rows(w).next()).min().unwrap_or(0);
-            let last = group.iter().filter_map(|w| rows(w).last()).max().unwrap_or(0);
+            let last = group.iter().filter_map(|w| rows(w).next_back()).max().unwrap_or(0);
             (first, (last + 1).max(first + 1))
         };
         // The groups, given up as soon as their rows pass the limit (before any table is
