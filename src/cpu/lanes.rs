@@ -62,6 +62,27 @@ pub(crate) struct LaneWindow {
     pub(crate) div: (f32, f32),
 }
 
+impl LaneWindow {
+    /// The plane rows the window takes, ascending: its buffer rows without the pad cells.
+    pub(crate) fn plane_rows(&self, layout: &LanePlane) -> impl DoubleEndedIterator<Item = usize> {
+        in_plane(self.h, layout.pad.0, layout.height)
+    }
+
+    /// The plane columns the window takes, ascending (as [`LaneWindow::plane_rows`]).
+    pub(crate) fn plane_cols(&self, layout: &LanePlane) -> impl DoubleEndedIterator<Item = usize> {
+        in_plane(self.w, layout.pad.1, layout.width)
+    }
+}
+
+/// Buffer cells `a..b` step `s` as plane coordinates (`pad` less), those inside `0..n`.
+fn in_plane(
+    (a, b, s): (usize, usize, usize),
+    pad: usize,
+    n: usize,
+) -> impl DoubleEndedIterator<Item = usize> {
+    (a..b).step_by(s).filter_map(move |i| i.checked_sub(pad).filter(|&i| i < n))
+}
+
 /// Whether NCHW planes of `T` whose lane buffer has `buffer_len` cells take the lane path on
 /// this CPU.
 pub(crate) fn applies<T: FloatElement>(buffer_len: usize) -> bool {
@@ -174,16 +195,10 @@ impl RowRegisters {
         if layout.width > 8 {
             return None;
         }
-        // A buffer coordinate range as the plane's rows or columns it covers (pad cells
-        // dropped), in ascending order.
-        let inside = |(a, b, s): (usize, usize, usize), pad: usize, n: usize| {
-            (a..b).step_by(s).filter_map(move |i| i.checked_sub(pad).filter(|&i| i < n))
-        };
-        let rows = |w: &LaneWindow| inside(w.h, layout.pad.0, layout.height);
         // The plane rows `first..end` that a group of windows takes (0..1 when none).
         let span = |group: &[LaneWindow]| {
-            let first = group.iter().filter_map(|w| rows(w).next()).min().unwrap_or(0);
-            let last = group.iter().filter_map(|w| rows(w).next_back()).max().unwrap_or(0);
+            let first = group.iter().filter_map(|w| w.plane_rows(layout).next()).min().unwrap_or(0);
+            let last = group.iter().filter_map(|w| w.plane_rows(layout).next_back()).max().unwrap_or(0);
             (first, (last + 1).max(first + 1))
         };
         // The groups, given up as soon as their rows pass the limit (before any table is
@@ -218,10 +233,10 @@ impl RowRegisters {
                 outputs: group.len(),
             };
             for (k, w) in group.iter().enumerate() {
-                for h in rows(w) {
+                for h in w.plane_rows(layout) {
                     chunk.row_outputs[h - first_row] |= 1 << k;
                 }
-                for c in inside(w.w, layout.pad.1, layout.width) {
+                for c in w.plane_cols(layout) {
                     chunk.columns[k] |= 1 << c;
                 }
                 chunk.first[k] = w.first;

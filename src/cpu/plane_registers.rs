@@ -58,13 +58,8 @@ pub(crate) fn cpu_has_it() -> bool {
 
 /// The plane indices of a window's taps that lie inside the plane, in (h, w) order.
 fn in_plane_taps<'a>(layout: &'a LanePlane, w: &'a LaneWindow) -> impl Iterator<Item = i32> + 'a {
-    (w.h.0..w.h.1).step_by(w.h.2).flat_map(move |h| {
-        (w.w.0..w.w.1).step_by(w.w.2).filter_map(move |c| {
-            let (ih, iw) = (h.wrapping_sub(layout.pad.0), c.wrapping_sub(layout.pad.1));
-            // `then`, not `then_some`: a tap in the padding wrapped `ih` past usize::MAX / width.
-            (ih < layout.height && iw < layout.width).then(|| (ih * layout.width + iw) as i32)
-        })
-    })
+    w.plane_rows(layout)
+        .flat_map(move |ih| w.plane_cols(layout).map(move |iw| (ih * layout.width + iw) as i32))
 }
 
 /// Tap slot `j` of up to 16 outputs: the plane element each output reads (`index`), which
